@@ -1,0 +1,147 @@
+"""Step 1 of 3: render every ECG record (MAT) to a waveform picture (PNG).
+
+    python process.py --data-dir RAW_DIR --out-dir DATASET_DIR [--size 640] [--workers N] [--force] [--preview N]
+
+RAW_DIR holds train/*.mat, val/*.mat (the test set) and trainreference.csv. DATASET_DIR gets train/<name>.png,
+val/<name>.png, trainreference.csv (rows of records that rendered), process_report.csv (every record's
+outcome) and render_config.json. A bad record is skipped and reported; the rest are rendered.
+"""
+import json
+import os
+import sys
+from multiprocessing import Pool
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from utils.atomic import atomic_path, write_text
+from utils.config import parse_config, script_constants
+from utils.ecg_io import ECGDataError, list_records, read_record, read_reference, read_reference_task2, write_reference, write_reference_task2
+from utils.render import LAYOUTS, render_image
+
+# -- configuration (every constant is also a command-line flag: DATA_DIR -> --data-dir) --------------------
+DATA_DIR = "dataset/sample"  # raw competition layout; the default is the embedded PTB-XL sample
+OUT_DIR = "dataset"
+SIZE = 640  # picture is SIZE x SIZE pixels
+LINE_WIDTH = 1  # pixels
+LAYOUT = "12x1"  # 12 bands of full width; or 6x2
+MV_RANGE = 4.0  # mV spanned by one lead's band (fixed for all records: amplitude is diagnostic)
+WORKERS = os.cpu_count() or 1
+FORCE = False  # re-render images that are newer than their record
+PREVIEW = 0  # write DATASET_DIR/preview.png with this many rendered train records
+# ----------------------------------------------------------------------------------------------------------
+
+
+def render_one(job):
+    """Render one record; return (split, name, status, detail). Runs in a worker process."""
+    split, name, mat, png, cfg = job
+    if not cfg["FORCE"] and png.exists() and png.stat().st_mtime >= mat.stat().st_mtime:
+        return split, name, "up-to-date", ""
+    try:
+        sig = read_record(mat)
+    except ECGDataError as e:
+        png.unlink(missing_ok=True)  # never leave a stale picture of a record that is now bad
+        return split, name, "failed", e.problem
+    img = render_image(sig, cfg["SIZE"], cfg["LINE_WIDTH"], cfg["LAYOUT"], cfg["MV_RANGE"])
+    with atomic_path(png) as tmp:  # a killed run never leaves a half-written PNG that looks up to date
+        img.save(tmp, format="PNG", compress_level=1)
+    return split, name, "rendered", ""
+
+
+def write_preview(out_dir, refs, n):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    rows = refs[refs["name"].map(lambda s: (out_dir / "train" / f"{s}.png").exists())].head(n)
+    if rows.empty:
+        return None
+    cols = min(4, len(rows))
+    nr = (len(rows) + cols - 1) // cols
+    fig, axes = plt.subplots(nr, cols, figsize=(4 * cols, 4.3 * nr), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, r in zip(axes.flat, rows.itertuples()):
+        ax.imshow(Image.open(out_dir / "train" / f"{r.name}.png"), cmap="gray")
+        ax.set_title(f"{r.name}  {'abnormal' if r.tag else 'normal'}", fontsize=9, color="red" if r.tag else "black")
+    fig.tight_layout()
+    path = out_dir / "preview.png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0],
+                       choices={"LAYOUT": sorted(LAYOUTS)})
+    data_dir, out_dir = Path(cfg["DATA_DIR"]), Path(cfg["OUT_DIR"])
+    if not (data_dir / "train").is_dir() and not (data_dir / "val").is_dir():
+        sys.exit(f"error: {data_dir} has neither train/ nor val/ (expected the competition layout)")
+    for key in ("SIZE", "LINE_WIDTH", "WORKERS"):
+        if cfg[key] < 1:
+            sys.exit(f"error: --{key.lower().replace('_', '-')} must be >= 1")
+
+    refs = read_reference(data_dir / "trainreference.csv") if (data_dir / "trainreference.csv").exists() else None
+    jobs, report = [], []
+    for split in ("train", "val"):
+        for name in list_records(data_dir / split):
+            jobs.append((split, name, data_dir / split / f"{name}.mat", out_dir / split / f"{name}.png", cfg))
+        (out_dir / split).mkdir(parents=True, exist_ok=True)
+    if refs is not None:  # a labelled record without its file is reported, not silently dropped
+        have = set(list_records(data_dir / "train"))
+        for name in refs["name"][~refs["name"].isin(have)]:
+            report.append(("train", name, "failed", f"listed in trainreference.csv but {data_dir / 'train' / name}.mat is missing"))
+    if not jobs:
+        sys.exit(f"error: no .mat records in {data_dir / 'train'} or {data_dir / 'val'}")
+
+    workers = min(cfg["WORKERS"], len(jobs))
+    with Pool(workers) if workers > 1 else _Inline() as pool:
+        for res in tqdm(pool.imap_unordered(render_one, jobs, chunksize=16), total=len(jobs), desc="render", unit="rec"):
+            report.append(res)
+            if res[2] == "failed":
+                tqdm.write(f"skipped {res[0]}/{res[1]}: {res[3]}")
+
+    rep = pd.DataFrame(report, columns=["split", "name", "status", "detail"]).sort_values(["split", "name"])
+    with atomic_path(out_dir / "process_report.csv") as tmp:
+        rep.to_csv(tmp, index=False)
+    ok = set(rep["name"][(rep["split"] == "train") & (rep["status"] != "failed")])
+    if refs is not None:
+        write_reference(out_dir / "trainreference.csv", refs[refs["name"].isin(ok)])
+        task2 = data_dir / "trainreference_task2.csv"
+        if task2.exists():
+            write_reference_task2(out_dir / "trainreference_task2.csv",
+                                  {k: v for k, v in read_reference_task2(task2).items() if k in ok})
+    write_text(out_dir / "render_config.json", json.dumps(
+        {k.lower(): cfg[k] for k in ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE")}, indent=2) + "\n")
+
+    counts = rep["status"].value_counts()
+    print(f"rendered {counts.get('rendered', 0)}, up to date {counts.get('up-to-date', 0)}, "
+          f"failed {counts.get('failed', 0)} (train {len(list_records(data_dir / 'train'))}, "
+          f"test {len(list_records(data_dir / 'val'))} records) -> {out_dir}")
+    if counts.get("failed", 0):
+        print(f"failed records are listed in {out_dir / 'process_report.csv'}")
+    if cfg["PREVIEW"] > 0 and refs is not None:
+        path = write_preview(out_dir, refs, cfg["PREVIEW"])
+        print(f"preview: {path}")
+    if counts.get("failed", 0) == len(rep):
+        sys.exit("error: every record failed")
+
+
+class _Inline:
+    """Pool stand-in for --workers 1: no processes, easier to debug."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def imap_unordered(self, fn, jobs, chunksize=1):
+        return map(fn, jobs)
+
+
+if __name__ == "__main__":
+    main()

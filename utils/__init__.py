@@ -1,0 +1,1 @@
+"""Helpers shared by process.py, train.py and predict.py."""

@@ -1,0 +1,161 @@
+"""Competition data I/O: MAT records and the Task 1 / Task 2 label files.
+
+Every problem with an input file raises `ECGDataError`, whose message starts with the file's path.
+"""
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.io
+
+from .atomic import atomic_path
+
+LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+FS = 500  # Hz
+N_SAMPLES = 5000  # 10 s
+SHAPE = (len(LEADS), N_SAMPLES)
+
+# Task 2 classes; files hold 1-based indices into this tuple.
+CLASS_NAMES = (
+    "normal", "sinus bradycardia", "sinus tachycardia", "sinus arrhythmia", "atrial fibrillation",
+    "PVC", "PAC", "first-degree AV block", "complete RBBB", "T-wave change", "ST change", "other",
+)
+# Task 1: tag 0 / 1.
+TAG_NAMES = ("normal", "abnormal")
+
+
+class ECGDataError(ValueError):
+    """A data file is missing, malformed or inconsistent. The message names the file."""
+
+    def __init__(self, path, problem):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+def read_record(path):
+    """Read one competition record: MAT file with `ecgdata` (12, 5000) in mV -> float32 (12, 5000)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ECGDataError(path, "record file not found")
+    with open(path, "rb") as f:
+        header = f.read(128)
+    if len(header) < 128:
+        raise ECGDataError(path, f"not a MAT file (only {len(header)} bytes)")
+    if header.startswith(b"MATLAB 7.3"):
+        raise ECGDataError(path, "MAT v7.3 (HDF5) files are not supported; re-save with save(..., '-v7')")
+    if not header.startswith(b"MATLAB"):
+        raise ECGDataError(path, "not a MAT file (no 'MATLAB 5.0 MAT-file' header)")
+    try:
+        mat = scipy.io.loadmat(path, variable_names=["ecgdata"])
+    except Exception as e:  # scipy raises ValueError, EOFError, zlib.error, ... on damaged files
+        raise ECGDataError(path, f"truncated or corrupt MAT file ({type(e).__name__}: {e})") from e
+    if "ecgdata" not in mat:
+        found = [n for n, *_ in scipy.io.whosmat(path)]
+        raise ECGDataError(path, f"no variable 'ecgdata' in MAT file (found: {', '.join(found) or 'nothing'})")
+    data = mat["ecgdata"]
+    if not np.issubdtype(data.dtype, np.number):
+        raise ECGDataError(path, f"'ecgdata' is not numeric (dtype {data.dtype})")
+    if data.shape != SHAPE:
+        raise ECGDataError(path, f"'ecgdata' has shape {data.shape}, expected {SHAPE} (12 leads x 10 s at 500 Hz)")
+    data = data.astype(np.float32)
+    if not np.isfinite(data).all():
+        bad = np.argwhere(~np.isfinite(data))[0]
+        raise ECGDataError(path, f"'ecgdata' holds non-finite values (first at lead {LEADS[bad[0]]}, sample {bad[1]})")
+    return data
+
+
+def write_record(path, ecgdata, compress=True):
+    """Write a record as the competition does (MAT v5, variable `ecgdata`, mV), atomically."""
+    ecgdata = np.asarray(ecgdata, dtype=np.float32)
+    if ecgdata.shape != SHAPE:
+        raise ValueError(f"{path}: ecgdata shape {ecgdata.shape}, expected {SHAPE}")
+    with atomic_path(path) as tmp:
+        scipy.io.savemat(tmp, {"ecgdata": ecgdata}, do_compression=compress)
+
+
+def _check_files(csv_path, names, data_dir, ext):
+    if data_dir is None:
+        return
+    data_dir = Path(data_dir)
+    for row, name in enumerate(names, start=2):
+        if not (data_dir / f"{name}{ext}").is_file():
+            raise ECGDataError(csv_path, f"row {row}: record '{name}' has no file {data_dir / (name + ext)}")
+
+
+def read_reference(csv_path, data_dir=None, ext=".mat"):
+    """Read Task 1 labels (`name,tag`, tag 0 normal / 1 abnormal) -> DataFrame[name, tag] in file order.
+
+    With `data_dir`, every listed record must have `data_dir/<name><ext>`.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise ECGDataError(csv_path, "label file not found")
+    try:
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except Exception as e:
+        raise ECGDataError(csv_path, f"cannot parse as CSV ({e})") from e
+    if [c.strip() for c in df.columns] != ["name", "tag"]:
+        raise ECGDataError(csv_path, f"header must be 'name,tag', found {','.join(df.columns)}")
+    df.columns = ["name", "tag"]
+    df["name"] = df["name"].str.strip().str.removesuffix(".mat")
+    df["tag"] = df["tag"].str.strip()
+    for i, (name, tag) in enumerate(zip(df["name"], df["tag"]), start=2):
+        if name == "":
+            raise ECGDataError(csv_path, f"row {i}: empty name")
+        if tag not in ("0", "1"):
+            raise ECGDataError(csv_path, f"row {i} ('{name}'): tag must be 0 or 1, found '{tag}'")
+    dup = df["name"][df["name"].duplicated()]
+    if len(dup):
+        raise ECGDataError(csv_path, f"duplicate name '{dup.iloc[0]}' (rows {', '.join(str(i + 2) for i in df.index[df['name'] == dup.iloc[0]])})")
+    df["tag"] = df["tag"].astype(np.int64)
+    _check_files(csv_path, df["name"], data_dir, ext)
+    return df.reset_index(drop=True)
+
+
+def write_reference(path, df):
+    """Write Task 1 labels (`name,tag`) atomically."""
+    with atomic_path(path) as tmp:
+        df[["name", "tag"]].to_csv(tmp, index=False)
+
+
+def read_reference_task2(csv_path, data_dir=None, ext=".mat"):
+    """Read Task 2 labels: header-less rows `name,i1,i2,...` of 1-based class indices -> {name: [indices]}."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise ECGDataError(csv_path, "label file not found")
+    labels = {}
+    with open(csv_path, newline="") as f:
+        for row_no, row in enumerate(csv.reader(f), start=1):
+            row = [c.strip() for c in row if c.strip() != ""]
+            if not row:
+                continue
+            name, idx = row[0].removesuffix(".mat"), row[1:]
+            if not idx:
+                raise ECGDataError(csv_path, f"row {row_no} ('{name}'): no class index")
+            try:
+                classes = [int(i) for i in idx]
+            except ValueError:
+                raise ECGDataError(csv_path, f"row {row_no} ('{name}'): class indices must be integers, found {idx}") from None
+            bad = [c for c in classes if not 1 <= c <= len(CLASS_NAMES)]
+            if bad:
+                raise ECGDataError(csv_path, f"row {row_no} ('{name}'): class index {bad[0]} outside 1..{len(CLASS_NAMES)}")
+            if name in labels:
+                raise ECGDataError(csv_path, f"row {row_no}: duplicate name '{name}'")
+            labels[name] = sorted(set(classes))
+    _check_files(csv_path, list(labels), data_dir, ext)
+    return labels
+
+
+def write_reference_task2(path, labels):
+    """Write Task 2 rows `name,i1,i2,...` (no header) atomically; `labels` maps name -> indices."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        for name, classes in labels.items():
+            w.writerow([name, *sorted(classes)])
+
+
+def list_records(data_dir):
+    """Names (without `.mat`) of the MAT files in `data_dir`, sorted."""
+    return sorted(p.stem for p in Path(data_dir).glob("*.mat"))

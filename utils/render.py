@@ -1,0 +1,60 @@
+"""Draw a 12-lead ECG as a black-on-white waveform picture, fast (numpy, no matplotlib).
+
+Each lead gets a horizontal band; within it, every pixel column is inked from the lowest to the highest
+sample that falls in it (joined to the previous column's last sample), so spikes are kept exactly
+however many samples share a column. One fixed mV-to-pixel scale for every record: amplitude is
+diagnostic, so nothing is normalised per record; only each lead's baseline offset (its median) is
+removed so it sits on its band's centre line.
+"""
+import numpy as np
+from PIL import Image
+
+LAYOUTS = {"12x1": (12, 1), "6x2": (6, 2)}  # rows x columns of leads; leads fill columns top to bottom
+
+
+def band_edges(size, n_rows):
+    """Integer row boundaries of the `n_rows` bands of a `size`-pixel-high picture."""
+    return np.round(np.linspace(0, size, n_rows + 1)).astype(int)
+
+
+def _trace_columns(y, width):
+    """Per pixel column, the (low, high) of y over its samples and the last sample of the column before."""
+    n = y.shape[-1]
+    col = (np.arange(n) * width) // n
+    starts = np.searchsorted(col, np.arange(width))
+    lo = np.minimum.reduceat(y, starts, axis=-1)
+    hi = np.maximum.reduceat(y, starts, axis=-1)
+    ends = np.append(starts[1:], n) - 1
+    prev = np.concatenate([y[..., :1], y[..., ends[:-1]]], axis=-1)
+    return np.minimum(lo, prev), np.maximum(hi, prev)
+
+
+def render_mask(sig, size=640, line_width=1, layout="12x1", mv_range=4.0):
+    """Boolean (size, size) ink mask of `sig` (12, n) in mV. Each band spans `mv_range` mV top to bottom."""
+    n_rows, n_cols = LAYOUTS[layout]
+    sig = np.asarray(sig, dtype=np.float32)
+    sig = sig - np.median(sig, axis=1, keepdims=True)
+    rows = band_edges(size, n_rows)
+    cols = band_edges(size, n_cols)
+    mask = np.zeros((size, size), dtype=bool)
+    px_per_mv = (size / n_rows) / mv_range  # the same for every band and record
+    r = np.arange(size)[:, None]
+    for c in range(n_cols):
+        x0, x1 = cols[c], cols[c + 1]
+        leads = sig[c * n_rows:(c + 1) * n_rows]
+        top, bottom = rows[:-1, None], rows[1:, None] - 1
+        centre = (rows[:-1, None] + rows[1:, None]) / 2.0
+        y = centre - leads * px_per_mv  # pixel row per sample, up = positive mV
+        lo, hi = _trace_columns(y, x1 - x0)
+        lo = np.clip(np.floor(lo - (line_width - 1) / 2.0), top, bottom).astype(int)
+        hi = np.clip(np.ceil(hi + (line_width - 1) / 2.0), top, bottom).astype(int)
+        for k in range(n_rows):
+            b0, b1 = rows[k], rows[k + 1]
+            band = r[b0:b1]
+            mask[b0:b1, x0:x1] |= (band >= lo[k]) & (band <= hi[k])
+    return mask
+
+
+def render_image(sig, size=640, line_width=1, layout="12x1", mv_range=4.0):
+    """Bilevel PIL image (mode '1'): black ink on white."""
+    return Image.fromarray(~render_mask(sig, size, line_width, layout, mv_range))
