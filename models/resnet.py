@@ -1,0 +1,95 @@
+"""ResNet50 from paddle.vision with a new classification head, and ImageNet weight loading (PaddleClas style:
+load what matches by name and shape, skip the mismatched head with a note)."""
+import logging
+import os
+import socket
+import urllib.parse
+
+import paddle
+from paddle.vision.models import resnet50
+from paddle.vision.models.resnet import model_urls
+
+log = logging.getLogger("ecg")
+PROBE_TIMEOUT_S = 5
+
+
+class PretrainedWeightsError(RuntimeError):
+    """ImageNet weights could not be found, fetched, or matched to the model."""
+
+
+def _cache_path():
+    from paddle.utils.download import WEIGHTS_HOME
+
+    url, _ = model_urls["resnet50"]
+    return os.path.join(WEIGHTS_HOME, os.path.basename(urllib.parse.urlparse(url).path))
+
+
+def _reachable(url, timeout=PROBE_TIMEOUT_S):
+    parts = urllib.parse.urlparse(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)), timeout=timeout).close()
+        return True, ""
+    except OSError as e:
+        return False, f"{type(e).__name__}: {e}"
+
+
+def imagenet_weights_available():
+    """True when `--pretrained auto` can work: the weights are cached or the download host answers."""
+    return os.path.exists(_cache_path()) or _reachable(model_urls["resnet50"][0])[0]
+
+
+def fetch_imagenet_weights():
+    """Path of Paddle's ImageNet ResNet50 weights, downloaded into Paddle's cache if needed.
+
+    Offline, fail within seconds: Paddle's downloader retries, and in non-zero ranks it waits forever for
+    rank 0's file, so every rank probes the host first.
+    """
+    url, md5 = model_urls["resnet50"]
+    cached = _cache_path()
+    if os.path.exists(cached):
+        return cached
+    ok, why = _reachable(url)
+    if not ok:
+        raise PretrainedWeightsError(
+            f"cannot download the ImageNet ResNet50 weights from {url} ({why}). Offline? Either put that file "
+            f"at {cached}, or pass --pretrained /path/to/resnet50.pdparams, or --pretrained none to train from scratch.")
+    from paddle.utils.download import get_weights_path_from_url
+
+    return get_weights_path_from_url(url, md5)
+
+
+def load_pretrained(model, path):
+    """Load a `.pdparams` state dict into `model`; tensors whose name or shape differ (the head) are skipped."""
+    if not os.path.isfile(path):
+        raise PretrainedWeightsError(f"{path}: pretrained weights file not found")
+    try:
+        state = paddle.load(path)
+    except Exception as e:
+        raise PretrainedWeightsError(f"{path}: cannot read as Paddle weights ({e})") from e
+    own = model.state_dict()
+    matched, skipped = {}, []
+    for key, value in state.items():
+        if key in own and list(own[key].shape) == list(value.shape):
+            matched[key] = value
+        else:
+            skipped.append(f"{key} {list(value.shape)}" + (f" vs {list(own[key].shape)}" if key in own else " (not in model)"))
+    if not matched:
+        raise PretrainedWeightsError(f"{path}: no tensor matches this ResNet50 (is it a ResNet50 .pdparams?)")
+    model.set_state_dict(matched)
+    missing = [k for k in own if k not in matched]
+    log.info(f"pretrained: loaded {len(matched)}/{len(own)} tensors from {path}")
+    if skipped:
+        log.info(f"pretrained: skipped {', '.join(skipped)} (new head)")
+    if missing:
+        log.info(f"pretrained: kept initial values for {', '.join(missing)}")
+    return matched.keys()
+
+
+def build_model(num_classes=2, pretrained="none"):
+    """ResNet50 with a `num_classes` head. `pretrained`: 'auto' (ImageNet via Paddle), 'none', or a .pdparams path."""
+    model = resnet50(pretrained=False, num_classes=num_classes)
+    if pretrained == "auto":
+        load_pretrained(model, fetch_imagenet_weights())
+    elif pretrained and pretrained != "none":
+        load_pretrained(model, pretrained)
+    return model

@@ -1,0 +1,113 @@
+"""ECG-safe augmentations for rendered waveform pictures.
+
+Pictures are grayscale: time runs left to right, each lead has a horizontal band. Allowed: small shifts in
+time, small amplitude scaling within each band, brightness/contrast, light noise, erasing short time windows.
+Never flipped: a horizontal flip reverses time and a vertical flip inverts polarity, both diagnostic.
+"""
+import numpy as np
+from paddle.vision.transforms import ColorJitter, Compose, Normalize
+from PIL import Image
+
+# ImageNet statistics, as the pretrained backbone expects (RGB order; our gray picture fills all 3 channels).
+ECG_MEAN = [0.485, 0.456, 0.406]
+ECG_STD = [0.229, 0.224, 0.225]
+WHITE = 255
+
+
+def _as_array(img):
+    return np.asarray(img, dtype=np.uint8) if isinstance(img, Image.Image) else img
+
+
+class RandomTimeShift:
+    """Shift the trace left or right by up to `max_frac` of the width; uncovered columns are background."""
+
+    def __init__(self, max_frac=0.04, p=0.5):
+        self.max_frac, self.p = max_frac, p
+
+    def __call__(self, img):
+        img = _as_array(img)
+        if np.random.rand() >= self.p:
+            return img
+        w = img.shape[1]
+        d = int(np.random.randint(-int(self.max_frac * w), int(self.max_frac * w) + 1))
+        out = np.full_like(img, WHITE)
+        if d >= 0:
+            out[:, d:] = img[:, :w - d]
+        else:
+            out[:, :d] = img[:, -d:]
+        return out
+
+
+class RandomAmplitudeScale:
+    """Scale amplitude by a factor in [1-s, 1+s] about each band's centre line (all bands alike)."""
+
+    def __init__(self, n_rows=12, max_scale=0.1, p=0.5):
+        self.n_rows, self.max_scale, self.p = n_rows, max_scale, p
+
+    def __call__(self, img):
+        img = _as_array(img)
+        if np.random.rand() >= self.p:
+            return img
+        h = img.shape[0]
+        s = 1.0 + np.random.uniform(-self.max_scale, self.max_scale)
+        edges = np.round(np.linspace(0, h, self.n_rows + 1)).astype(int)
+        band = np.searchsorted(edges, np.arange(h), side="right") - 1
+        top, bottom = edges[band], edges[band + 1]
+        centre = (top + bottom - 1) / 2.0
+        src = np.round(centre + (np.arange(h) - centre) / s).astype(int)  # nearest source row within the band
+        inside = (src >= top) & (src < bottom)
+        out = np.full_like(img, WHITE)
+        out[inside] = img[src[inside]]
+        return out
+
+
+class RandomTimeErasing:
+    """Blank a short time window (all leads) of up to `max_frac` of the width, like a lead-off dropout."""
+
+    def __init__(self, max_frac=0.05, p=0.3):
+        self.max_frac, self.p = max_frac, p
+
+    def __call__(self, img):
+        img = _as_array(img)
+        if np.random.rand() >= self.p:
+            return img
+        w = img.shape[1]
+        width = np.random.randint(1, max(2, int(self.max_frac * w) + 1))
+        x0 = np.random.randint(0, w - width + 1)
+        img = img.copy()
+        img[:, x0:x0 + width] = WHITE
+        return img
+
+
+class GaussianNoise:
+    """Add light pixel noise (std in grey levels)."""
+
+    def __init__(self, std=8.0, p=0.3):
+        self.std, self.p = std, p
+
+    def __call__(self, img):
+        img = _as_array(img)
+        if np.random.rand() >= self.p:
+            return img
+        noisy = img.astype(np.float32) + np.random.normal(0.0, self.std, img.shape).astype(np.float32)
+        return np.clip(noisy, 0, 255).astype(np.uint8)
+
+
+class ToCHW:
+    """Gray uint8 (H, W) -> float32 (3, H, W) in [0, 1] (the gray copied into all three channels)."""
+
+    def __call__(self, img):
+        img = _as_array(img).astype(np.float32) / 255.0
+        return np.repeat(img[None], 3, axis=0)
+
+
+def build_transforms(train, n_rows=12):
+    """Training pipeline (augmented) or evaluation pipeline (deterministic); both end ImageNet-normalised CHW."""
+    tail = [ToCHW(), Normalize(mean=ECG_MEAN, std=ECG_STD, data_format="CHW")]
+    if not train:
+        return Compose(tail)
+    return Compose([
+        ColorJitter(brightness=0.2, contrast=0.2),  # PIL image in, PIL image out
+        RandomTimeShift(), RandomAmplitudeScale(n_rows=n_rows), RandomTimeErasing(), GaussianNoise(),
+        *tail,
+    ])

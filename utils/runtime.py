@@ -1,0 +1,60 @@
+"""Process set-up shared by train.py and predict.py: CPU threads, device choice, logging.
+
+`configure_cpu_threads` must run before paddle is imported: the OpenMP/MKL runtime reads these at start-up.
+"""
+import logging
+import os
+import sys
+
+
+def configure_cpu_threads():
+    """Use every core (Paddle's CPU kernels default to one thread) and, on AMD, MKL's fast code path.
+
+    Values already set in the environment win. Under paddle.distributed.launch the cores are shared by ranks.
+    """
+    ranks = int(os.environ.get("PADDLE_TRAINERS_NUM", os.environ.get("PADDLE_LOCAL_SIZE", "1")) or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // ranks)))
+    try:
+        with open("/proc/cpuinfo") as f:
+            amd = "AuthenticAMD" in f.read(4096)
+    except OSError:
+        amd = False
+    if amd:
+        os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")  # MKL otherwise takes its slow path on AMD CPUs
+
+
+def select_device(requested="auto", log=None):
+    """'auto' -> the GPU when Paddle has CUDA and a GPU is present, else the CPU (with a one-line notice)."""
+    import paddle
+
+    has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if requested == "auto":
+        device = "gpu" if has_gpu else "cpu"
+        if device == "cpu" and log:
+            log.info(f"device: CPU ({os.environ.get('OMP_NUM_THREADS', '1')} threads) - no CUDA GPU found")
+    elif requested.startswith("gpu") and not has_gpu:
+        raise SystemExit(f"error: --device {requested} but Paddle has no usable CUDA GPU here; use --device cpu")
+    else:
+        device = requested
+    if device.startswith("gpu") and ":" not in device:
+        device = f"gpu:{os.environ.get('FLAGS_selected_gpus', '0').split(',')[0]}"
+    paddle.set_device(device)
+    return device
+
+
+def get_logger(log_file=None, quiet=False):
+    """The 'ecg' logger: INFO to stdout (and `log_file`); WARNING only when `quiet` (non-zero ranks)."""
+    log = logging.getLogger("ecg")
+    log.handlers.clear()
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+    fmt = logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S")
+    h = logging.StreamHandler(sys.stdout)
+    h.setFormatter(fmt)
+    log.addHandler(h)
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        fh = logging.FileHandler(log_file)
+        fh.setFormatter(fmt)
+        log.addHandler(fh)
+    return log
