@@ -27,11 +27,29 @@ def save_model_dir(path, model, info):
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
 
 
+def _rename_optimizer_state(opt_state, model, to_structured):
+    """Optimizer state is keyed by parameters' unique names (`conv2d_106.w_0_velocity_0`), which depend on how
+    many layers the process created before; store it by structured names (`conv1.weight`) so any process can load it."""
+    pairs = [(p.name, s) for s, p in _unwrap(model).named_parameters()]
+    if not to_structured:
+        pairs = [(s, n) for n, s in pairs]
+    pairs.sort(key=lambda p: -len(p[0]))  # longest prefix first: conv2d_1.w_0 must not match conv2d_10.w_0_...
+    out = {}
+    for key, value in opt_state.items():
+        new = key
+        for old, repl in pairs:
+            if key.startswith(old + "_"):
+                new = repl + key[len(old):]
+                break
+        out[new] = value
+    return out
+
+
 def save_checkpoint(path, model, optimizer, state):
     """`path/` with model, optimizer (its state holds the LR scheduler's) and `state.json` (iteration, best, history)."""
     with atomic_dir(path) as tmp:
         paddle.save(_unwrap(model).state_dict(), str(tmp / MODEL_FILE))
-        paddle.save(optimizer.state_dict(), str(tmp / OPT_FILE))
+        paddle.save(_rename_optimizer_state(optimizer.state_dict(), model, True), str(tmp / OPT_FILE))
         (tmp / STATE_FILE).write_text(json.dumps(state, default=str) + "\n")
 
 
@@ -70,7 +88,7 @@ def load_checkpoint(path, model, optimizer):
         if not (path / f).is_file():
             raise CheckpointError(f"{path}: not a training checkpoint (no {f})")
     load_weights(model, path / MODEL_FILE, "checkpoint")
-    optimizer.set_state_dict(paddle.load(str(path / OPT_FILE)))
+    optimizer.set_state_dict(_rename_optimizer_state(paddle.load(str(path / OPT_FILE)), model, False))
     return json.loads((path / STATE_FILE).read_text())
 
 

@@ -1,0 +1,43 @@
+"""Session fixtures for the training and prediction tests: the embedded real sample rendered small, and a
+model trained on it for a few iterations (64 px, batch 4), shared so the slow parts run once."""
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "dataset" / "sample"
+TINY = ["--image-size", "64", "--batch-size", "4", "--pretrained", "none", "--num-workers", "0", "--log-iters", "5"]
+
+
+@pytest.fixture(scope="session")
+def tiny_raw(tmp_path_factory):
+    """A copy of the embedded sample (60 train, 20 test real PTB-XL records) that tests may damage."""
+    raw = tmp_path_factory.mktemp("raw") / "sample"
+    shutil.copytree(SAMPLE, raw)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tiny_raw, tmp_path_factory):
+    import process
+
+    out = tmp_path_factory.mktemp("dataset")
+    process.main(["--data-dir", str(tiny_raw), "--out-dir", str(out), "--size", "64", "--workers", "1"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_trained(tiny_dataset, tmp_path_factory):
+    """(output dir, train state) after 30 iterations that save checkpoints at 15 and 30."""
+    import train
+
+    out = tmp_path_factory.mktemp("output")
+    state = train.main(["--dataset-dir", str(tiny_dataset), "--output-dir", str(out), "--iters", "30",
+                        "--warmup-iters", "0", "--lr", "0.01", "--eval-interval", "15", "--save-interval", "15", *TINY])
+    return out, state
+
+
+def python():
+    return sys.executable

@@ -1,0 +1,246 @@
+"""train.py on real (embedded PTB-XL) pictures at a tiny size: learning, saving, reloading, resuming,
+pretrained loading, the LR schedule, augmentation, two-process launch and bad input."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+import train
+from models import PretrainedWeightsError, build_model
+from transforms import ECG_MEAN, ECG_STD, build_transforms
+from utils.checkpoint import CheckpointError, load_weights
+from utils.data import ECGImageDataset
+from utils.ecg_io import ECGDataError
+from utils.render import band_edges, render_image
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--image-size", "64", "--batch-size", "4", "--pretrained", "none", "--num-workers", "0", "--log-iters", "5"]
+
+
+def test_loss_falls_on_real_data(tiny_trained):
+    _, state = tiny_trained
+    losses = [r["loss"] for r in state["history"]["train"]]
+    assert len(losses) == 6
+    assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2]), losses
+
+
+def test_outputs_written(tiny_trained):
+    out, state = tiny_trained
+    assert state["iter"] == 30
+    for d in ("iter_15", "iter_30"):
+        assert {p.name for p in (out / d).iterdir()} == {"model.pdparams", "model.pdopt", "state.json"}
+    info = json.loads((out / "best_model" / "model.json").read_text())
+    assert info["iter"] == state["best_iter"] and info["image_size"] == 64
+    assert info["class_names"] == ["normal", "abnormal"] and 0.0 <= info["threshold"] <= 1.0
+    assert info["config"]["ITERS"] == 30 and info["majority_class"] == 1
+    assert (out / "training_curves.png").stat().st_size > 10_000
+    log = (out / "train.log").read_text()
+    assert "[TRAIN] epoch: 1, iter: 5/30, loss:" in log and "reader_cost:" in log and "ips:" in log and "| ETA" in log
+    assert "[EVAL] #Images: 6" in log
+    assert not list(out.glob(".*tmp")), "temporary files left behind"
+
+
+def test_best_model_reloads_with_identical_validation_outputs(tiny_trained, tiny_dataset):
+    out, _ = tiny_trained
+    info = json.loads((out / "best_model" / "model.json").read_text())
+    cfg = info["config"]
+    _, _, val = train.load_split(cfg)
+    ds = ECGImageDataset(tiny_dataset / "train", val["name"], val["tag"], 64, build_transforms(False))
+    loader = paddle.io.DataLoader(ds, batch_size=4, shuffle=False)
+    model = build_model(2, "none")
+    load_weights(model, out / "best_model" / "model.pdparams")
+    loss, probs, labels = train.evaluate(model, loader)
+    assert loss == pytest.approx(info["metrics"]["val_loss"], rel=1e-5, abs=1e-6)
+    loss2, probs2, _ = train.evaluate(model, loader)
+    np.testing.assert_array_equal(probs, probs2)
+    assert ((probs >= info["threshold"]).astype(int) == labels).mean() == pytest.approx(info["metrics"]["at_threshold"]["accuracy"])
+
+
+def test_resume_continues_the_same_schedule(tiny_trained, tiny_dataset, tmp_path):
+    out, full = tiny_trained
+    resumed_out = tmp_path / "resumed"
+    resumed_out.mkdir()
+    shutil.copytree(out / "iter_15", resumed_out / "iter_15")
+    ckpt = json.loads((out / "iter_15" / "state.json").read_text())
+    state = train.main(["--dataset-dir", str(tiny_dataset), "--output-dir", str(resumed_out), "--iters", "30",
+                        "--warmup-iters", "0", "--lr", "0.01", "--eval-interval", "15", "--save-interval", "15",
+                        "--resume", "auto", *TINY])
+    assert state["iter"] == 30
+    lr_full = {r["iter"]: r["lr"] for r in full["history"]["train"]}
+    lr_resumed = {r["iter"]: r["lr"] for r in state["history"]["train"]}
+    assert set(lr_resumed) == set(lr_full)  # history carried over, then continued at 20, 25, 30
+    for it in (20, 25, 30):
+        assert lr_resumed[it] == pytest.approx(lr_full[it], rel=1e-9)
+    assert lr_resumed[20] < lr_resumed[5]
+    # best metric so far came from the checkpoint
+    assert state["best_f1"] >= ckpt["best_f1"]
+    assert "resumed from" in (resumed_out / "train.log").read_text()
+
+
+def test_lr_schedule_values():
+    cfg = {"LR": 0.001, "ITERS": 100, "WARMUP_ITERS": 10, "END_LR": 1e-8, "POWER": 0.9}
+    sched = train.build_scheduler(cfg)
+    seen = []
+    for _ in range(100):
+        seen.append(sched())
+        sched.step()
+    assert seen[0] == 0.0
+    assert seen[5] == pytest.approx(0.0005)
+    assert seen[10] == pytest.approx(0.001)
+    poly = lambda step: (0.001 - 1e-8) * (1 - step / 90) ** 0.9 + 1e-8  # noqa: E731
+    assert seen[55] == pytest.approx(poly(45))
+    assert seen[99] == pytest.approx(poly(89)) and seen[99] < 2e-5
+    assert all(a >= b for a, b in zip(seen[10:], seen[11:]))
+
+
+def test_pretrained_weights_file_loads_all_but_head(tmp_path, caplog):
+    paddle.seed(1)
+    imagenet = build_model(1000, "none")  # same keys and shapes as Paddle's hapi ImageNet weights
+    path = tmp_path / "resnet50.pdparams"
+    paddle.save(imagenet.state_dict(), str(path))
+    paddle.seed(2)
+    with caplog.at_level("INFO", logger="ecg"):
+        model = build_model(2, str(path))
+    src, dst = imagenet.state_dict(), model.state_dict()
+    for k in dst:
+        if k.startswith("fc."):
+            assert list(dst[k].shape)[-1] == 2
+        else:
+            np.testing.assert_array_equal(dst[k].numpy(), src[k].numpy(), err_msg=k)
+    assert "skipped fc.weight [2048, 1000] vs [2048, 2]" in caplog.text
+
+
+def test_pretrained_bad_files(tmp_path):
+    with pytest.raises(PretrainedWeightsError, match="not found"):
+        build_model(2, str(tmp_path / "nope.pdparams"))
+    bogus = tmp_path / "other.pdparams"
+    paddle.save({"encoder.weight": paddle.zeros([3, 3])}, str(bogus))
+    with pytest.raises(PretrainedWeightsError, match="no tensor matches"):
+        build_model(2, str(bogus))
+
+
+def test_offline_auto_fails_fast_even_in_a_non_zero_rank(tmp_path, monkeypatch):
+    import models.resnet as resnet
+    import paddle.utils.download as download
+
+    monkeypatch.setattr(download, "WEIGHTS_HOME", str(tmp_path / "cache"))  # nothing cached
+    # A closed local port stands in for the unreachable host; rank 1 of 2 would wait forever in Paddle's downloader.
+    monkeypatch.setitem(resnet.model_urls, "resnet50", ("http://127.0.0.1:9/resnet50.pdparams", "0" * 32))
+    monkeypatch.setenv("PADDLE_TRAINER_ENDPOINTS", "127.0.0.1:6170,127.0.0.1:6171")
+    monkeypatch.setenv("PADDLE_CURRENT_ENDPOINT", "127.0.0.1:6171")
+    t = time.time()
+    with pytest.raises(PretrainedWeightsError) as e:
+        build_model(2, "auto")
+    assert time.time() - t < 10
+    msg = str(e.value)
+    assert str(tmp_path / "cache" / "resnet50.pdparams") in msg and "--pretrained" in msg and "none" in msg
+
+
+def _spike_picture(size=256):
+    """A rendered ECG whose lead I has one tall upward spike early in time (left) and flat elsewhere."""
+    sig = np.zeros((12, 5000), np.float32)
+    sig[0, 400:420] = 1.8
+    return render_image(sig, size=size).convert("L")
+
+
+def test_augmentations_keep_shape_and_never_flip():
+    img = _spike_picture()
+    edges = band_edges(256, 12)
+    centre = (edges[0] + edges[1]) / 2
+    train_tf = build_transforms(True)
+    np.random.seed(0)
+    seen = 0
+    for _ in range(60):
+        x = train_tf(img)
+        assert x.shape == (3, 256, 256) and x.dtype == np.float32
+        gray = x[0] * ECG_STD[0] + ECG_MEAN[0]  # back to [0, 1]; ink is dark
+        band = gray[edges[0]:edges[1]]
+        ink = band < 0.5 * np.median(band)
+        rows, cols = np.nonzero(ink)
+        tall = cols[rows < centre - 4]  # ink well above the centre line: the spike (unless a time window erased it)
+        if len(tall):
+            seen += 1
+            assert tall.mean() < 256 * 0.2, "spike moved away from the start: time reversed?"
+        assert not np.any(rows > centre + 4), "ink below the line: polarity inverted?"
+    assert seen >= 45
+    names = [type(t).__name__ for t in train_tf.transforms]
+    assert not any("Flip" in n for n in names)
+    ev = build_transforms(False)
+    np.testing.assert_array_equal(ev(img), ev(img))
+
+
+def test_two_process_cpu_launch(tiny_dataset, tmp_path):
+    out = tmp_path / "dist"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+                        str(tmp_path / "logs"), "train.py", "--dataset-dir", str(tiny_dataset), "--output-dir", str(out),
+                        "--iters", "4", "--warmup-iters", "0", "--save-interval", "4", *TINY],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    log = (out / "train.log").read_text()
+    assert "batch 4 x 2 process(es)" in log and "iter: 4/4" in log
+    assert (out / "best_model" / "model.pdparams").is_file() and (out / "iter_4" / "model.pdopt").is_file()
+
+
+def _copy_dataset(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_missing_picture_is_a_clear_error(tiny_dataset, tmp_path):
+    ds = _copy_dataset(tiny_dataset, tmp_path / "ds")
+    (ds / "train" / "ptbxl_00412.png").unlink()
+    with pytest.raises(ECGDataError, match=r"trainreference.csv: row 3: record 'ptbxl_00412' has no file .*ptbxl_00412.png"):
+        train.main(["--dataset-dir", str(ds), "--output-dir", str(tmp_path / "o"), "--iters", "1", *TINY])
+
+
+def test_bad_tag_is_a_clear_error(tiny_dataset, tmp_path):
+    ds = _copy_dataset(tiny_dataset, tmp_path / "ds")
+    csv = ds / "trainreference.csv"
+    csv.write_text(csv.read_text().replace("ptbxl_00412,1", "ptbxl_00412,2"))
+    with pytest.raises(ECGDataError, match="row 3 \\('ptbxl_00412'\\): tag must be 0 or 1, found '2'"):
+        train.main(["--dataset-dir", str(ds), "--output-dir", str(tmp_path / "o"), "--iters", "1", *TINY])
+
+
+def test_empty_training_set_is_a_clear_error(tmp_path):
+    ds = tmp_path / "ds"
+    (ds / "train").mkdir(parents=True)
+    (ds / "trainreference.csv").write_text("name,tag\n")
+    r = subprocess.run([sys.executable, "train.py", "--dataset-dir", str(ds), "--output-dir", str(tmp_path / "o"), *TINY],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "the training set is empty" in r.stderr
+
+
+def test_checkpoint_for_another_number_of_classes(tiny_trained, tiny_dataset, tmp_path):
+    out, _ = tiny_trained
+    bad = tmp_path / "iter_15"
+    shutil.copytree(out / "iter_15", bad)
+    paddle.save(build_model(3, "none").state_dict(), str(bad / "model.pdparams"))
+    with pytest.raises(CheckpointError, match="trained for 3 classes, this model has 2"):
+        train.main(["--dataset-dir", str(tiny_dataset), "--output-dir", str(tmp_path / "o"), "--iters", "30",
+                    "--resume", str(bad), *TINY])
+
+
+def test_checkpoint_restores_optimizer_state_in_a_fresh_model(tiny_trained):
+    from utils.checkpoint import load_checkpoint
+
+    out, _ = tiny_trained
+    saved = paddle.load(str(out / "iter_15" / "model.pdopt"))
+    assert "conv1.weight_velocity_0" in saved and "LR_Scheduler" in saved
+    build_model(2, "none")  # shifts Paddle's unique parameter names, as a longer-lived process would
+    model = build_model(2, "none")
+    opt = paddle.optimizer.Momentum(learning_rate=train.build_scheduler({"LR": 0.01, "ITERS": 30, "WARMUP_ITERS": 0,
+                                    "END_LR": 1e-8, "POWER": 0.9}), momentum=0.9, parameters=model.parameters())
+    state = load_checkpoint(out / "iter_15", model, opt)
+    assert state["iter"] == 15
+    conv1 = dict(model.named_parameters())["conv1.weight"]
+    velocity = opt.state_dict()[f"{conv1.name}_velocity_0"]
+    np.testing.assert_array_equal(velocity.numpy(), saved["conv1.weight_velocity_0"].numpy())
+    assert np.abs(velocity.numpy()).sum() > 0

@@ -1,0 +1,77 @@
+"""The main job on the embedded sample, sized for a 2-core CPU (under 10 minutes):
+process.py -> train.py -> predict.py, then print the test F1 and the path of answer.zip.
+
+    python tools/run_sample.py [--iters 120] [--image-size 224] [--batch-size 8] [--pretrained auto|none|PATH]
+
+The full-size defaults (640 px, batch 32, 10000 iterations, for a GPU) are those of the scripts themselves.
+`--pretrained auto` falls back to `none` (from scratch) with a notice when the ImageNet weights can be neither
+found in Paddle's cache nor downloaded.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(step, args):
+    print(f"\n=== {step}: {' '.join(args)}", flush=True)
+    t = time.time()
+    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
+    return time.time() - t
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=ROOT / "dataset/sample", type=Path, help="raw competition layout (train/, val/, CSVs)")
+    p.add_argument("--dataset-dir", default=ROOT / "dataset", type=Path)
+    p.add_argument("--output-dir", default=ROOT / "output", type=Path)
+    p.add_argument("--image-size", type=int, default=224, help="rendered and trained at this size")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--iters", type=int, default=120)
+    p.add_argument("--warmup-iters", type=int, default=10)
+    p.add_argument("--pretrained", default="auto")
+    p.add_argument("--num-workers", type=int, default=2)
+    a = p.parse_args(argv)
+    data_dir, dataset_dir, out = (str(x.resolve()) for x in (a.data_dir, a.dataset_dir, a.output_dir))
+
+    pretrained = a.pretrained
+    if pretrained == "auto":
+        sys.path.insert(0, str(ROOT))
+        from models.resnet import imagenet_weights_available
+
+        if not imagenet_weights_available():
+            print("notice: ImageNet weights are not cached and cannot be downloaded (offline): training from scratch "
+                  "(--pretrained none). Put resnet50.pdparams in Paddle's cache or pass --pretrained PATH to fine-tune.")
+            pretrained = "none"
+    out = Path(out)
+    answer = out / "answer.csv"
+    times = {
+        "process": run("process", ["process.py", "--data-dir", data_dir, "--out-dir", dataset_dir, "--size", str(a.image_size)]),
+        "train": run("train", ["train.py", "--dataset-dir", dataset_dir, "--output-dir", str(out),
+                               "--image-size", str(a.image_size), "--batch-size", str(a.batch_size), "--iters", str(a.iters),
+                               "--warmup-iters", str(a.warmup_iters), "--pretrained", pretrained,
+                               "--num-workers", str(a.num_workers), "--save-interval", str(a.iters), "--log-iters", "5"]),
+    }
+    predict = ["predict.py", "--data-dir", data_dir, "--dataset-dir", dataset_dir, "--model", str(out / "best_model"),
+               "--out", str(answer)]
+    truth = Path(data_dir) / "val_reference.csv"
+    if truth.exists():
+        predict += ["--truth", str(truth)]
+    times["predict"] = run("predict", predict)
+
+    report = json.loads((out / "predict_report.json").read_text())
+    print("\n=== done: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
+    if "metrics" in report:
+        m = report["metrics"]
+        print(f"test F1 {m['f1']:.4f} (accuracy {m['accuracy']:.4f}, ROC AUC {m['auc']:.4f}, {m['n']} records, "
+              f"pretrained {pretrained})")
+    print(f"submission: {report['zip']}")
+
+
+if __name__ == "__main__":
+    main()
