@@ -1,0 +1,149 @@
+"""predict.py: complete answers (a corrupt test record included), the zip, the JSON threshold, exported model
+agreement, clear errors, and the README main command's pieces end to end."""
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import paddle
+import pytest
+
+import predict
+import process
+from models import build_model
+from models.inference import InferencePredictor
+from transforms import build_transforms
+from utils.checkpoint import CheckpointError, load_weights
+from utils.data import ECGImageDataset
+from utils.ecg_io import list_records
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def damaged(tiny_raw, tmp_path_factory):
+    """The sample plus a truncated test record, rendered at 64 px: (raw dir, dataset dir)."""
+    raw = tmp_path_factory.mktemp("damaged") / "raw"
+    shutil.copytree(tiny_raw, raw)
+    good = (raw / "val" / "ptbxl_00108.mat").read_bytes()
+    (raw / "val" / "zz_truncated.mat").write_bytes(good[: len(good) // 3])
+    ds = tmp_path_factory.mktemp("damaged_ds")
+    process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", "--workers", "1"])
+    return raw, ds
+
+
+def run_predict(raw, ds, model, out, *extra):
+    return predict.main(["--data-dir", str(raw), "--dataset-dir", str(ds), "--model", str(model), "--out", str(out),
+                         "--num-workers", "0", *extra])
+
+
+def test_answer_has_one_row_per_test_record_even_a_corrupt_one(damaged, tiny_trained, tmp_path):
+    raw, ds = damaged
+    out, _ = tiny_trained
+    report = run_predict(raw, ds, out / "best_model", tmp_path / "answer.csv", "--report", str(tmp_path / "rep.json"))
+    text = (tmp_path / "answer.csv").read_text()
+    assert text.startswith("name,tag\n")
+    ans = pd.read_csv(tmp_path / "answer.csv")
+    assert list(ans.columns) == ["name", "tag"]
+    assert list(ans["name"]) == sorted(list_records(raw / "val")) and len(ans) == 21
+    assert ans["name"].is_unique and set(ans["tag"]) <= {0, 1}
+    assert ans.loc[ans["name"] == "zz_truncated", "tag"].item() == 1  # the training majority class
+    fb = report["fallback"]
+    assert [f["name"] for f in fb] == ["zz_truncated"] and "truncated or corrupt" in fb[0]["reason"]
+    assert json.loads((tmp_path / "rep.json").read_text())["n_records"] == 21
+    with zipfile.ZipFile(tmp_path / "answer.zip") as z:
+        assert z.namelist() == ["answer.csv"]
+        assert z.read("answer.csv").decode() == text
+    assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_truth_metrics_are_reported(tiny_raw, tiny_dataset, tiny_trained, tmp_path):
+    out, _ = tiny_trained
+    report = run_predict(tiny_raw, tiny_dataset, out / "best_model", tmp_path / "a.csv", "--truth",
+                         str(tiny_raw / "val_reference.csv"), "--report", str(tmp_path / "r.json"))
+    m = report["metrics"]
+    truth = pd.read_csv(tiny_raw / "val_reference.csv")
+    ans = pd.read_csv(tmp_path / "a.csv").merge(truth, on="name", suffixes=("", "_true"))
+    assert m["n"] == 20 and m["accuracy"] == pytest.approx((ans["tag"] == ans["tag_true"]).mean())
+    assert np.array(m["confusion"]).sum() == 20 and 0 <= m["f1"] <= 1 and 0 <= m["auc"] <= 1
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"] == m
+
+
+def test_threshold_from_the_model_json_is_used(tiny_raw, tiny_dataset, tiny_trained, tmp_path):
+    out, _ = tiny_trained
+    model = tmp_path / "best_model"
+    shutil.copytree(out / "best_model", model)
+    info = json.loads((model / "model.json").read_text())
+    for threshold, expected in ((0.0, 1), (1.01, 0)):
+        (model / "model.json").write_text(json.dumps({**info, "threshold": threshold}))
+        run_predict(tiny_raw, tiny_dataset, model, tmp_path / "a.csv")
+        assert set(pd.read_csv(tmp_path / "a.csv")["tag"]) == {expected}
+
+
+def test_exported_model_agrees_with_dygraph(tiny_raw, tiny_dataset, tiny_trained, tmp_path):
+    out, _ = tiny_trained
+    export = tmp_path / "export"
+    run_predict(tiny_raw, tiny_dataset, out / "best_model", tmp_path / "a.csv", "--export", str(export))
+    names = list_records(tiny_raw / "val")
+    ds = ECGImageDataset(tiny_dataset / "val", names, None, 64, build_transforms(False))
+    batch = np.stack([ds[i] for i in range(len(ds))])
+    model = build_model(2, "none")
+    load_weights(model, out / "best_model" / "model.pdparams")
+    model.eval()
+    with paddle.no_grad():
+        dygraph = model(paddle.to_tensor(batch)).numpy()
+    static = InferencePredictor(export, use_gpu=False)(batch)
+    np.testing.assert_allclose(static, dygraph, rtol=1e-3, atol=1e-3 * np.abs(dygraph).max())
+    run_predict(tiny_raw, tiny_dataset, export, tmp_path / "b.csv")
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+
+
+def test_missing_or_mismatched_model_is_a_clear_error(tiny_raw, tiny_dataset, tiny_trained, tmp_path):
+    out, _ = tiny_trained
+    with pytest.raises(CheckpointError, match="model directory not found"):
+        run_predict(tiny_raw, tiny_dataset, tmp_path / "nope", tmp_path / "a.csv")
+    model = tmp_path / "m"
+    shutil.copytree(out / "best_model", model)
+    paddle.save(build_model(3, "none").state_dict(), str(model / "model.pdparams"))
+    with pytest.raises(CheckpointError, match="trained for 3 classes"):
+        run_predict(tiny_raw, tiny_dataset, model, tmp_path / "a.csv")
+    (model / "model.json").unlink()
+    with pytest.raises(CheckpointError, match="no model.json"):
+        run_predict(tiny_raw, tiny_dataset, model, tmp_path / "a.csv")
+    assert not (tmp_path / "a.csv").exists()
+
+
+def test_no_pictures_at_all_is_a_clear_error(tiny_raw, tiny_trained, tmp_path):
+    out, _ = tiny_trained
+    r = subprocess.run([sys.executable, "predict.py", "--data-dir", str(tiny_raw), "--dataset-dir", str(tmp_path),
+                        "--model", str(out / "best_model"), "--out", str(tmp_path / "a.csv")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0 and "run process.py first" in r.stderr
+
+
+def test_main_command_end_to_end_on_a_few_records(tmp_path):
+    """tools/run_sample.py (README's main command) with a tiny configuration on 12 train + 4 test records."""
+    raw = tmp_path / "raw"
+    src = ROOT / "dataset" / "sample"
+    refs = pd.read_csv(src / "trainreference.csv")
+    keep = pd.concat([refs[refs.tag == 0].head(5), refs[refs.tag == 1].head(7)])
+    (raw / "train").mkdir(parents=True)
+    (raw / "val").mkdir()
+    for n in keep["name"]:
+        shutil.copy(src / "train" / f"{n}.mat", raw / "train")
+    keep.to_csv(raw / "trainreference.csv", index=False)
+    truth = pd.read_csv(src / "val_reference.csv").head(4)
+    for n in truth["name"]:
+        shutil.copy(src / "val" / f"{n}.mat", raw / "val")
+    truth.to_csv(raw / "val_reference.csv", index=False)
+    r = subprocess.run([sys.executable, "tools/run_sample.py", "--data-dir", str(raw), "--dataset-dir", str(tmp_path / "ds"),
+                        "--output-dir", str(tmp_path / "out"), "--image-size", "64", "--batch-size", "4", "--iters", "4",
+                        "--warmup-iters", "1", "--num-workers", "0", "--pretrained", "none"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "test F1" in r.stdout and f"submission: {tmp_path / 'out' / 'answer.zip'}" in r.stdout
+    assert len(pd.read_csv(tmp_path / "out" / "answer.csv")) == 4
