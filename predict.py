@@ -30,6 +30,7 @@ from models.inference import InferencePredictor, export_model, is_exported  # no
 from transforms import build_transforms  # noqa: E402
 from utils.atomic import atomic_path, resolve_dir, write_text  # noqa: E402
 from utils.checkpoint import CheckpointError, MODEL_FILE, load_weights, read_model_info  # noqa: E402
+from utils.config import parse_config, script_constants  # noqa: E402
 from utils.data import ECGImageDataset  # noqa: E402
 from utils.ecg_io import TAG_NAMES, ECGDataError, list_records, read_reference  # noqa: E402
 from utils.metrics import binary_report  # noqa: E402
@@ -91,8 +92,6 @@ def write_answer(answer, out):
 
 
 def main(argv=None):
-    from utils.config import parse_config, script_constants
-
     cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0])
     log = get_logger()
     t0 = time.time()

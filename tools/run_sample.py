@@ -9,7 +9,6 @@ found in Paddle's cache nor downloaded.
 """
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
