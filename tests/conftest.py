@@ -1,7 +1,30 @@
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline_fixtures import tiny_dataset, tiny_raw, tiny_trained  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session")
+def ptbxl_dir():
+    """The real PTB-XL subset beside the checkout (../shared/data/ptbxl), or $PTBXL_DIR."""
+    path = Path(os.environ.get("PTBXL_DIR", ROOT.parent / "shared" / "data" / "ptbxl"))
+    if not (path / "ptbxl_database.csv").is_file():
+        pytest.skip(f"PTB-XL subset not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def raw_small(ptbxl_dir, tmp_path_factory):
+    """16 train + 6 test real records converted to the competition layout (test = fold 8)."""
+    from tools import convert_ptbxl
+
+    dst = tmp_path_factory.mktemp("convert") / "raw"
+    convert_ptbxl.main(["--src", str(ptbxl_dir), "--dst", str(dst), "--test-fold", "8", "--max-records", "16",
+                        "--max-test-records", "6", "--workers", "2"])
+    return dst

@@ -1,0 +1,99 @@
+"""Competition data I/O: MAT round trip and every bad-input case, each naming the file and the problem."""
+import numpy as np
+import pytest
+import scipy.io
+
+from utils.ecg_io import (ECGDataError, read_record, read_reference, read_reference_task2, write_record,
+                          write_reference_task2)
+
+
+@pytest.fixture
+def real_record(tiny_raw):
+    return tiny_raw / "train" / "ptbxl_00275.mat"
+
+
+def test_mat_round_trip(real_record, tmp_path):
+    sig = read_record(real_record)
+    assert sig.shape == (12, 5000) and sig.dtype == np.float32
+    assert 0.05 < np.abs(sig).max() < 20  # mV, not raw ADC units
+    write_record(tmp_path / "copy.mat", sig)
+    np.testing.assert_array_equal(read_record(tmp_path / "copy.mat"), sig)
+    scipy.io.savemat(tmp_path / "f64.mat", {"ecgdata": sig.astype(np.float64)})  # the competition's own dtype
+    np.testing.assert_array_equal(read_record(tmp_path / "f64.mat"), sig)
+
+
+def _raises(path, fragment):
+    with pytest.raises(ECGDataError) as e:
+        read_record(path)
+    assert str(path) in str(e.value) and fragment in str(e.value), str(e.value)
+
+
+def test_bad_records(real_record, tmp_path):
+    png = tmp_path / "picture.mat"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 400)
+    _raises(png, "not a MAT file")
+    tiny = tmp_path / "tiny.mat"
+    tiny.write_bytes(b"MATLAB")
+    _raises(tiny, "not a MAT file")
+    data = real_record.read_bytes()
+    cut = tmp_path / "cut.mat"
+    cut.write_bytes(data[: len(data) // 2])
+    _raises(cut, "truncated or corrupt")
+    other = tmp_path / "other.mat"
+    scipy.io.savemat(other, {"signal": np.zeros((12, 5000))})
+    _raises(other, "no variable 'ecgdata' in MAT file (found: signal)")
+    for shape in ((5000, 12), (12, 2500), (8, 5000)):
+        bad = tmp_path / f"shape{shape[0]}x{shape[1]}.mat"
+        scipy.io.savemat(bad, {"ecgdata": np.zeros(shape)})
+        _raises(bad, f"has shape {shape}, expected (12, 5000)")
+    for value in (np.nan, np.inf):
+        sig = np.zeros((12, 5000))
+        sig[3, 77] = value
+        bad = tmp_path / f"nonfinite_{value}.mat"
+        scipy.io.savemat(bad, {"ecgdata": sig})
+        _raises(bad, "non-finite values (first at lead aVR, sample 77)")
+    _raises(tmp_path / "absent.mat", "record file not found")
+
+
+def test_reference_good_and_bad(tmp_path):
+    (tmp_path / "a.mat").write_bytes(b"")
+    (tmp_path / "b.mat").write_bytes(b"")
+    good = tmp_path / "good.csv"
+    good.write_text("name,tag\na,0\nb.mat,1\n")
+    df = read_reference(good, data_dir=tmp_path)
+    assert list(df["name"]) == ["a", "b"] and list(df["tag"]) == [0, 1]
+    cases = {
+        "name,tag\na,2\n": "row 2 ('a'): tag must be 0 or 1, found '2'",
+        "name,tag\na,x\n": "tag must be 0 or 1, found 'x'",
+        "name,tag\na,\n": "tag must be 0 or 1, found ''",
+        "name,tag\na,0\nb,1\na,1\n": "duplicate name 'a' (rows 2, 4)",
+        "file,label\na,0\n": "header must be 'name,tag'",
+        "name,tag\na,0\nc,1\n": "row 3: record 'c' has no file",
+    }
+    for i, (text, fragment) in enumerate(cases.items()):
+        path = tmp_path / f"bad{i}.csv"
+        path.write_text(text)
+        with pytest.raises(ECGDataError) as e:
+            read_reference(path, data_dir=tmp_path)
+        assert str(path) in str(e.value) and fragment in str(e.value), str(e.value)
+    with pytest.raises(ECGDataError, match="label file not found"):
+        read_reference(tmp_path / "none.csv")
+
+
+def test_task2_reference(tmp_path):
+    path = tmp_path / "t2.csv"
+    path.write_text("r1,1\nr2,10,11\nr3,5,12,2\n")
+    labels = read_reference_task2(path)
+    assert labels == {"r1": [1], "r2": [10, 11], "r3": [2, 5, 12]}
+    write_reference_task2(tmp_path / "back.csv", labels)
+    assert read_reference_task2(tmp_path / "back.csv") == labels
+    assert (tmp_path / "back.csv").read_text().splitlines()[1] == "r2,10,11"
+    cases = {"r1,13\n": "class index 13 outside 1..12", "r1,0\n": "class index 0 outside",
+             "r1,abc\n": "class indices must be integers", "r1,1\nr1,2\n": "row 2: duplicate name 'r1'",
+             "r1\n": "no class index"}
+    for i, (text, fragment) in enumerate(cases.items()):
+        bad = tmp_path / f"bad{i}.csv"
+        bad.write_text(text)
+        with pytest.raises(ECGDataError) as e:
+            read_reference_task2(bad)
+        assert str(bad) in str(e.value) and fragment in str(e.value), str(e.value)

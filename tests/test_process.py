@@ -1,0 +1,81 @@
+"""process.py end to end on real records: outputs, skip/--force, bad files reported, preview, errors."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image
+
+from utils.ecg_io import list_records
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(raw, out, *extra):
+    r = subprocess.run([sys.executable, "process.py", "--data-dir", str(raw), "--out-dir", str(out), "--size", "128",
+                        "--workers", "2", *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return r
+
+
+def statuses(out):
+    rep = pd.read_csv(out / "process_report.csv", keep_default_na=False)
+    return rep, rep["status"].value_counts().to_dict()
+
+
+def test_cli_renders_skips_and_forces(raw_small, tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "ds"
+    shutil.copytree(raw_small, raw)
+    r = run(raw, out)
+    assert r.returncode == 0, r.stderr
+    for split in ("train", "val"):
+        names = list_records(raw / split)
+        assert sorted(p.stem for p in (out / split).glob("*.png")) == names
+        assert Image.open(out / split / f"{names[0]}.png").size == (128, 128)
+    assert (out / "trainreference.csv").read_text() == (raw / "trainreference.csv").read_text()
+    assert (out / "trainreference_task2.csv").is_file() and (out / "render_config.json").is_file()
+    assert statuses(out)[1] == {"rendered": 22}
+    assert "rendered 22, up to date 0, failed 0" in r.stdout
+
+    r = run(raw, out)
+    assert statuses(out)[1] == {"up-to-date": 22} and "rendered 0, up to date 22" in r.stdout
+    later = time.time() + 5
+    touched = raw / "train" / f"{list_records(raw / 'train')[3]}.mat"
+    os.utime(touched, (later, later))
+    run(raw, out)
+    rep, counts = statuses(out)
+    assert counts == {"rendered": 1, "up-to-date": 21}
+    assert rep.loc[rep["status"] == "rendered", "name"].item() == touched.stem
+    run(raw, out, "--force")
+    assert statuses(out)[1] == {"rendered": 22}
+
+
+def test_bad_files_are_reported_and_the_rest_rendered(raw_small, tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "ds"
+    shutil.copytree(raw_small, raw)
+    train = list_records(raw / "train")
+    bad_train = raw / "train" / f"{train[0]}.mat"
+    bad_train.write_bytes(bad_train.read_bytes()[:5000])  # truncated
+    (raw / "val" / "garbage.mat").write_text("this is not an ECG")
+    gone = raw / "train" / f"{train[1]}.mat"
+    gone.unlink()  # listed in trainreference.csv, file missing
+    r = run(raw, out, "--preview", "4")
+    assert r.returncode == 0, r.stderr
+    rep, counts = statuses(out)
+    assert counts == {"rendered": 20, "failed": 3}  # 22 real - 1 deleted + 1 garbage, 2 unreadable
+    failed = rep[rep["status"] == "failed"].set_index("name")["detail"]
+    assert "truncated or corrupt" in failed[train[0]]
+    assert "not a MAT file" in failed["garbage"]
+    assert "listed in trainreference.csv but" in failed[train[1]]
+    assert f"skipped train/{train[0]}" in r.stdout + r.stderr and "failed 3" in r.stdout
+    names = set(pd.read_csv(out / "trainreference.csv")["name"])
+    assert train[0] not in names and train[1] not in names and len(names) == 14
+    assert not (out / "train" / f"{train[0]}.png").exists()
+    assert Image.open(out / "preview.png").size[0] > 300
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path):
+    r = run(tmp_path / "nowhere", tmp_path / "ds")
+    assert r.returncode != 0 and "has neither train/ nor val/" in r.stderr
