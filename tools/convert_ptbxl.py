@@ -81,7 +81,7 @@ def main(argv=None):
     db = load_database(a.src)
     test = limit(db[db["strat_fold"] == a.test_fold], a.max_test_records, a.seed)
     train = limit(db[db["strat_fold"] != a.test_fold], a.max_records, a.seed)
-    if len(test) == 0:
+    if not (db["strat_fold"] == a.test_fold).any():
         print(f"warning: no record has strat_fold {a.test_fold} (folds here: {sorted(db['strat_fold'].unique())}); "
               "the test set is empty - pass --test-fold", file=sys.stderr)
     dst = Path(a.dst)
