@@ -12,8 +12,6 @@ from utils.runtime import configure_cpu_threads
 configure_cpu_threads()  # before paddle is imported
 
 import json  # noqa: E402
-import os  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 import zipfile  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -34,7 +32,7 @@ from utils.config import parse_config, script_constants  # noqa: E402
 from utils.data import ECGImageDataset  # noqa: E402
 from utils.ecg_io import TAG_NAMES, ECGDataError, list_records, read_reference  # noqa: E402
 from utils.metrics import binary_report  # noqa: E402
-from utils.runtime import get_logger, select_device  # noqa: E402
+from utils.runtime import get_logger, run_script, select_device  # noqa: E402
 
 # -- configuration (every constant is also a flag: MODEL -> --model) -----------------------------------------
 DATA_DIR = "dataset/sample"  # raw competition layout: the test records are DATA_DIR/val/*.mat
@@ -165,9 +163,4 @@ def read_failures(dataset_dir):
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError, RuntimeError) as e:
-        if os.environ.get("ECG_DEBUG"):
-            raise
-        sys.exit(f"error: {e}")
+    run_script(main)

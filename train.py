@@ -12,9 +12,7 @@ from utils.runtime import configure_cpu_threads
 configure_cpu_threads()  # before paddle is imported
 
 import contextlib  # noqa: E402
-import os  # noqa: E402
 import random  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -31,7 +29,7 @@ from utils.data import ECGImageDataset, read_render_config, stratified_folds  # 
 from utils.ecg_io import TAG_NAMES, read_reference  # noqa: E402
 from utils.metrics import best_threshold, binary_report  # noqa: E402
 from utils.plots import plot_training_curves  # noqa: E402
-from utils.runtime import get_logger, select_device  # noqa: E402
+from utils.runtime import get_logger, run_script, select_device  # noqa: E402
 from utils.timer import TimeAverager, calculate_eta  # noqa: E402
 
 # -- configuration: the original design's defaults (full size, meant for a GPU) -----------------------------
@@ -240,9 +238,4 @@ def evaluate_and_keep_best(model, val_loader, state, it, cfg, majority, out, log
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (OSError, ValueError, RuntimeError) as e:
-        if os.environ.get("ECG_DEBUG"):
-            raise
-        sys.exit(f"error: {e}")
+    run_script(main)

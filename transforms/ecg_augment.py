@@ -18,16 +18,23 @@ def _as_array(img):
     return np.asarray(img, dtype=np.uint8) if isinstance(img, Image.Image) else img
 
 
-class RandomTimeShift:
+class _RandomOp:
+    """Applies `apply` to a gray uint8 array with probability `p`."""
+
+    p = 0.5
+
+    def __call__(self, img):
+        img = _as_array(img)
+        return self.apply(img) if np.random.rand() < self.p else img
+
+
+class RandomTimeShift(_RandomOp):
     """Shift the trace left or right by up to `max_frac` of the width; uncovered columns are background."""
 
     def __init__(self, max_frac=0.04, p=0.5):
         self.max_frac, self.p = max_frac, p
 
-    def __call__(self, img):
-        img = _as_array(img)
-        if np.random.rand() >= self.p:
-            return img
+    def apply(self, img):
         w = img.shape[1]
         d = int(np.random.randint(-int(self.max_frac * w), int(self.max_frac * w) + 1))
         out = np.full_like(img, WHITE)
@@ -38,16 +45,13 @@ class RandomTimeShift:
         return out
 
 
-class RandomAmplitudeScale:
+class RandomAmplitudeScale(_RandomOp):
     """Scale amplitude by a factor in [1-s, 1+s] about each band's centre line (all bands alike)."""
 
     def __init__(self, n_rows=12, max_scale=0.1, p=0.5):
         self.n_rows, self.max_scale, self.p = n_rows, max_scale, p
 
-    def __call__(self, img):
-        img = _as_array(img)
-        if np.random.rand() >= self.p:
-            return img
+    def apply(self, img):
         h = img.shape[0]
         s = 1.0 + np.random.uniform(-self.max_scale, self.max_scale)
         edges = np.round(np.linspace(0, h, self.n_rows + 1)).astype(int)
@@ -61,16 +65,13 @@ class RandomAmplitudeScale:
         return out
 
 
-class RandomTimeErasing:
+class RandomTimeErasing(_RandomOp):
     """Blank a short time window (all leads) of up to `max_frac` of the width, like a lead-off dropout."""
 
     def __init__(self, max_frac=0.05, p=0.3):
         self.max_frac, self.p = max_frac, p
 
-    def __call__(self, img):
-        img = _as_array(img)
-        if np.random.rand() >= self.p:
-            return img
+    def apply(self, img):
         w = img.shape[1]
         width = np.random.randint(1, max(2, int(self.max_frac * w) + 1))
         x0 = np.random.randint(0, w - width + 1)
@@ -79,16 +80,13 @@ class RandomTimeErasing:
         return img
 
 
-class GaussianNoise:
+class GaussianNoise(_RandomOp):
     """Add light pixel noise (std in grey levels)."""
 
     def __init__(self, std=8.0, p=0.3):
         self.std, self.p = std, p
 
-    def __call__(self, img):
-        img = _as_array(img)
-        if np.random.rand() >= self.p:
-            return img
+    def apply(self, img):
         noisy = img.astype(np.float32) + np.random.normal(0.0, self.std, img.shape).astype(np.float32)
         return np.clip(noisy, 0, 255).astype(np.uint8)
 

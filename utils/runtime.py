@@ -58,3 +58,14 @@ def get_logger(log_file=None, quiet=False):
         fh.setFormatter(fmt)
         log.addHandler(fh)
     return log
+
+
+def run_script(main):
+    """Run a script's main(): data and model problems end in one 'error: <file>: <problem>' line and exit 1
+    (set ECG_DEBUG=1 for the traceback)."""
+    try:
+        main()
+    except (OSError, ValueError, RuntimeError) as e:
+        if os.environ.get("ECG_DEBUG"):
+            raise
+        sys.exit(f"error: {e}")
