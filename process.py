@@ -19,6 +19,7 @@ from utils.atomic import atomic_path, write_text
 from utils.config import parse_config, script_constants
 from utils.ecg_io import ECGDataError, list_records, read_record, read_reference, read_reference_task2, write_reference, write_reference_task2
 from utils.render import LAYOUTS, render_image
+from utils.runtime import run_script
 
 # -- configuration (every constant is also a command-line flag: DATA_DIR -> --data-dir) --------------------
 DATA_DIR = "dataset/sample"  # raw competition layout; the default is the embedded PTB-XL sample
@@ -84,6 +85,22 @@ def main(argv=None):
         if cfg[key] < 1:
             sys.exit(f"error: --{key.lower().replace('_', '-')} must be >= 1")
 
+    # Pictures are "up to date" only if drawn with the same settings: on a change, re-render everything.
+    settings = {k.lower(): cfg[k] for k in ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE")}
+    cfg_path = out_dir / "render_config.json"
+    try:
+        prev = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
+    except ValueError:
+        prev = None
+    have_pngs = any(True for split in ("train", "val") for _ in (out_dir / split).glob("*.png"))
+    if prev != settings and have_pngs:  # no (or other) settings beside existing pictures: they cannot be trusted
+        if not cfg["FORCE"]:
+            print(f"render settings differ from {cfg_path} ({prev} -> {settings}): re-rendering every record")
+        cfg["FORCE"] = True
+        cfg_path.unlink(missing_ok=True)  # a killed run must not leave old pictures under the new settings
+    elif not have_pngs:
+        write_text(cfg_path, json.dumps(settings, indent=2) + "\n")  # lets a killed first run resume
+
     refs = read_reference(data_dir / "trainreference.csv") if (data_dir / "trainreference.csv").exists() else None
     jobs, report = [], []
     for split in ("train", "val"):
@@ -98,11 +115,17 @@ def main(argv=None):
         sys.exit(f"error: no .mat records in {data_dir / 'train'} or {data_dir / 'val'}")
 
     workers = min(cfg["WORKERS"], len(jobs))
-    with Pool(workers) if workers > 1 else _Inline() as pool:
-        for res in tqdm(pool.imap_unordered(render_one, jobs, chunksize=16), total=len(jobs), desc="render", unit="rec"):
+    pool = Pool(workers) if workers > 1 else None  # --workers 1: no processes, easier to debug
+    try:
+        results = pool.imap_unordered(render_one, jobs, chunksize=16) if pool else map(render_one, jobs)
+        for res in tqdm(results, total=len(jobs), desc="render", unit="rec"):
             report.append(res)
             if res[2] == "failed":
                 tqdm.write(f"skipped {res[0]}/{res[1]}: {res[3]}")
+    finally:
+        if pool:  # close + join, not terminate: workers forked from a process that loaded Paddle report SIGTERM loudly
+            pool.close()
+            pool.join()
 
     rep = pd.DataFrame(report, columns=["split", "name", "status", "detail"]).sort_values(["split", "name"])
     with atomic_path(out_dir / "process_report.csv") as tmp:
@@ -114,8 +137,7 @@ def main(argv=None):
         if task2.exists():
             write_reference_task2(out_dir / "trainreference_task2.csv",
                                   {k: v for k, v in read_reference_task2(task2).items() if k in ok})
-    write_text(out_dir / "render_config.json", json.dumps(
-        {k.lower(): cfg[k] for k in ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE")}, indent=2) + "\n")
+    write_text(cfg_path, json.dumps(settings, indent=2) + "\n")
 
     counts = rep["status"].value_counts()
     print(f"rendered {counts.get('rendered', 0)}, up to date {counts.get('up-to-date', 0)}, "
@@ -130,18 +152,5 @@ def main(argv=None):
         sys.exit("error: every record failed")
 
 
-class _Inline:
-    """Pool stand-in for --workers 1: no processes, easier to debug."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def imap_unordered(self, fn, jobs, chunksize=1):
-        return map(fn, jobs)
-
-
 if __name__ == "__main__":
-    main()
+    run_script(main)

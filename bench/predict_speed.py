@@ -47,7 +47,7 @@ def main():
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_predict_"))
     process.main(["--data-dir", str(ROOT / "dataset" / "sample"), "--out-dir", str(tmp / "ds"), "--size", str(a.image_size)])
-    names = list_records(tmp / "ds" / "val")[: a.batch_size]
+    names = list_records(ROOT / "dataset" / "sample" / "val")[: a.batch_size]
     ds = ECGImageDataset(tmp / "ds" / "val", names, None, a.image_size, build_transforms(False))
     batch = np.stack([ds[i] for i in range(len(ds))])
 

@@ -28,7 +28,9 @@ import paddle.nn.functional as F  # noqa: E402
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=str(ROOT / "dataset" / "sample"), help="raw competition layout")
+    p.add_argument("--src", default=str(ROOT.parent / "shared" / "data" / "ptbxl"), help="PTB-XL subset to convert")
+    p.add_argument("--records", type=int, default=400, help="real records to train on (epochs long enough that "
+                   "epoch starts, where the reader refills, weigh as little as in a real run)")
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--iters", type=int, default=30)
@@ -44,7 +46,11 @@ def main():
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_speed_"))
     ds_dir = tmp / "dataset"
-    process.main(["--data-dir", a.data_dir, "--out-dir", str(ds_dir), "--size", str(a.image_size)])
+    from tools import convert_ptbxl
+
+    convert_ptbxl.main(["--src", a.src, "--dst", str(tmp / "raw"), "--test-fold", "8", "--max-records", str(a.records),
+                        "--max-test-records", "0"])
+    process.main(["--data-dir", str(tmp / "raw"), "--out-dir", str(ds_dir), "--size", str(a.image_size)])
     paddle.set_device("cpu")
 
     # Model-only: the same model, loss and optimizer on one fixed batch of real pictures.

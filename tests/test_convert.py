@@ -44,6 +44,28 @@ def test_real_rows_map_to_the_right_labels(ptbxl_dir):
         assert db.loc[ecg_id, "name"] == f"ptbxl_{ecg_id:05d}"
 
 
+@pytest.mark.parametrize("test_fold", [8, 3])
+def test_converter_writes_those_labels(ptbxl_dir, tmp_path, test_fold):
+    """The same real rows through the whole converter: a small database of just them."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "records500").symlink_to(ptbxl_dir / "records500")
+    db = pd.read_csv(ptbxl_dir / "ptbxl_database.csv")
+    db[db["ecg_id"].isin(list(REAL))].to_csv(src / "ptbxl_database.csv", index=False)
+    convert_ptbxl.main(["--src", str(src), "--dst", str(tmp_path / "raw"), "--test-fold", str(test_fold),
+                        "--workers", "1"])
+    raw = tmp_path / "raw"
+    in_test = {8: {43, 269, 1517}, 3: {341, 9824}}[test_fold]  # their strat_fold (the rest: folds 2 and 8)
+    for split, ref, t2 in (("train", "trainreference.csv", "trainreference_task2.csv"),
+                           ("val", "val_reference.csv", "val_reference_task2.csv")):
+        ids = sorted(i for i in REAL if (i in in_test) == (split == "val"))
+        names = [f"ptbxl_{i:05d}" for i in ids]
+        assert list_records(raw / split) == names
+        tags = read_reference(raw / ref, data_dir=raw / split).set_index("name")["tag"]
+        classes = read_reference_task2(raw / t2, data_dir=raw / split)
+        assert {n: (tags[n], classes[n]) for n in names} == {n: REAL[i] for n, i in zip(names, ids)}
+
+
 def test_convert_one_matches_wfdb(ptbxl_dir, tmp_path):
     out = convert_ptbxl.convert_one((str(ptbxl_dir), "records500/00000/00043_hr", tmp_path / "x.mat", True))
     expected = wfdb.rdrecord(str(ptbxl_dir / "records500/00000/00043_hr")).p_signal.T.astype(np.float32)
@@ -81,3 +103,13 @@ def test_empty_test_fold_warns(ptbxl_dir, tmp_path):
 def test_missing_source_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="ptbxl_database.csv not found"):
         convert_ptbxl.main(["--src", str(tmp_path), "--dst", str(tmp_path / "o")])
+
+
+def test_reconverting_into_the_same_folder_leaves_no_stale_records(ptbxl_dir, tmp_path):
+    dst = tmp_path / "raw"
+    convert_ptbxl.main(["--src", str(ptbxl_dir), "--dst", str(dst), "--test-fold", "8", "--max-records", "6",
+                        "--max-test-records", "3", "--workers", "1"])
+    convert_ptbxl.main(["--src", str(ptbxl_dir), "--dst", str(dst), "--test-fold", "3", "--max-records", "4",
+                        "--max-test-records", "2", "--workers", "1"])
+    for split, ref in (("train", "trainreference.csv"), ("val", "val_reference.csv")):
+        assert list_records(dst / split) == sorted(read_reference(dst / ref)["name"])

@@ -32,6 +32,9 @@ def test_bad_records(real_record, tmp_path):
     png = tmp_path / "picture.mat"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 400)
     _raises(png, "not a MAT file")
+    text = tmp_path / "notes.mat"
+    text.write_text("name,tag\n" + "ptbxl_00001,0\n" * 20)
+    _raises(text, "not a MAT file")
     tiny = tmp_path / "tiny.mat"
     tiny.write_bytes(b"MATLAB")
     _raises(tiny, "not a MAT file")

@@ -1,4 +1,5 @@
 """process.py end to end on real records: outputs, skip/--force, bad files reported, preview, errors."""
+import json
 import os
 import shutil
 import subprocess
@@ -56,15 +57,18 @@ def test_bad_files_are_reported_and_the_rest_rendered(raw_small, tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "ds"
     shutil.copytree(raw_small, raw)
     train = list_records(raw / "train")
+    assert run(raw, out).returncode == 0 and (out / "train" / f"{train[0]}.png").exists()
     bad_train = raw / "train" / f"{train[0]}.mat"
-    bad_train.write_bytes(bad_train.read_bytes()[:5000])  # truncated
+    bad_train.write_bytes(bad_train.read_bytes()[:5000])  # truncated after its picture was drawn
+    later = time.time() + 5
+    os.utime(bad_train, (later, later))
     (raw / "val" / "garbage.mat").write_text("this is not an ECG")
     gone = raw / "train" / f"{train[1]}.mat"
     gone.unlink()  # listed in trainreference.csv, file missing
     r = run(raw, out, "--preview", "4")
     assert r.returncode == 0, r.stderr
     rep, counts = statuses(out)
-    assert counts == {"rendered": 20, "failed": 3}  # 22 real - 1 deleted + 1 garbage, 2 unreadable
+    assert counts == {"up-to-date": 20, "failed": 3}  # 22 real - 1 deleted + 1 garbage; 2 unreadable
     failed = rep[rep["status"] == "failed"].set_index("name")["detail"]
     assert "truncated or corrupt" in failed[train[0]]
     assert "not a MAT file" in failed["garbage"]
@@ -76,6 +80,33 @@ def test_bad_files_are_reported_and_the_rest_rendered(raw_small, tmp_path):
     assert Image.open(out / "preview.png").size[0] > 300
 
 
+def test_changed_render_settings_re_render_everything(raw_small, tmp_path):
+    raw, out = tmp_path / "raw", tmp_path / "ds"
+    shutil.copytree(raw_small, raw)
+    name = list_records(raw / "train")[0]
+    assert run(raw, out).returncode == 0
+    r = run(raw, out, "--size", "64")  # later flag wins: pictures newer than their records, but drawn at 128 px
+    assert statuses(out)[1] == {"rendered": 22} and "render settings differ" in r.stdout
+    assert Image.open(out / "train" / f"{name}.png").size == (64, 64)
+    assert json.loads((out / "render_config.json").read_text())["size"] == 64
+    run(raw, out, "--size", "64", "--layout", "6x2")
+    assert statuses(out)[1] == {"rendered": 22}
+    run(raw, out, "--size", "64", "--layout", "6x2")
+    assert statuses(out)[1] == {"up-to-date": 22}
+    (out / "render_config.json").unlink()  # as a run killed while switching settings leaves it
+    run(raw, out, "--size", "64", "--layout", "6x2")
+    assert statuses(out)[1] == {"rendered": 22}
+
+
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     r = run(tmp_path / "nowhere", tmp_path / "ds")
     assert r.returncode != 0 and "has neither train/ nor val/" in r.stderr
+
+
+def test_malformed_labels_are_a_one_line_error(raw_small, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(raw_small, raw)
+    (raw / "trainreference.csv").write_text("name,tag\nptbxl_00001,7\n")
+    r = run(raw, tmp_path / "ds")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"error: {raw / 'trainreference.csv'}: row 2 ('ptbxl_00001'): tag must be 0 or 1, found '7'"

@@ -85,6 +85,13 @@ def main(argv=None):
         print(f"warning: no record has strat_fold {a.test_fold} (folds here: {sorted(db['strat_fold'].unique())}); "
               "the test set is empty - pass --test-fold", file=sys.stderr)
     dst = Path(a.dst)
+    # A converter's record left from an earlier run with other options would be an unlabelled extra record.
+    wanted = {f"{split}/{n}.mat" for split, df in (("train", train), ("val", test)) for n in df["name"]}
+    stale = [p for split in ("train", "val") for p in (dst / split).glob("ptbxl_*.mat") if f"{split}/{p.name}" not in wanted]
+    for p in stale:
+        p.unlink()
+    if stale:
+        print(f"removed {len(stale)} records of an earlier conversion from {dst}")
     jobs = [(a.src, r.filename_hr, dst / split / f"{r.name}.mat", not a.no_compress)
             for split, df in (("train", train), ("val", test)) for r in df.itertuples()]
     with ProcessPoolExecutor(max(1, a.workers)) as ex:
