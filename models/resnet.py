@@ -75,7 +75,7 @@ def load_pretrained(model, path):
             skipped.append(f"{key} {list(value.shape)}" + (f" vs {list(own[key].shape)}" if key in own else " (not in model)"))
     if not matched:
         raise PretrainedWeightsError(f"{path}: no tensor matches this ResNet50 (is it a ResNet50 .pdparams?)")
-    model.set_state_dict(matched)
+    model.set_state_dict({**own, **matched})  # the head keeps its fresh initial values
     missing = [k for k in own if k not in matched]
     log.info(f"pretrained: loaded {len(matched)}/{len(own)} tensors from {path}")
     if skipped:
