@@ -41,6 +41,10 @@ def main(argv=None):
     pretrained = a.pretrained
     if pretrained == "auto":
         sys.path.insert(0, str(ROOT))
+        from utils.runtime import configure_cpu_threads
+
+        # Importing paddle pins OMP_NUM_THREADS=1 in this process's environment, which the scripts would inherit.
+        configure_cpu_threads()
         from models.resnet import imagenet_weights_available
 
         if not imagenet_weights_available():
