@@ -150,7 +150,8 @@ def main(argv=None):
     amp_dtype = None
     if cfg["AMP"]:
         if device.startswith("gpu"):
-            amp_dtype = "bfloat16" if paddle.amp.is_bfloat16_supported() else "float16"
+            bf16 = getattr(paddle.amp, "is_bfloat16_supported", lambda: False)()  # absent in older Paddle 2.x
+            amp_dtype = "bfloat16" if bf16 else "float16"
             log.info(f"AMP: {amp_dtype}")
         else:
             log.info("AMP requested but running on CPU: ignored")

@@ -244,3 +244,19 @@ def test_checkpoint_restores_optimizer_state_in_a_fresh_model(tiny_trained):
     velocity = opt.state_dict()[f"{conv1.name}_velocity_0"]
     np.testing.assert_array_equal(velocity.numpy(), saved["conv1.weight_velocity_0"].numpy())
     assert np.abs(velocity.numpy()).sum() > 0
+
+
+def test_split_is_stratified_seeded_and_k_fold(tiny_dataset):
+    from utils.data import stratified_folds
+
+    cfg = {"DATASET_DIR": str(tiny_dataset), "NUM_FOLDS": 10, "VAL_FOLD": 0, "SEED": 2021}
+    refs, tr, va = train.load_split(cfg)
+    assert len(tr) == 54 and len(va) == 6 and not set(tr["name"]) & set(va["name"])
+    assert sorted(va["tag"]) == [0, 0, 1, 1, 1, 1]  # 16 normal / 44 abnormal spread over 10 folds
+    assert list(train.load_split(cfg)[2]["name"]) == list(va["name"])  # same seed, same split
+    vals = [set(train.load_split({**cfg, "VAL_FOLD": k})[2]["name"]) for k in range(10)]
+    assert set().union(*vals) == set(refs["name"]) and sum(map(len, vals)) == len(refs)  # k-fold covers every record once
+    folds = stratified_folds(refs["tag"], 10, 7)
+    assert np.bincount(folds).max() - np.bincount(folds).min() <= 1
+    with pytest.raises(SystemExit, match="VAL_FOLD"):
+        train.load_split({**cfg, "VAL_FOLD": 10})
