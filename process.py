@@ -92,7 +92,7 @@ def main(argv=None):
         prev = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
     except ValueError:
         prev = None
-    have_pngs = any(True for split in ("train", "val") for _ in (out_dir / split).glob("*.png"))
+    have_pngs = any(any((out_dir / split).glob("*.png")) for split in ("train", "val"))
     if prev != settings and have_pngs:  # no (or other) settings beside existing pictures: they cannot be trusted
         if not cfg["FORCE"]:
             print(f"render settings differ from {cfg_path} ({prev} -> {settings}): re-rendering every record")
