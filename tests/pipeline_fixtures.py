@@ -1,7 +1,6 @@
 """Session fixtures for the training and prediction tests: the embedded real sample rendered small, and a
 model trained on it for a few iterations (64 px, batch 4), shared so the slow parts run once."""
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -38,6 +37,3 @@ def tiny_trained(tiny_dataset, tmp_path_factory):
                         "--warmup-iters", "0", "--lr", "0.01", "--eval-interval", "15", "--save-interval", "15", *TINY])
     return out, state
 
-
-def python():
-    return sys.executable

@@ -13,6 +13,7 @@ import paddle
 import pytest
 
 import train
+from pipeline_fixtures import TINY
 from models import PretrainedWeightsError, build_model
 from transforms import ECG_MEAN, ECG_STD, build_transforms
 from utils.checkpoint import CheckpointError, load_weights
@@ -21,7 +22,6 @@ from utils.ecg_io import ECGDataError
 from utils.render import band_edges, render_image
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--image-size", "64", "--batch-size", "4", "--pretrained", "none", "--num-workers", "0", "--log-iters", "5"]
 
 
 def test_loss_falls_on_real_data(tiny_trained):

@@ -20,13 +20,13 @@ def load_image(path, size):
 class ECGImageDataset(paddle.io.Dataset):
     """(image, label) pairs from `image_dir/<name>.png`; labels may be None for the test set."""
 
-    def __init__(self, image_dir, names, labels=None, image_size=640, transform=None, source=None):
+    def __init__(self, image_dir, names, labels=None, image_size=640, transform=None):
         self.image_dir, self.names = Path(image_dir), list(names)
         self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
         self.image_size, self.transform = image_size, transform
         missing = [n for n in self.names if not (self.image_dir / f"{n}.png").is_file()]
         if missing:
-            raise ECGDataError(source or self.image_dir, f"{len(missing)} listed record(s) have no picture in "
+            raise ECGDataError(self.image_dir, f"{len(missing)} listed record(s) have no picture in "
                                f"{self.image_dir} (first: {missing[0]}.png); run process.py first")
 
     def __len__(self):

@@ -1,5 +1,4 @@
 """Timing helpers in the shape PaddleSeg users know (TimeAverager, ETA)."""
-import time
 
 
 class TimeAverager:
@@ -26,12 +25,3 @@ def calculate_eta(remaining_step, speed):
     remaining_time = max(0, int(remaining_step * speed))
     return f"{remaining_time // 3600:02d}:{remaining_time // 60 % 60:02d}:{remaining_time % 60:02d}"
 
-
-class Stopwatch:
-    def __init__(self):
-        self.t = time.perf_counter()
-
-    def lap(self):
-        now = time.perf_counter()
-        dt, self.t = now - self.t, now
-        return dt
