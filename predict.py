@@ -90,7 +90,7 @@ def write_answer(answer, out):
 
 
 def main(argv=None):
-    cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0])
+    cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__)
     log = get_logger()
     t0 = time.time()
     device = select_device(cfg["DEVICE"], log)

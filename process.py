@@ -76,7 +76,7 @@ def write_preview(out_dir, refs, n):
 
 
 def main(argv=None):
-    cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0],
+    cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__,
                        choices={"LAYOUT": sorted(LAYOUTS)})
     data_dir, out_dir = Path(cfg["DATA_DIR"]), Path(cfg["OUT_DIR"])
     if not (data_dir / "train").is_dir() and not (data_dir / "val").is_dir():

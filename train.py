@@ -103,7 +103,7 @@ def evaluate(model, loader):
 
 
 def main(argv=None):
-    cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0])
+    cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__)
     world, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
     out = Path(cfg["OUTPUT_DIR"])
     log = get_logger(out / "train.log" if rank == 0 else None, quiet=rank != 0)

@@ -3,6 +3,7 @@
 `IMAGE_SIZE = 640` becomes `--image-size 640`; the flag's type is the constant's type.
 """
 import argparse
+import re
 
 
 def _bool(text):
@@ -17,12 +18,21 @@ def flag_name(constant):
     return "--" + constant.lower().replace("_", "-")
 
 
-def parse_config(defaults, argv=None, description=None, help=None, choices=None):
-    """Parse `argv` against `defaults` ({CONSTANT: value}); return {CONSTANT: value} with overrides applied."""
-    help, choices = help or {}, choices or {}
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def constant_comments(source_file):
+    """{CONSTANT: its trailing comment} from a script's `CONSTANT = value  # comment` lines, for --help."""
+    with open(source_file) as f:
+        return dict(re.findall(r"^([A-Z][A-Z0-9_]*) = .*?  # (.*)$", f.read(), flags=re.M))
+
+
+def parse_config(defaults, argv=None, description=None, source_file=None, choices=None):
+    """Parse `argv` against `defaults` ({CONSTANT: value}); return {CONSTANT: value} with overrides applied.
+    `source_file`: the script, whose constants' comments become the flags' help."""
+    comments, choices = constant_comments(source_file) if source_file else {}, choices or {}
+    p = argparse.ArgumentParser(description=description)
     for key, value in defaults.items():
-        kw = {"default": value, "dest": key, "help": help.get(key, " "), "choices": choices.get(key)}
+        text = f"{comments[key]} " if key in comments else ""
+        kw = {"default": value, "dest": key, "help": f"{text}(default: {value!r})".replace("%", "%%"),
+              "choices": choices.get(key)}
         if isinstance(value, bool):
             p.add_argument(flag_name(key), type=_bool, nargs="?", const=True, metavar="BOOL", **kw)
         elif value is None:
