@@ -19,8 +19,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import paddle  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
 from paddle.io import DataLoader  # noqa: E402
+from scipy.special import softmax  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from models import build_model  # noqa: E402
@@ -66,14 +66,12 @@ def load_predictor(model_dir, info, device, log, tensorrt=False):
     return run, model
 
 
-
 def predict_probs(run, dataset, batch_size, num_workers):
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, return_list=True)
     probs = []
     for batch in tqdm(loader, desc="predict", unit="batch"):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        logits = run(x.numpy() if hasattr(x, "numpy") else np.asarray(x))
-        probs.append(F.softmax(paddle.to_tensor(logits), axis=1)[:, 1].numpy())
+        probs.append(softmax(run(x.numpy()), axis=1)[:, 1])
     return np.concatenate(probs) if probs else np.zeros(0)
 
 
@@ -110,7 +108,8 @@ def main(argv=None):
     if not have:
         raise ECGDataError(img_dir, f"no pictures for the {len(names)} test records; run process.py first")
     failed = read_failures(dataset_dir)
-    fallback = {n: failed.get(n, "no picture (not rendered)") for n in names if n not in set(have)}
+    rendered = set(have)
+    fallback = {n: failed.get(n, "no picture (not rendered)") for n in names if n not in rendered}
 
     run, model = load_predictor(model_dir, info, device, log, cfg["TENSORRT"])
     if cfg["EXPORT"]:

@@ -29,6 +29,7 @@ from utils.data import ECGImageDataset, read_render_config, stratified_folds  # 
 from utils.ecg_io import TAG_NAMES, read_reference  # noqa: E402
 from utils.metrics import best_threshold, binary_report  # noqa: E402
 from utils.plots import plot_training_curves  # noqa: E402
+from utils.render import LAYOUTS  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
 from utils.timer import TimeAverager, calculate_eta  # noqa: E402
 
@@ -115,7 +116,7 @@ def main(argv=None):
     paddle.seed(cfg["SEED"])  # same initial weights on every rank
 
     refs, train_df, val_df = load_split(cfg)
-    n_rows = {"12x1": 12, "6x2": 6}[read_render_config(cfg["DATASET_DIR"]).get("layout", "12x1")]
+    n_rows = LAYOUTS[read_render_config(cfg["DATASET_DIR"]).get("layout", "12x1")][0]
     img_dir = Path(cfg["DATASET_DIR"]) / "train"
     train_ds = ECGImageDataset(img_dir, train_df["name"], train_df["tag"], cfg["IMAGE_SIZE"], build_transforms(True, n_rows))
     val_ds = ECGImageDataset(img_dir, val_df["name"], val_df["tag"], cfg["IMAGE_SIZE"], build_transforms(False))

@@ -7,6 +7,9 @@ from pathlib import Path
 import numpy as np
 import paddle
 
+from utils.atomic import write_text
+from utils.checkpoint import INFO_FILE
+
 EXPORT_PREFIX = "inference"  # DIR/inference.json (or .pdmodel) + DIR/inference.pdiparams; model.json is ours
 
 
@@ -22,7 +25,7 @@ def export_model(model, out_dir, image_size, info):
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
     paddle.jit.save(model, str(out_dir / EXPORT_PREFIX), input_spec=[InputSpec([None, 3, image_size, image_size], "float32", "image")])
-    (out_dir / "model.json").write_text(json.dumps({**info, "exported": True}, indent=2, default=str) + "\n")
+    write_text(out_dir / INFO_FILE, json.dumps({**info, "exported": True}, indent=2, default=str) + "\n")
     return out_dir
 
 

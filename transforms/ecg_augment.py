@@ -8,6 +8,8 @@ import numpy as np
 from paddle.vision.transforms import ColorJitter, Compose, Normalize
 from PIL import Image
 
+from utils.render import band_edges
+
 # ImageNet statistics, as the pretrained backbone expects (RGB order; our gray picture fills all 3 channels).
 ECG_MEAN = [0.485, 0.456, 0.406]
 ECG_STD = [0.229, 0.224, 0.225]
@@ -54,7 +56,7 @@ class RandomAmplitudeScale(_RandomOp):
     def apply(self, img):
         h = img.shape[0]
         s = 1.0 + np.random.uniform(-self.max_scale, self.max_scale)
-        edges = np.round(np.linspace(0, h, self.n_rows + 1)).astype(int)
+        edges = band_edges(h, self.n_rows)  # the renderer's own band boundaries
         band = np.searchsorted(edges, np.arange(h), side="right") - 1
         top, bottom = edges[band], edges[band + 1]
         centre = (top + bottom - 1) / 2.0
