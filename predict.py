@@ -31,7 +31,7 @@ from utils.checkpoint import CheckpointError, MODEL_FILE, load_weights, read_mod
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.data import ECGImageDataset  # noqa: E402
 from utils.ecg_io import TAG_NAMES, ECGDataError, list_records, read_reference  # noqa: E402
-from utils.metrics import binary_report  # noqa: E402
+from utils.metrics import binary_report, fmt  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
 
 # -- configuration (every constant is also a flag: MODEL -> --model) -----------------------------------------
@@ -52,7 +52,7 @@ TENSORRT = False  # exported models on GPU: use TensorRT
 def load_predictor(model_dir, info, device, log, tensorrt=False):
     """A function batch -> logits, from an exported model (Paddle Inference) or a train.py model (dygraph)."""
     if is_exported(model_dir):
-        pred = InferencePredictor(model_dir, use_gpu=device.startswith("gpu"), tensorrt=tensorrt)
+        pred = InferencePredictor(model_dir, device, tensorrt=tensorrt)
         log.info(f"model: exported {model_dir} via Paddle Inference on {pred.device}")
         return pred, None
     model = build_model(info["num_classes"], "none")
@@ -107,6 +107,7 @@ def main(argv=None):
     have = [n for n in names if (img_dir / f"{n}.png").is_file()]
     if not have:
         raise ECGDataError(img_dir, f"no pictures for the {len(names)} test records; run process.py first")
+    check_render_settings(info, dataset_dir, model_dir, log)
     failed = read_failures(dataset_dir)
     rendered = set(have)
     fallback = {n: failed.get(n, "no picture (not rendered)") for n in names if n not in rendered}
@@ -143,12 +144,36 @@ def main(argv=None):
         m = binary_report(merged["tag_true"], score, threshold)
         report["metrics"] = m
         log.info(f"test: {m['n']} records, accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f} (abnormal positive, "
-                 f"threshold {threshold:.3f}), ROC AUC {m['auc']:.4f}")
+                 f"threshold {threshold:.3f}), ROC AUC {fmt(m['auc'])}")
         log.info(f"test confusion (rows: true normal/abnormal, columns: predicted): {m['confusion']}")
     report_path = Path(cfg["REPORT"]) if cfg["REPORT"] else model_dir.parent / "predict_report.json"
     write_text(report_path, json.dumps(report, indent=2) + "\n")
     log.info(f"wrote {cfg['OUT']} ({len(answer)} rows, {int(answer['tag'].sum())} abnormal) and {zip_path}; report {report_path}")
     return report
+
+
+# Render settings whose change alters what a picture shows (band placement, mV per pixel, stroke): a model
+# trained on one cannot read the other. Only SIZE may differ: pictures are resized to the model's input anyway.
+FATAL_RENDER_KEYS = ("layout", "mv_range", "line_width")
+
+
+def check_render_settings(info, dataset_dir, model_dir, log):
+    """Refuse pictures drawn with other settings than the model's training pictures."""
+    trained = info.get("render_config") or {}
+    if "size" not in trained:  # a model from before render settings were recorded
+        log.warning(f"{model_dir}: model.json records no render settings; cannot check the pictures against them")
+        return
+    path = Path(dataset_dir) / "render_config.json"
+    if not path.is_file():
+        raise ECGDataError(path, "missing: cannot tell how these pictures were drawn; run process.py")
+    drawn = json.loads(path.read_text())
+    diff = [f"{k}: model {trained.get(k)!r}, pictures {drawn.get(k)!r}" for k in FATAL_RENDER_KEYS if trained.get(k) != drawn.get(k)]
+    if diff:
+        raise ECGDataError(path, f"pictures drawn with other settings than {model_dir}'s training pictures ({'; '.join(diff)}); "
+                                 f"re-run process.py with the model's settings")
+    if trained.get("size") != drawn.get("size"):
+        log.warning(f"pictures are {drawn.get('size')} px, the model's training pictures {trained.get('size')} px: "
+                    f"both are resized to {info['image_size']} px, but thin lines survive resizing differently")
 
 
 def read_failures(dataset_dir):

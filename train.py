@@ -12,22 +12,29 @@ from utils.runtime import configure_cpu_threads
 configure_cpu_threads()  # before paddle is imported
 
 import contextlib  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
 import random  # noqa: E402
 import time  # noqa: E402
+import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import paddle.nn.functional as F  # noqa: E402
-from paddle.io import DataLoader, DistributedBatchSampler  # noqa: E402
+from paddle.io import DataLoader  # noqa: E402
 
 from models import build_model  # noqa: E402
 from transforms import build_transforms  # noqa: E402
-from utils.checkpoint import checkpoint_dirs, load_checkpoint, prune_checkpoints, save_checkpoint, save_model_dir  # noqa: E402
+from utils.atomic import resolve_dir  # noqa: E402
+from utils.checkpoint import (BEST_DIR, INFO_FILE, STATE_FILE, CheckpointError, find_resumable, load_checkpoint,  # noqa: E402
+                              prune_checkpoints, read_json, refuse_foreign_outputs, restore_trainer_state,
+                              save_checkpoint, save_model_dir, signature_diff)
 from utils.config import parse_config, script_constants  # noqa: E402
-from utils.data import ECGImageDataset, read_render_config, stratified_folds  # noqa: E402
+from utils.data import ECGImageDataset, SeededBatchSampler, read_render_config, stratified_folds  # noqa: E402
 from utils.ecg_io import TAG_NAMES, read_reference  # noqa: E402
-from utils.metrics import best_threshold, binary_report  # noqa: E402
+from utils.errors import ConfigError  # noqa: E402
+from utils.metrics import best_threshold, binary_report, fmt  # noqa: E402
 from utils.plots import plot_training_curves  # noqa: E402
 from utils.render import LAYOUTS  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
@@ -49,15 +56,21 @@ NUM_FOLDS = 10  # stratified folds; one is validation: 90/10 (the original used 
 VAL_FOLD = 0  # which fold validates (k-fold: run 0..NUM_FOLDS-1)
 PRETRAINED = "auto"  # auto (ImageNet via Paddle's download/cache) | none | path/to/weights.pdparams
 NUM_WORKERS = 4  # DataLoader worker processes
-SEED = 2021
+SEED = 2021  # fixes the split, initial weights, sample order and every augmentation draw
 LOG_ITERS = 10
 EVAL_INTERVAL = 0  # iterations between evaluations; 0 = once per epoch
 SAVE_INTERVAL = 1000  # iterations between checkpoints (and always at the last one)
-KEEP_CHECKPOINTS = 3
-RESUME = ""  # auto (latest checkpoint in OUTPUT_DIR) | output/iter_N
+KEEP_CHECKPOINTS = 3  # this run's latest checkpoints kept; other runs' are never touched
+RESUME = ""  # auto (this run's latest compatible checkpoint in OUTPUT_DIR) | output/iter_N
+OVERWRITE = False  # a new run may delete another run's checkpoints and best_model in OUTPUT_DIR
+USE_VDL = False  # VisualDL scalars in OUTPUT_DIR/vdl (view: visualdl --logdir OUTPUT_DIR/vdl)
 DEVICE = "auto"  # auto | cpu | gpu | gpu:N
 AMP = False  # GPU only: automatic mixed precision (bf16 where supported, else fp16)
 # ------------------------------------------------------------------------------------------------------------
+
+# Settings a resumed run may change: they do not alter which samples it sees, its updates, or its evaluations.
+RESUME_MAY_CHANGE = {"DATASET_DIR", "OUTPUT_DIR", "NUM_WORKERS", "LOG_ITERS", "SAVE_INTERVAL", "KEEP_CHECKPOINTS",
+                     "RESUME", "OVERWRITE", "USE_VDL", "DEVICE"}
 
 
 def build_scheduler(cfg):
@@ -83,9 +96,105 @@ def load_split(cfg):
     return refs, train, val
 
 
-def seed_worker(worker_id):
-    info = paddle.io.get_worker_info()
-    np.random.seed((info.seed if info else 0) % 2**32)  # distinct augmentation streams per worker
+def build_loaders(cfg, train_df, val_df, world):
+    """Training loader (seeded shuffled batches, augmented) and validation loader (fixed order, plain)."""
+    n_rows = LAYOUTS[read_render_config(cfg["DATASET_DIR"]).get("layout", "12x1")][0]
+    img_dir = Path(cfg["DATASET_DIR"]) / "train"
+    train_ds = ECGImageDataset(img_dir, train_df["name"], train_df["tag"], cfg["IMAGE_SIZE"], build_transforms(True, n_rows))
+    val_ds = ECGImageDataset(img_dir, val_df["name"], val_df["tag"], cfg["IMAGE_SIZE"], build_transforms(False))
+    drop_last = len(train_ds) >= cfg["BATCH_SIZE"] * world
+    sampler = SeededBatchSampler(train_ds, cfg["BATCH_SIZE"], cfg["SEED"], drop_last=drop_last)
+    workers = cfg["NUM_WORKERS"]
+    loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=workers, return_list=True, persistent_workers=workers > 0)
+    val_loader = DataLoader(val_ds, batch_size=cfg["BATCH_SIZE"], shuffle=False, num_workers=min(workers, 2), return_list=True)
+    return sampler, loader, val_loader
+
+
+def run_signature(cfg, world, train_df, val_df):
+    """What a checkpoint's run must share with this one to be continued by it: the settings that shape the
+    trajectory, the number of ranks and the exact split."""
+    split = json.dumps([train_df["name"].tolist(), train_df["tag"].tolist(), val_df["name"].tolist()])
+    return {**{k: v for k, v in cfg.items() if k not in RESUME_MAY_CHANGE}, "WORLD_SIZE": world,
+            "SPLIT": hashlib.sha1(split.encode()).hexdigest()[:16]}
+
+
+def find_checkpoint(cfg, out, signature, log):
+    """The checkpoint to continue (--resume DIR, or this run's latest with --resume auto), or None."""
+    if cfg["RESUME"] == "auto":
+        ckpt, refused = find_resumable(out, signature)
+        if ckpt is None and refused:
+            path, diff = refused[0]
+            raise ConfigError(f"{path}: --resume auto found no checkpoint of a run with these settings; the latest "
+                              f"differs in {'; '.join(diff)}. Use the same settings, --resume DIR, or another --output-dir")
+        if ckpt is None:
+            log.info(f"resume auto: no checkpoint in {out}, starting a new run")
+        return ckpt
+    if not cfg["RESUME"]:
+        return None
+    ckpt = resolve_dir(cfg["RESUME"])
+    if not (ckpt / STATE_FILE).is_file():
+        raise CheckpointError(f"{ckpt}: not a training checkpoint (no {STATE_FILE})")
+    diff = signature_diff(read_json(ckpt / STATE_FILE).get("signature"), signature)
+    if diff:
+        raise ConfigError(f"{ckpt}: written by a run with other settings, cannot continue it: {'; '.join(diff)}")
+    return ckpt
+
+
+def start_or_resume(cfg, out, signature, model, optimizer, scaler, log):
+    """A new run's state, or the state of the run a checkpoint continues (weights, optimizer, RNGs restored)."""
+    ckpt = find_checkpoint(cfg, out, signature, log)
+    if ckpt is None:
+        state = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], "signature": signature, "iter": 0,
+                 "best_metric": -1.0, "best_iter": 0, "loss_window": [0.0, 0], "history": {"train": [], "eval": []}}
+        refuse_foreign_outputs(out, state["run_id"], cfg["OVERWRITE"], log)
+        return state
+    state = load_checkpoint(ckpt, model, optimizer)
+    restore_trainer_state(ckpt, scaler)
+    keep_newer_best(out, state, log)
+    log.info(f"resumed run {state['run_id']} from {ckpt} at iter {state['iter']} (lr {optimizer.get_lr():.6g}, "
+             f"best F1 {state['best_metric']:.4f})")
+    return state
+
+
+def keep_newer_best(out, state, log):
+    """best_model is written at every improvement, so after a kill it can be newer than the checkpoint: keep its
+    score as the one to beat, so a worse model never replaces it. A missing one is rewritten at the next evaluation."""
+    best = read_json(resolve_dir(out / BEST_DIR) / INFO_FILE)
+    if best.get("run_id") != state["run_id"]:
+        if state["best_iter"]:
+            log.warning(f"{out / BEST_DIR} is missing or another run's: the next evaluation writes it anew")
+        state["best_metric"], state["best_iter"] = -1.0, 0
+    elif best.get("best_metric", -1.0) > state["best_metric"]:
+        state["best_metric"], state["best_iter"] = best["best_metric"], best["iter"]
+        log.info(f"{out / BEST_DIR} (iter {best['iter']}, after this checkpoint) stays the best so far")
+
+
+def setup_amp(cfg, device, log):
+    """(autocast dtype or None, GradScaler or None): bf16 where the GPU has it, else fp16 with loss scaling."""
+    if not cfg["AMP"]:
+        return None, None
+    if not device.startswith("gpu"):
+        log.info("AMP requested but running on CPU: ignored")
+        return None, None
+    bf16 = getattr(paddle.amp, "is_bfloat16_supported", lambda: False)()  # absent in older Paddle 2.x
+    dtype = "bfloat16" if bf16 else "float16"
+    log.info(f"AMP: {dtype}")
+    return dtype, paddle.amp.GradScaler(init_loss_scaling=1024) if dtype == "float16" else None
+
+
+def train_step(model, images, labels, optimizer, amp_dtype, scaler):
+    cast = paddle.amp.auto_cast(level="O1", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    with cast:
+        loss = F.cross_entropy(model(images), labels)
+    if scaler:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    optimizer.clear_grad()
+    return float(loss)  # also waits for the device, so batch_cost is honest
 
 
 @paddle.no_grad()
@@ -116,106 +225,78 @@ def main(argv=None):
     paddle.seed(cfg["SEED"])  # same initial weights on every rank
 
     refs, train_df, val_df = load_split(cfg)
-    n_rows = LAYOUTS[read_render_config(cfg["DATASET_DIR"]).get("layout", "12x1")][0]
-    img_dir = Path(cfg["DATASET_DIR"]) / "train"
-    train_ds = ECGImageDataset(img_dir, train_df["name"], train_df["tag"], cfg["IMAGE_SIZE"], build_transforms(True, n_rows))
-    val_ds = ECGImageDataset(img_dir, val_df["name"], val_df["tag"], cfg["IMAGE_SIZE"], build_transforms(False))
-    drop_last = len(train_ds) >= cfg["BATCH_SIZE"] * world
-    sampler = DistributedBatchSampler(train_ds, batch_size=cfg["BATCH_SIZE"], shuffle=True, drop_last=drop_last)
-    workers = cfg["NUM_WORKERS"]
-    loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=workers, return_list=True,
-                        persistent_workers=workers > 0, worker_init_fn=seed_worker if workers > 0 else None)
-    val_loader = DataLoader(val_ds, batch_size=cfg["BATCH_SIZE"], shuffle=False, num_workers=min(workers, 2), return_list=True)
-    log.info(f"data: {len(refs)} labelled records -> train {len(train_ds)} "
-             f"({int(train_df['tag'].sum())} abnormal), validation {len(val_ds)} ({int(val_df['tag'].sum())} abnormal), "
+    sampler, loader, val_loader = build_loaders(cfg, train_df, val_df, world)
+    log.info(f"data: {len(refs)} labelled records -> train {len(train_df)} "
+             f"({int(train_df['tag'].sum())} abnormal), validation {len(val_df)} ({int(val_df['tag'].sum())} abnormal), "
              f"fold {cfg['VAL_FOLD']} of {cfg['NUM_FOLDS']}; {len(sampler)} iterations per epoch")
 
     model = build_model(len(TAG_NAMES), cfg["PRETRAINED"])
     scheduler = build_scheduler(cfg)
     optimizer = paddle.optimizer.Momentum(learning_rate=scheduler, momentum=cfg["MOMENTUM"], parameters=model.parameters(),
                                           weight_decay=paddle.regularizer.L2Decay(cfg["WEIGHT_DECAY"]))
-
-    state = {"iter": 0, "best_f1": -1.0, "best_iter": 0, "history": {"train": [], "eval": []}}
-    resume = cfg["RESUME"]
-    if resume == "auto":
-        found = checkpoint_dirs(out)
-        resume = str(found[-1]) if found else ""
-        if not found:
-            log.info(f"resume auto: no checkpoint in {out}, starting from scratch")
-    if resume:
-        state = load_checkpoint(resume, model, optimizer)
-        log.info(f"resumed from {resume} at iter {state['iter']} (lr {optimizer.get_lr():.6g}, best F1 {state['best_f1']:.4f})")
+    amp_dtype, scaler = setup_amp(cfg, device, log)
+    state = start_or_resume(cfg, out, run_signature(cfg, world, train_df, val_df), model, optimizer, scaler, log)
     if world > 1:
         model = paddle.DataParallel(model)
+    vdl = None
+    if cfg["USE_VDL"] and rank == 0:
+        from utils.vdl import VDLWriter
 
-    amp_dtype = None
-    if cfg["AMP"]:
-        if device.startswith("gpu"):
-            bf16 = getattr(paddle.amp, "is_bfloat16_supported", lambda: False)()  # absent in older Paddle 2.x
-            amp_dtype = "bfloat16" if bf16 else "float16"
-            log.info(f"AMP: {amp_dtype}")
-        else:
-            log.info("AMP requested but running on CPU: ignored")
-    scaler = paddle.amp.GradScaler(init_loss_scaling=1024) if amp_dtype == "float16" else None
+        vdl = VDLWriter(out / "vdl", state["history"])
     majority = int(refs["tag"].mode().iloc[0])
 
     iters, it = cfg["ITERS"], state["iter"]
     per_epoch = max(1, len(sampler))
     eval_interval = cfg["EVAL_INTERVAL"] or per_epoch
     batch_cost, reader_cost = TimeAverager(), TimeAverager()
-    loss_sum, loss_n = 0.0, 0
+    window = state["loss_window"]  # [loss sum, count] since the last log line; checkpointed so resume logs the same
     model.train()
-    log.info(f"training {iters} iterations, batch {cfg['BATCH_SIZE']} x {world} process(es), image {cfg['IMAGE_SIZE']} px, "
-             f"device {device}, pretrained {cfg['PRETRAINED']}")
+    log.info(f"run {state['run_id']}: {iters} iterations, batch {cfg['BATCH_SIZE']} x {world} process(es), "
+             f"image {cfg['IMAGE_SIZE']} px, device {device}, pretrained {cfg['PRETRAINED']}")
     while it < iters:
-        epoch = it // per_epoch
-        sampler.set_epoch(epoch)
+        epoch, skip = divmod(it, per_epoch)
+        sampler.set_epoch(epoch, skip)  # a mid-epoch resume starts at the batch the killed run would have drawn next
         batch_start = time.perf_counter()
         for images, labels in loader:
-            if it >= iters:
-                break
             reader_cost.record(time.perf_counter() - batch_start)
             it += 1
-            cast = paddle.amp.auto_cast(level="O1", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-            with cast:
-                loss = F.cross_entropy(model(images), labels)
-            if scaler:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            optimizer.clear_grad()
             lr = optimizer.get_lr()
+            window[0] += train_step(model, images, labels, optimizer, amp_dtype, scaler)
+            window[1] += 1
             scheduler.step()
-            loss_sum += float(loss)  # also waits for the device, so batch_cost is honest
-            loss_n += 1
             batch_cost.record(time.perf_counter() - batch_start, num_samples=len(labels))
 
             if it % cfg["LOG_ITERS"] == 0 or it == iters:
-                avg_batch = batch_cost.get_average()
-                log.info(f"[TRAIN] epoch: {epoch + 1}, iter: {it}/{iters}, loss: {loss_sum / loss_n:.4f}, lr: {lr:.6f}, "
-                         f"batch_cost: {avg_batch:.4f}, reader_cost: {reader_cost.get_average():.5f}, "
-                         f"ips: {batch_cost.get_ips_average():.4f} samples/sec | ETA {calculate_eta(iters - it, avg_batch)}")
-                state["history"]["train"].append({"iter": it, "loss": loss_sum / loss_n, "lr": lr,
-                                                  "batch_cost": avg_batch, "reader_cost": reader_cost.get_average()})
-                loss_sum, loss_n = 0.0, 0
+                rec = {"iter": it, "loss": window[0] / window[1], "lr": lr, "batch_cost": batch_cost.get_average(),
+                       "reader_cost": reader_cost.get_average(), "ips": batch_cost.get_ips_average()}
+                log.info(f"[TRAIN] epoch: {epoch + 1}, iter: {it}/{iters}, loss: {rec['loss']:.4f}, lr: {lr:.6f}, "
+                         f"batch_cost: {rec['batch_cost']:.4f}, reader_cost: {rec['reader_cost']:.5f}, "
+                         f"ips: {rec['ips']:.4f} samples/sec | ETA {calculate_eta(iters - it, rec['batch_cost'])}")
+                state["history"]["train"].append(rec)
+                if vdl:
+                    vdl.train(rec)
+                window[:] = [0.0, 0]
                 batch_cost.reset()
                 reader_cost.reset()
 
             if rank == 0 and (it % eval_interval == 0 or it == iters):
-                evaluate_and_keep_best(model, val_loader, state, it, cfg, majority, out, log)
+                rec = evaluate_and_keep_best(model, val_loader, state, it, cfg, majority, out, log)
+                if vdl:
+                    vdl.eval(rec)
             state["iter"] = it
             if rank == 0 and (it % cfg["SAVE_INTERVAL"] == 0 or it == iters):
-                save_checkpoint(out / f"iter_{it}", model, optimizer, state)
-                prune_checkpoints(out, cfg["KEEP_CHECKPOINTS"])
+                save_checkpoint(out / f"iter_{it}", model, optimizer, state, scaler)
+                prune_checkpoints(out, cfg["KEEP_CHECKPOINTS"], state["run_id"])
+            if it >= iters:
+                break
             batch_start = time.perf_counter()
 
     if rank == 0:
+        if vdl:
+            vdl.close()
         plot_training_curves(state["history"], out / "training_curves.png")
-        log.info(f"done: best validation F1 {state['best_f1']:.4f} at iter {state['best_iter']} -> {out / 'best_model'}; "
-                 f"curves: {out / 'training_curves.png'}")
+        log.info(f"done: best validation F1 {state['best_metric']:.4f} at iter {state['best_iter']} -> {out / BEST_DIR}; "
+                 f"curves: {out / 'training_curves.png'}" + (f"; VisualDL: visualdl --logdir {out / 'vdl'}" if vdl else ""))
     return state
 
 
@@ -224,19 +305,22 @@ def evaluate_and_keep_best(model, val_loader, state, it, cfg, majority, out, log
     threshold = best_threshold(labels, probs)
     at_half, tuned = binary_report(labels, probs, 0.5), binary_report(labels, probs, threshold)
     log.info(f"[EVAL] #Images: {len(labels)}, loss: {loss:.4f}, acc: {at_half['accuracy']:.4f}, "
-             f"F1: {at_half['f1']:.4f} (threshold 0.5), F1: {tuned['f1']:.4f} (threshold {threshold:.3f}), AUC: {at_half['auc']:.4f}")
+             f"F1: {at_half['f1']:.4f} (threshold 0.5), F1: {tuned['f1']:.4f} (threshold {threshold:.3f}), AUC: {fmt(at_half['auc'])}")
     log.info(f"[EVAL] confusion (rows: true normal/abnormal, columns: predicted): {at_half['confusion']}")
-    state["history"]["eval"].append({"iter": it, "loss": loss, "f1": tuned["f1"], "f1_at_0.5": at_half["f1"],
-                                     "auc": at_half["auc"], "accuracy": at_half["accuracy"], "threshold": threshold})
-    if tuned["f1"] > state["best_f1"]:
-        state["best_f1"], state["best_iter"] = tuned["f1"], it
-        save_model_dir(out / "best_model", model, {
-            "iter": it, "metrics": {"val_loss": loss, "at_0.5": at_half, "at_threshold": tuned},
+    rec = {"iter": it, "loss": loss, "f1": tuned["f1"], "f1_at_0.5": at_half["f1"], "auc": at_half["auc"],
+           "accuracy": at_half["accuracy"], "threshold": threshold}
+    state["history"]["eval"].append(rec)
+    if tuned["f1"] > state["best_metric"]:
+        state["best_metric"], state["best_iter"] = tuned["f1"], it
+        save_model_dir(out / BEST_DIR, model, {
+            "run_id": state["run_id"], "iter": it, "best_metric": tuned["f1"], "selected_by": "validation F1 at tuned threshold",
+            "metrics": {"val_loss": loss, "at_0.5": at_half, "at_threshold": tuned},
             "threshold": threshold, "class_names": list(TAG_NAMES), "num_classes": len(TAG_NAMES),
             "image_size": cfg["IMAGE_SIZE"], "majority_class": majority,
             "render_config": read_render_config(cfg["DATASET_DIR"]), "config": cfg,
         })
-    log.info(f"[EVAL] The model with the best validation F1 ({state['best_f1']:.4f}) was saved at iter {state['best_iter']}.")
+    log.info(f"[EVAL] The model with the best validation F1 ({state['best_metric']:.4f}) was saved at iter {state['best_iter']}.")
+    return rec
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def main():
         return model(paddle.to_tensor(x)).numpy()
 
     export_model(model, tmp / "export", a.image_size, {"num_classes": 2})
-    static = InferencePredictor(tmp / "export", use_gpu=False)
+    static = InferencePredictor(tmp / "export", "cpu")
     t_dy, out_dy = timed(dygraph, batch, a.batches)
     t_st, out_st = timed(static, batch, a.batches)
     print(f"\nCPU, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "

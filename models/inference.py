@@ -8,7 +8,7 @@ import numpy as np
 import paddle
 
 from utils.atomic import write_text
-from utils.checkpoint import INFO_FILE
+from utils.checkpoint import INFO_FILE, CheckpointError
 
 EXPORT_PREFIX = "inference"  # DIR/inference.json (or .pdmodel) + DIR/inference.pdiparams; model.json is ours
 
@@ -29,34 +29,54 @@ def export_model(model, out_dir, image_size, info):
     return out_dir
 
 
-class InferencePredictor:
-    """Paddle Inference predictor of an exported model: `predictor(batch NCHW float32) -> logits`."""
+def gpu_id(device):
+    """"gpu:N" -> N, "gpu" -> 0, anything else (cpu) -> None."""
+    if not device.startswith("gpu"):
+        return None
+    return int(device.partition(":")[2] or 0)
 
-    def __init__(self, model_dir, use_gpu=None, tensorrt=False, threads=None):
+
+def configure_device(config, device, tensorrt=False, threads=None):
+    """Run `config` on `device`'s GPU (optionally via TensorRT) or on the CPU with oneDNN; return a description."""
+    from paddle import inference
+
+    gpu = gpu_id(device)
+    if gpu is None:
+        config.disable_gpu()
+        config.enable_mkldnn()
+        config.set_cpu_math_library_num_threads(threads or int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+        return "cpu (oneDNN)"
+    config.enable_use_gpu(512, gpu)  # 512 MB initial memory pool on GPU `gpu`
+    if tensorrt:
+        config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=64, min_subgraph_size=3,
+                                      precision_mode=inference.PrecisionType.Float32, use_static=False, use_calib_mode=False)
+    return f"gpu:{gpu}" + (" + TensorRT" if tensorrt else "")
+
+
+class InferencePredictor:
+    """Paddle Inference predictor of an exported model: `predictor(batch NCHW float32) -> logits`.
+
+    `device`: "cpu", "gpu" or "gpu:N", as utils.runtime.select_device returns; None = the GPU if there is one.
+    `use_gpu` is the deprecated former switch (True = "gpu", False = "cpu")."""
+
+    def __init__(self, model_dir, device=None, tensorrt=False, threads=None, use_gpu=None):
         from paddle import inference
 
         model_dir = Path(model_dir)
         prog = next((model_dir / f"{EXPORT_PREFIX}{ext}" for ext in (".json", ".pdmodel")
                      if (model_dir / f"{EXPORT_PREFIX}{ext}").is_file()), None)
         if prog is None:
-            raise FileNotFoundError(f"{model_dir}: no exported program ({EXPORT_PREFIX}.json or .pdmodel)")
+            raise CheckpointError(f"{model_dir}: no exported program ({EXPORT_PREFIX}.json or .pdmodel)")
         config = inference.Config(str(prog), str(model_dir / f"{EXPORT_PREFIX}.pdiparams"))
         config.disable_glog_info()
-        if use_gpu is None:
-            use_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-        if use_gpu:
-            config.enable_use_gpu(512, 0)
-            if tensorrt:
-                config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=64, min_subgraph_size=3,
-                                              precision_mode=inference.PrecisionType.Float32, use_static=False, use_calib_mode=False)
-        else:
-            config.disable_gpu()
-            config.enable_mkldnn()
-            config.set_cpu_math_library_num_threads(threads or int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+        if device is None:
+            if use_gpu is None:
+                use_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+            device = "gpu" if use_gpu else "cpu"
+        self.device = configure_device(config, device, tensorrt, threads)
         self.predictor = inference.create_predictor(config)
         self.input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
-        self.device = "gpu" + (" + TensorRT" if tensorrt else "") if use_gpu else "cpu (oneDNN)"
 
     def __call__(self, batch):
         batch = np.ascontiguousarray(batch, dtype=np.float32)

@@ -9,11 +9,13 @@ import paddle
 from paddle.vision.models import resnet50
 from paddle.vision.models.resnet import model_urls
 
+from utils.errors import PipelineError
+
 log = logging.getLogger("ecg")
 PROBE_TIMEOUT_S = 5
 
 
-class PretrainedWeightsError(RuntimeError):
+class PretrainedWeightsError(PipelineError, RuntimeError):
     """ImageNet weights could not be found, fetched, or matched to the model."""
 
 

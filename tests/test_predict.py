@@ -96,7 +96,7 @@ def test_exported_model_agrees_with_dygraph(tiny_raw, tiny_dataset, tiny_trained
     model.eval()
     with paddle.no_grad():
         dygraph = model(paddle.to_tensor(batch)).numpy()
-    static = InferencePredictor(export, use_gpu=False)(batch)
+    static = InferencePredictor(export, "cpu")(batch)
     np.testing.assert_allclose(static, dygraph, rtol=1e-3, atol=1e-3 * np.abs(dygraph).max())
     run_predict(tiny_raw, tiny_dataset, export, tmp_path / "b.csv")
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()

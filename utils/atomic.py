@@ -6,6 +6,16 @@ import tempfile
 from pathlib import Path
 
 
+def umask_mode(mode):
+    """`mode` as the umask lets open()/mkdir create it: mkstemp/mkdtemp make owner-only (0600/0700) temporaries,
+    which would otherwise become the outputs' permissions. Reading the umask means setting it, so restore it."""
+    mask = os.umask(0)
+    try:
+        return mode & ~mask
+    finally:
+        os.umask(mask)
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success it is renamed onto `path` (same filesystem, so atomic)."""
@@ -15,6 +25,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, umask_mode(0o666))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -40,6 +51,7 @@ def atomic_dir(path):
     old = path.with_name(path.name + ".old")
     try:
         yield tmp
+        os.chmod(tmp, umask_mode(0o777))
         if old.exists():
             shutil.rmtree(old)
         if path.exists():

@@ -1,4 +1,4 @@
-"""Command-line overrides for the UPPER_CASE constants at the top of a script (nanoGPT style).
+"""Command-line overrides for the UPPER_CASE constants of a script's configuration block (nanoGPT style).
 
 `IMAGE_SIZE = 640` becomes `--image-size 640`; the flag's type is the constant's type.
 """
@@ -42,6 +42,22 @@ def parse_config(defaults, argv=None, description=None, source_file=None, choice
     return vars(p.parse_args(argv))
 
 
+BLOCK_START, BLOCK_END = "# -- configuration", "# ----"
+
+
+def block_names(source_file):
+    """NAMEs assigned at column 0 between the line starting BLOCK_START and the next starting BLOCK_END."""
+    with open(source_file) as f:
+        lines = f.read().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith(BLOCK_START)), len(lines))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(BLOCK_END)), None)
+    if end is None:
+        raise ValueError(f"{source_file}: no configuration block (a '{BLOCK_START} ...' line, the constants, "
+                         f"then a '{BLOCK_END}...' line): its constants are the script's flags")
+    return [m.group(1) for line in lines[start + 1:end] if (m := re.match(r"([A-Z][A-Z0-9_]*)\s*=(?!=)", line))]
+
+
 def script_constants(namespace):
-    """The UPPER_CASE constants of a module's globals, in definition order."""
-    return {k: v for k, v in namespace.items() if k.isupper() and not k.startswith("_") and isinstance(v, (bool, int, float, str, type(None)))}
+    """{CONSTANT: current value} for the constants of the configuration block of the script whose globals are
+    `namespace`, in order. Only that block: imported or helper constants must not become flags."""
+    return {k: namespace[k] for k in block_names(namespace["__file__"])}

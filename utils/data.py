@@ -1,10 +1,13 @@
-"""Rendered-picture datasets for paddle.io and the seeded stratified train/validation split."""
+"""Rendered-picture datasets for paddle.io, the seeded sampler that makes augmentation reproducible, and the
+seeded stratified train/validation split."""
 import json
+import random
 from pathlib import Path
 
 import numpy as np
 import paddle
 from PIL import Image
+from sklearn.model_selection import StratifiedKFold
 
 from .ecg_io import ECGDataError
 
@@ -32,22 +35,63 @@ class ECGImageDataset(paddle.io.Dataset):
     def __len__(self):
         return len(self.names)
 
-    def __getitem__(self, i):
+    def __getitem__(self, key):
+        i = seed_sample(key)
         img = load_image(self.image_dir / f"{self.names[i]}.png", self.image_size)
         x = self.transform(img) if self.transform else np.asarray(img)
         return (x, self.labels[i]) if self.labels is not None else x
 
 
+def seed_sample(key):
+    """`key` is an index, or (index, draw seed) from SeededBatchSampler: then seed the RNGs the augmentations use
+    (numpy's and Python's: ColorJitter draws from `random`) so this sample's draws depend on nothing else."""
+    if not isinstance(key, (tuple, list)):
+        return key
+    index, draw = key
+    np.random.seed(draw)
+    random.seed(int(draw))
+    return index
+
+
+def derive_seed(*parts):
+    """A 32-bit seed from integers (seed, epoch, index): distinct parts give unrelated streams."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+class SeededBatchSampler(paddle.io.BatchSampler):
+    """Shuffled batches of (index, draw seed) keys, the draw seed a function of (run seed, epoch, index).
+
+    Each sample's augmentation is then fixed by the run's seed alone, whichever DataLoader worker draws it
+    (Paddle seeds every worker alike), and a run resumed mid-epoch (`set_epoch(epoch, skip=k)` starts at batch k
+    without loading the k batches before it) sees the same samples, in the same order, with the same draws as
+    an uninterrupted run. Wraps DistributedBatchSampler, so each rank gets its own share.
+    """
+
+    def __init__(self, dataset, batch_size, seed, drop_last=True):
+        self.inner = paddle.io.DistributedBatchSampler(dataset, batch_size=batch_size, shuffle=True, drop_last=drop_last)
+        self.batch_size, self.seed, self.epoch, self.skip = batch_size, seed, 0, 0
+
+    def set_epoch(self, epoch, skip=0):
+        self.epoch, self.skip = epoch, skip
+
+    def __iter__(self):
+        self.inner.set_epoch(derive_seed(self.seed, self.epoch))  # the order depends on the seed too, not only the epoch
+        for b, batch in enumerate(self.inner):
+            if b >= self.skip:
+                yield [(i, derive_seed(self.seed, self.epoch, i)) for i in batch]
+
+    def __len__(self):
+        return len(self.inner)
+
+
 def stratified_folds(labels, n_folds, seed):
-    """Fold number (0..n_folds-1) per sample: each class spread evenly over the folds, shuffled by `seed`."""
+    """Fold number (0..n_folds-1) per sample: scikit-learn's StratifiedKFold, shuffled by `seed` (a class with
+    fewer members than folds only warns; some folds then lack it)."""
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
     folds = np.empty(len(labels), dtype=int)
-    offset = 0
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        folds[idx] = (np.arange(len(idx)) + offset) % n_folds
-        offset += len(idx)  # keep the folds' sizes balanced across classes
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        folds[val] = k
     return folds
 
 

@@ -10,6 +10,7 @@ import pandas as pd
 import scipy.io
 
 from .atomic import atomic_path
+from .errors import PipelineError
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 FS = 500  # Hz
@@ -25,7 +26,7 @@ CLASS_NAMES = (
 TAG_NAMES = ("normal", "abnormal")
 
 
-class ECGDataError(ValueError):
+class ECGDataError(PipelineError, ValueError):
     """A data file is missing, malformed or inconsistent. The message names the file."""
 
     def __init__(self, path, problem):

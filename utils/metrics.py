@@ -1,39 +1,42 @@
-"""Binary metrics with "abnormal" (1) as the positive class: the competition scores Task 1 by F1."""
+"""Binary metrics with "abnormal" (1) as the positive class: the competition scores Task 1 by F1.
+Exact (scikit-learn); an undefined value (AUC of a one-class fold) is None, which JSON writes as null."""
+import math
+
 import numpy as np
-import paddle
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_curve, roc_auc_score
 
 
-def confusion(y_true, y_pred):
-    """2x2 confusion matrix, rows = truth (normal, abnormal), columns = prediction."""
-    return np.bincount(2 * np.asarray(y_true, int) + np.asarray(y_pred, int), minlength=4).reshape(2, 2)
-
-
-def f1_from_confusion(cm):
-    tp, fp, fn = cm[1, 1], cm[0, 1], cm[1, 0]
-    return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
+def fmt(x, digits=4):
+    """A metric for log lines: `x` with `digits` decimals, "n/a" when undefined (None or NaN)."""
+    return "n/a" if x is None or math.isnan(x) else f"{x:.{digits}f}"
 
 
 def roc_auc(y_true, prob):
-    """ROC AUC via paddle.metric.Auc; NaN when only one class is present."""
-    y_true = np.asarray(y_true, int)
-    if len(np.unique(y_true)) < 2:
-        return float("nan")
-    auc = paddle.metric.Auc(num_thresholds=4095)
-    p = np.asarray(prob, dtype=np.float64)
-    auc.update(np.stack([1 - p, p], axis=1), y_true.reshape(-1, 1))
-    return float(auc.accumulate())
+    """Exact ROC AUC; None when only one class is present (no pair to rank)."""
+    return float(roc_auc_score(y_true, prob)) if len(np.unique(y_true)) == 2 else None
 
 
 def best_threshold(y_true, prob):
-    """Decision threshold on P(abnormal) that maximises F1 (ties: the one nearest 0.5)."""
-    cands = np.unique(np.concatenate([[0.5], np.asarray(prob, dtype=np.float64)]))
-    scores = [(f1_from_confusion(confusion(y_true, prob >= t)), -abs(t - 0.5), t) for t in cands]
-    return float(max(scores)[2])
+    """Decision threshold on P(abnormal) (abnormal iff prob >= threshold) that maximises F1; among equal F1s the
+    one nearest 0.5, so 0.5 itself when it predicts the same as the best score."""
+    y_true, prob = np.asarray(y_true, int), np.asarray(prob, dtype=np.float64)
+    n_pos = int(y_true.sum())
+    if n_pos == 0:
+        return 0.5  # F1 is 0 at every threshold
+    _, recall, thresholds = precision_recall_curve(y_true, prob)
+    # F1 = 2 tp / (predicted + positives) from integer counts, so equal F1s compare equal for the tie-break
+    tp = np.rint(recall[:-1] * n_pos)
+    predicted = len(prob) - np.searchsorted(np.sort(prob), thresholds)
+    at_half = prob >= 0.5
+    cands = np.append(thresholds, 0.5)
+    f1 = np.append(2 * tp / (predicted + n_pos), 2 * np.sum(at_half & (y_true == 1)) / (at_half.sum() + n_pos))
+    return float(cands[np.lexsort((cands, -np.abs(cands - 0.5), f1))[-1]])  # best F1, then nearest 0.5, then higher
 
 
 def binary_report(y_true, prob, threshold=0.5):
-    """accuracy, F1, AUC and confusion matrix at `threshold` on P(abnormal)."""
+    """accuracy, F1, AUC and confusion matrix (rows: truth normal/abnormal, columns: prediction) at `threshold`."""
     y_true, prob = np.asarray(y_true, int), np.asarray(prob, dtype=np.float64)
-    cm = confusion(y_true, prob >= threshold)
-    return {"accuracy": float(np.trace(cm) / max(1, cm.sum())), "f1": f1_from_confusion(cm), "auc": roc_auc(y_true, prob),
-            "threshold": float(threshold), "confusion": cm.tolist(), "n": int(len(y_true))}
+    y_pred = (prob >= threshold).astype(int)
+    cm = confusion_matrix(y_true, y_pred, labels=[0, 1])  # 2x2 even when a fold holds one class
+    return {"accuracy": float(np.trace(cm) / max(1, cm.sum())), "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+            "auc": roc_auc(y_true, prob), "threshold": float(threshold), "confusion": cm.tolist(), "n": int(len(y_true))}

@@ -18,7 +18,7 @@ def plot_training_curves(history, path):
         axes[0].plot([r["iter"] for r in evals], [r["loss"] for r in evals], "o-", label="validation")
         axes[2].plot([r["iter"] for r in evals], [r["f1"] for r in evals], "o-", label="F1 (tuned threshold)")
         axes[2].plot([r["iter"] for r in evals], [r["f1_at_0.5"] for r in evals], "s--", label="F1 (threshold 0.5)")
-        axes[2].plot([r["iter"] for r in evals], [r["auc"] if not math.isnan(r["auc"]) else None for r in evals], "^-", label="ROC AUC")
+        axes[2].plot([r["iter"] for r in evals], [r["auc"] if r["auc"] is not None and not math.isnan(r["auc"]) else None for r in evals], "^-", label="ROC AUC")
     if train:
         axes[1].plot(it, [r["lr"] for r in train])
     for ax, title in zip(axes, ("loss", "learning rate", "validation (abnormal = positive)")):

@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 
+from .errors import PipelineError
+
 
 def configure_cpu_threads():
     """Use every core (Paddle's CPU kernels default to one thread) and, on AMD, MKL's fast code path.
@@ -61,11 +63,12 @@ def get_logger(log_file=None, quiet=False):
 
 
 def run_script(main):
-    """Run a script's main(): data and model problems end in one 'error: <file>: <problem>' line and exit 1
-    (set ECG_DEBUG=1 for the traceback)."""
+    """Run a script's main(): the project's own errors (bad data, model directory, weights or flags) end in one
+    'error: <file>: <problem>' line and exit 1 (set ECG_DEBUG=1 for the traceback). Anything else, Paddle's
+    errors included, is not understood here, so it keeps its traceback."""
     try:
         main()
-    except (OSError, ValueError, RuntimeError) as e:
+    except PipelineError as e:
         if os.environ.get("ECG_DEBUG"):
             raise
         sys.exit(f"error: {e}")

@@ -1,0 +1,222 @@
+"""Training you can trust, on real (embedded PTB-XL) pictures at a tiny size: distinct and reproducible
+augmentation draws across DataLoader workers, checkpoints owned by their run, exact resume after kill -9,
+VisualDL curves that survive resume, and predict refusing pictures drawn with other settings."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import predict
+import train
+from pipeline_fixtures import TINY
+from utils.checkpoint import prune_checkpoints, read_json
+from utils.ecg_io import ECGDataError
+from utils.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+# Evaluate every 5, save every 4 (so the checkpoint before a kill is often mid-epoch and older than best_model);
+# 54 training pictures in batches of 4 make 13 iterations an epoch, so 30 iterations cross two epoch boundaries.
+RUN = ["--iters", "30", "--warmup-iters", "2", "--lr", "0.01", "--eval-interval", "5", "--save-interval", "4",
+       "--log-iters", "1", "--keep-checkpoints", "2", "--image-size", "64", "--batch-size", "4", "--pretrained", "none",
+       "--num-workers", "0", "--use-vdl"]
+
+
+def _loader_batches(dataset_dir, workers, seed, n=4):
+    """Augmented training batches of one real picture repeated, through train.py's own loader."""
+    name = sorted(p.stem for p in (dataset_dir / "train").glob("*.png"))[0]
+    df = pd.DataFrame({"name": [name] * (2 * n), "tag": [1] * (2 * n)})
+    cfg = {"DATASET_DIR": str(dataset_dir), "IMAGE_SIZE": 64, "BATCH_SIZE": 2, "SEED": seed, "NUM_WORKERS": workers}
+    sampler, loader, _ = train.build_loaders(cfg, df, df, 1)
+    sampler.set_epoch(0)
+    return np.concatenate([images.numpy() for images, _ in loader])
+
+
+def test_workers_draw_distinct_augmentations_reproducibly(tiny_dataset):
+    two = _loader_batches(tiny_dataset, 2, seed=7)
+    assert len(two) == 8
+    flat = two.reshape(len(two), -1)
+    for i in range(len(flat)):  # the same picture, augmented 8 times: no two draws alike, whichever worker drew it
+        for j in range(i + 1, len(flat)):
+            assert not np.array_equal(flat[i], flat[j]), (i, j)
+    # Each draw is fixed by (seed, epoch, sample): the same with no workers, again, and different for another seed.
+    np.testing.assert_array_equal(two, _loader_batches(tiny_dataset, 0, seed=7))
+    np.testing.assert_array_equal(two, _loader_batches(tiny_dataset, 2, seed=7))
+    assert not np.array_equal(two, _loader_batches(tiny_dataset, 2, seed=8))
+
+
+def _train(dataset, out, *extra):
+    return train.main(["--dataset-dir", str(dataset), "--output-dir", str(out), *RUN, *extra])
+
+
+def _vdl_scalars(out, tag):
+    from visualdl import LogReader
+
+    files = list((out / "vdl").glob("vdlrecords.*.log"))
+    assert len(files) == 1, files
+    return [(r.id, r.value) for r in LogReader(file_path=str(files[0])).get_data("scalar", tag)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    return out, _train(tiny_dataset, out)
+
+
+def _start_and_kill(dataset, out, at_iter):
+    """Run train.py in a real subprocess and kill -9 it once its log shows iteration `at_iter`."""
+    args = [sys.executable, "train.py", "--dataset-dir", str(dataset), "--output-dir", str(out), *RUN]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log, deadline = out / "train.log", time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and f"iter: {at_iter}/30," in log.read_text():
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+
+
+def test_killed_run_resumes_exactly(tiny_dataset, uninterrupted, tmp_path):
+    out, full = uninterrupted
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    _start_and_kill(tiny_dataset, killed, at_iter=11)
+    left = sorted(p.name for p in killed.glob("iter_*"))
+    assert left and "iter_30" not in left
+    resumed = _train(tiny_dataset, killed, "--resume", "auto")
+    log = (killed / "train.log").read_text()
+    assert f"resumed run {resumed['run_id']} from {killed / left[-1]}" in log
+
+    # Same samples, same order, same draws: the same loss at every iteration, and the same evaluations.
+    got = {r["iter"]: r["loss"] for r in resumed["history"]["train"]}
+    want = {r["iter"]: r["loss"] for r in full["history"]["train"]}
+    assert sorted(got) == list(range(1, 31)) == sorted(want)
+    np.testing.assert_allclose([got[i] for i in range(1, 31)], [want[i] for i in range(1, 31)], rtol=1e-4, atol=1e-6)
+    assert [e["iter"] for e in resumed["history"]["eval"]] == [5, 10, 15, 20, 25, 30]
+    np.testing.assert_allclose([e["loss"] for e in resumed["history"]["eval"]], [e["loss"] for e in full["history"]["eval"]],
+                               rtol=1e-4)
+    # ... and the same best_model.
+    assert (resumed["best_iter"], resumed["best_metric"]) == (full["best_iter"], pytest.approx(full["best_metric"]))
+    a, b = (read_json(d / "best_model" / "model.json") for d in (out, killed))
+    assert a["iter"] == b["iter"] and b["run_id"] == resumed["run_id"]
+    import paddle
+    pa, pb = (paddle.load(str(d / "best_model" / "model.pdparams")) for d in (out, killed))
+    for k in pa:
+        np.testing.assert_allclose(pb[k].numpy(), pa[k].numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+    # VisualDL continues the same curves: one value per iteration, none twice, equal to the uninterrupted run's.
+    steps = _vdl_scalars(killed, "Train/loss")
+    assert [s for s, _ in steps] == list(range(1, 31))
+    np.testing.assert_allclose([v for _, v in steps], [v for _, v in _vdl_scalars(out, "Train/loss")], rtol=1e-4)
+    # Only this run's newest checkpoints are kept.
+    assert sorted(p.name for p in killed.glob("iter_*")) == ["iter_28", "iter_30"]
+
+
+def test_visualdl_scalars(uninterrupted):
+    out, full = uninterrupted
+    for tag in ("Train/loss", "Train/lr", "Train/batch_cost", "Train/reader_cost", "Train/ips"):
+        assert [s for s, _ in _vdl_scalars(out, tag)] == list(range(1, 31)), tag
+    lr = dict(_vdl_scalars(out, "Train/lr"))
+    assert lr[1] == pytest.approx(0.0) and lr[3] == pytest.approx(0.01)
+    for tag in ("Evaluate/f1", "Evaluate/loss", "Evaluate/accuracy", "Evaluate/threshold", "Evaluate/auc"):
+        assert [s for s, _ in _vdl_scalars(out, tag)] == [5, 10, 15, 20, 25, 30], tag
+    f1 = [v for _, v in _vdl_scalars(out, "Evaluate/f1")]
+    np.testing.assert_allclose(f1, [e["f1"] for e in full["history"]["eval"]], rtol=1e-6)
+
+
+def test_checkpoints_belong_to_their_run(tiny_dataset, uninterrupted, tmp_path):
+    out, full = uninterrupted
+    reused = tmp_path / "reused"
+    shutil.copytree(out, reused)
+    before = sorted(p.name for p in reused.glob("iter_*"))
+    # A new run with other settings is not resumed from the old run's checkpoints: it says what differs...
+    with pytest.raises(ConfigError, match=r"ITERS: 30 -> 8"):
+        _train(tiny_dataset, reused, "--iters", "8", "--resume", "auto")
+    # ... and a fresh run does not silently mix with them.
+    with pytest.raises(ConfigError, match=r"another run's iter_\d+, iter_\d+, best_model \(run .*--overwrite"):
+        _train(tiny_dataset, reused, "--iters", "8")
+    assert sorted(p.name for p in reused.glob("iter_*")) == before
+    state = _train(tiny_dataset, reused, "--iters", "8", "--overwrite")
+    assert sorted(p.name for p in reused.glob("iter_*")) == ["iter_4", "iter_8"]
+    assert read_json(reused / "best_model" / "model.json")["run_id"] == state["run_id"] != full["run_id"]
+
+
+def test_pruning_never_touches_another_run(tmp_path):
+    for name, run in (("iter_10000", "A"), ("iter_40", "B"), ("iter_80", "B"), ("iter_120", "B")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "state.json").write_text(json.dumps({"run_id": run}))
+    prune_checkpoints(tmp_path, 2, "B")
+    assert sorted(p.name for p in tmp_path.glob("iter_*")) == ["iter_10000", "iter_120", "iter_80"]
+
+
+def test_best_model_newer_than_the_checkpoint_is_not_replaced_by_a_worse_one(tmp_path):
+    import logging
+
+    (tmp_path / "best_model").mkdir()
+    (tmp_path / "best_model" / "model.json").write_text(json.dumps({"run_id": "R", "iter": 12, "best_metric": 0.9}))
+    state = {"run_id": "R", "best_metric": 0.7, "best_iter": 5}
+    train.keep_newer_best(tmp_path, state, logging.getLogger("test"))
+    assert (state["best_metric"], state["best_iter"]) == (0.9, 12)
+    other = {"run_id": "S", "best_metric": 0.7, "best_iter": 5}  # best_model is another run's: rewritten at next eval
+    train.keep_newer_best(tmp_path, other, logging.getLogger("test"))
+    assert other["best_metric"] < 0
+
+
+def test_resume_restores_random_generators_and_loss_scaler(tmp_path):
+    import random
+
+    import paddle
+
+    from utils.checkpoint import restore_trainer_state, save_checkpoint
+
+    class Scaler:  # the fp16 GradScaler's interface (no GPU here to build a real enabled one)
+        def __init__(self, scale):
+            self.scale = scale
+
+        def state_dict(self):
+            return {"scale": np.array([self.scale], np.float32), "incr_count": 3}
+
+        def load_state_dict(self, d):
+            self.scale = float(d["scale"][0])
+
+    model = paddle.nn.Linear(3, 2)
+    opt = paddle.optimizer.Momentum(learning_rate=0.1, parameters=model.parameters())
+    random.seed(1), np.random.seed(1), paddle.seed(1)
+    save_checkpoint(tmp_path / "iter_1", model, opt, {"iter": 1}, Scaler(512.0))
+    want = (random.random(), np.random.rand(), paddle.rand([1]).numpy().item())
+    random.seed(2), np.random.seed(2), paddle.seed(2)
+    scaler = Scaler(1.0)
+    restore_trainer_state(tmp_path / "iter_1", scaler)
+    assert (random.random(), np.random.rand(), paddle.rand([1]).numpy().item()) == want
+    assert scaler.scale == 512.0
+
+
+def _predict(raw, ds, model, out):
+    return predict.main(["--data-dir", str(raw), "--dataset-dir", str(ds), "--model", str(model), "--out", str(out),
+                         "--num-workers", "0"])
+
+
+def test_predict_refuses_pictures_drawn_with_other_settings(tiny_raw, tiny_dataset, tiny_trained, tmp_path, caplog):
+    out, _ = tiny_trained
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, ds)
+    rc_path = ds / "render_config.json"
+    rc = json.loads(rc_path.read_text())
+    for key, value in (("mv_range", 2.0), ("layout", "6x2"), ("line_width", 3)):
+        rc_path.write_text(json.dumps({**rc, key: value}))
+        with pytest.raises(ECGDataError, match=rf"other settings .*{key}: model {rc[key]!r}, pictures {value!r}"):
+            _predict(tiny_raw, ds, out / "best_model", tmp_path / "a.csv")
+    assert not (tmp_path / "a.csv").exists()
+    rc_path.write_text(json.dumps({**rc, "size": 128}))  # only resized: allowed, with a warning
+    with caplog.at_level("WARNING", logger="ecg"):
+        _predict(tiny_raw, ds, out / "best_model", tmp_path / "a.csv")
+    assert "pictures are 128 px" in caplog.text and (tmp_path / "a.csv").exists()
+    rc_path.unlink()
+    with pytest.raises(ECGDataError, match="render_config.json: missing"):
+        _predict(tiny_raw, ds, out / "best_model", tmp_path / "a.csv")
