@@ -1,11 +1,13 @@
 """Step 3 of 3: predict every test record with the best model and write answer.csv (+ answer.zip to submit).
 
-    python predict.py --data-dir RAW_DIR --dataset-dir DATASET_DIR --model OUT_DIR/best_model --out ANSWER_CSV
+    python predict.py [--task 1|2] --data-dir RAW_DIR --dataset-dir DATASET_DIR --model OUT_DIR/best_model --out ANSWER_CSV
                       [--truth FILE] [--export DIR]
 
 The test records are the MAT files in RAW_DIR/val/: each gets exactly one row, sorted by name. A record whose
 picture is missing (process.py could not read or render it) gets the training set's majority class, with a
 warning and a line in the report. --model may also be a directory written by --export (Paddle Inference).
+A Task 2 model also writes the Task 1 answer (abnormal = anything but "normal" alone) as ANSWER_CSV with
+_task1 before the extension, so one model serves both submissions.
 """
 from utils.runtime import configure_cpu_threads
 
@@ -13,35 +15,36 @@ configure_cpu_threads()  # before paddle is imported
 
 import json  # noqa: E402
 import time  # noqa: E402
-import zipfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import paddle  # noqa: E402
 from paddle.io import DataLoader  # noqa: E402
-from scipy.special import softmax  # noqa: E402
+import pandas as pd  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from models import build_model  # noqa: E402
 from models.inference import InferencePredictor, export_model, is_exported  # noqa: E402
 from transforms import build_transforms  # noqa: E402
-from utils.atomic import atomic_path, resolve_dir, write_text  # noqa: E402
+from utils.atomic import resolve_dir, write_text  # noqa: E402
 from utils.checkpoint import CheckpointError, MODEL_FILE, load_weights, read_model_info  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.data import ECGImageDataset  # noqa: E402
-from utils.ecg_io import TAG_NAMES, ECGDataError, list_records, read_reference  # noqa: E402
-from utils.metrics import binary_report, fmt  # noqa: E402
+from utils.ecg_io import ECGDataError, list_records  # noqa: E402
+from utils.metrics import fmt  # noqa: E402
+from utils.plots import plot_per_class  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
+from utils.tasks import get_task, task1_path  # noqa: E402
 
 # -- configuration (every constant is also a flag: MODEL -> --model) -----------------------------------------
+TASK = 1  # 1: answer.csv holds name,tag | 2: header-less rows name,i1,i2,... (the model must be of this task)
 DATA_DIR = "dataset/sample"  # raw competition layout: the test records are DATA_DIR/val/*.mat
 DATASET_DIR = "dataset"  # pictures from process.py: DATASET_DIR/val/<name>.png
 MODEL = "output/best_model"  # from train.py, or a directory written by --export
 OUT = "answer.csv"  # answer.zip is written beside it
 BATCH_SIZE = 16
 NUM_WORKERS = 2
-TRUTH = ""  # optional labels (name,tag) of the test records: prints and saves accuracy, F1, AUC
+TRUTH = ""  # optional labels of the test records (the task's format): prints and saves the scores
 REPORT = ""  # default: predict_report.json beside the model directory (output/predict_report.json)
 EXPORT = ""  # also save a static inference model (paddle.jit.save) to this directory
 DEVICE = "auto"
@@ -58,7 +61,8 @@ def load_predictor(model_dir, info, device, log, tensorrt=False):
     model = build_model(info["num_classes"], "none")
     load_weights(model, Path(model_dir) / MODEL_FILE, "model")
     model.eval()
-    log.info(f"model: {model_dir} (iter {info.get('iter')}, validation F1 {info.get('metrics', {}).get('at_threshold', {}).get('f1', float('nan')):.4f}) in dygraph on {device}")
+    log.info(f"model: {model_dir} (task {info.get('task', 1)}, iter {info.get('iter')}, validation "
+             f"{info.get('selected_by', 'F1')} {fmt(info.get('best_metric'))}) in dygraph on {device}")
 
     @paddle.no_grad()
     def run(batch):
@@ -66,51 +70,52 @@ def load_predictor(model_dir, info, device, log, tensorrt=False):
     return run, model
 
 
-def predict_probs(run, dataset, batch_size, num_workers):
+def predict_probs(run, task, dataset, batch_size, num_workers):
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, return_list=True)
     probs = []
     for batch in tqdm(loader, desc="predict", unit="batch"):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        probs.append(softmax(run(x.numpy()), axis=1)[:, 1])
+        probs.append(task.probs(run(x.numpy())))
     return np.concatenate(probs) if probs else np.zeros(0)
 
 
-def write_answer(answer, out):
-    """answer.csv (header name,tag) and answer.zip holding it, both atomically."""
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        answer[["name", "tag"]].to_csv(tmp, index=False)
-    zip_path = out.with_suffix(".zip")
-    with atomic_path(zip_path) as tmp:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            z.write(out, arcname=out.name)
-    return zip_path
+def load_model_info(model_dir, task):
+    """model.json of a model made for this task (a clear error for the other task's model)."""
+    model_dir = resolve_dir(model_dir)
+    if not model_dir.is_dir():
+        raise CheckpointError(f"{model_dir}: model directory not found (train.py writes output/best_model)")
+    info = read_model_info(model_dir)
+    trained = info.get("task", 1)
+    if trained != task.number or info.get("num_classes") != task.num_outputs:
+        raise CheckpointError(f"{model_dir}: a Task {trained} model ({info.get('num_classes')} outputs), but this run is "
+                              f"--task {task.number} ({task.num_outputs} outputs); pass --task {trained} or a Task {task.number} model")
+    return model_dir, info
+
+
+def test_pictures(data_dir, dataset_dir):
+    """Names of the test records (every MAT file in val/), those with a picture, and why the others have none."""
+    names = list_records(data_dir / "val")
+    if not names:
+        raise ECGDataError(data_dir / "val", "no test records (*.mat)")
+    img_dir = dataset_dir / "val"
+    have = [n for n in names if (img_dir / f"{n}.png").is_file()]
+    if not have:
+        raise ECGDataError(img_dir, f"no pictures for the {len(names)} test records; run process.py first")
+    failed = read_failures(dataset_dir)
+    missing = {n: failed.get(n, "no picture (not rendered)") for n in names if n not in set(have)}
+    return names, have, missing
 
 
 def main(argv=None):
     cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__)
     log = get_logger()
     t0 = time.time()
+    task = get_task(cfg["TASK"])
     device = select_device(cfg["DEVICE"], log)
     data_dir, dataset_dir = Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"])
-    model_dir = resolve_dir(cfg["MODEL"])
-    if not model_dir.is_dir():
-        raise CheckpointError(f"{model_dir}: model directory not found (train.py writes output/best_model)")
-    info = read_model_info(model_dir)
-    if info.get("num_classes") != len(TAG_NAMES):
-        raise CheckpointError(f"{model_dir}: model has {info.get('num_classes')} classes; Task 1 needs {len(TAG_NAMES)}")
-    names = list_records(data_dir / "val")
-    if not names:
-        raise ECGDataError(data_dir / "val", "no test records (*.mat)")
-
-    img_dir = dataset_dir / "val"
-    have = [n for n in names if (img_dir / f"{n}.png").is_file()]
-    if not have:
-        raise ECGDataError(img_dir, f"no pictures for the {len(names)} test records; run process.py first")
+    model_dir, info = load_model_info(cfg["MODEL"], task)
+    names, have, missing = test_pictures(data_dir, dataset_dir)
     check_render_settings(info, dataset_dir, model_dir, log)
-    failed = read_failures(dataset_dir)
-    rendered = set(have)
-    fallback = {n: failed.get(n, "no picture (not rendered)") for n in names if n not in rendered}
 
     run, model = load_predictor(model_dir, info, device, log, cfg["TENSORRT"])
     if cfg["EXPORT"]:
@@ -119,36 +124,39 @@ def main(argv=None):
         export_model(model, cfg["EXPORT"], info["image_size"], info)
         log.info(f"exported static inference model to {cfg['EXPORT']}")
 
-    dataset = ECGImageDataset(img_dir, have, None, info["image_size"], build_transforms(False))
-    probs = dict(zip(have, predict_probs(run, dataset, cfg["BATCH_SIZE"], cfg["NUM_WORKERS"])))
-    threshold = float(info.get("threshold", 0.5))
-    majority = int(info.get("majority_class", 1))
-    answer = pd.DataFrame({"name": names})  # one row per test record, by construction
-    answer["prob"] = [probs.get(n, np.nan) for n in names]
-    answer["tag"] = [int(probs[n] >= threshold) if n in probs else majority for n in names]
-    assert answer["name"].is_unique and len(answer) == len(names)
-    for n, why in fallback.items():
-        log.warning(f"{n}: {why} -> answered with the training majority class {majority}")
-    zip_path = write_answer(answer, cfg["OUT"])
+    dataset = ECGImageDataset(dataset_dir / "val", have, None, info["image_size"], build_transforms(False))
+    probs = dict(zip(have, predict_probs(run, task, dataset, cfg["BATCH_SIZE"], cfg["NUM_WORKERS"])))
+    thresholds = info.get("thresholds", info.get("threshold", 0.5))
+    fallback = info.get("fallback_answer", info.get("majority_class", 1))
+    decided = dict(zip(have, task.decide(np.array([probs[n] for n in have]), thresholds)))
+    answers = [decided.get(n, fallback) for n in names]  # one answer per test record, by construction
+    for n, why in missing.items():
+        log.warning(f"{n}: {why} -> answered with the training set's most frequent answer {fallback}")
+    zip_path = task.write_answer(names, answers, cfg["OUT"])
+    report = {"task": task.number, "model": str(model_dir), "thresholds": thresholds, "n_records": len(names),
+              "n_predicted": len(have), "answer": str(cfg["OUT"]), "zip": str(zip_path),
+              "fallback": [{"name": n, "reason": r, "answer": fallback} for n, r in missing.items()]}
+    if task.number == 2:
+        task1_out = task1_path(cfg["OUT"])
+        report["task1_zip"] = str(get_task(1).write_answer(names, task.task1_answers(answers), task1_out))
+        log.info(f"Task 1 answer from this Task 2 model: {task1_out}")
 
-    report = {"model": str(model_dir), "threshold": threshold, "n_records": len(names), "n_predicted": len(have),
-              "fallback": [{"name": n, "reason": r, "tag": majority} for n, r in fallback.items()],
-              "answer": str(cfg["OUT"]), "zip": str(zip_path), "seconds": round(time.time() - t0, 2)}
-    if cfg["TRUTH"]:
-        truth = read_reference(cfg["TRUTH"])
-        merged = truth.merge(answer, on="name", suffixes=("_true", ""))
-        if len(merged) < len(truth):
-            log.warning(f"{len(truth) - len(merged)} records of {cfg['TRUTH']} are not among the test records")
-        # AUC needs a score for every record: fallback rows score as their (majority) answer.
-        score = merged["prob"].fillna(merged["tag"].astype(float))
-        m = binary_report(merged["tag_true"], score, threshold)
-        report["metrics"] = m
-        log.info(f"test: {m['n']} records, accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f} (abnormal positive, "
-                 f"threshold {threshold:.3f}), ROC AUC {fmt(m['auc'])}")
-        log.info(f"test confusion (rows: true normal/abnormal, columns: predicted): {m['confusion']}")
     report_path = Path(cfg["REPORT"]) if cfg["REPORT"] else model_dir.parent / "predict_report.json"
-    write_text(report_path, json.dumps(report, indent=2) + "\n")
-    log.info(f"wrote {cfg['OUT']} ({len(answer)} rows, {int(answer['tag'].sum())} abnormal) and {zip_path}; report {report_path}")
+    if cfg["TRUTH"]:
+        scores = [probs[n] if n in probs else task.as_probs(a) for n, a in zip(names, answers)]  # fallback: its answer
+        m, lines, unmatched = task.score(cfg["TRUTH"], names, answers, scores)
+        if unmatched:
+            log.warning(f"{unmatched} records of {cfg['TRUTH']} are not among the test records")
+        for line in lines:
+            log.info(line)
+        report["metrics"] = m
+        if "per_class" in m:
+            fig = report_path.with_name(report_path.stem + "_per_class.png")
+            plot_per_class(m["per_class"], fig, f"test ({m['n']} records)")
+            report["per_class_figure"] = str(fig)
+    report["seconds"] = round(time.time() - t0, 2)
+    write_text(report_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    log.info(f"wrote {cfg['OUT']} ({len(answers)} rows) and {zip_path}; report {report_path}")
     return report
 
 

@@ -1,6 +1,6 @@
 """Step 2 of 3: fine-tune an ImageNet-pretrained ResNet50 on the rendered ECG pictures.
 
-    python train.py --dataset-dir DATASET_DIR --output-dir OUT_DIR [--iters N] [--batch-size B] [--image-size S]
+    python train.py [--task 1|2] --dataset-dir DATASET_DIR --output-dir OUT_DIR [--iters N] [--batch-size B] [--image-size S]
                     [--pretrained auto|none|PATH] [--num-workers W] [--eval-interval N] [--save-interval N]
                     [--resume auto|DIR] [--seed S]
 
@@ -21,7 +21,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
 from paddle.io import DataLoader  # noqa: E402
 
 from models import build_model  # noqa: E402
@@ -31,16 +30,16 @@ from utils.checkpoint import (BEST_DIR, INFO_FILE, STATE_FILE, CheckpointError, 
                               prune_checkpoints, read_json, refuse_foreign_outputs, restore_trainer_state,
                               save_checkpoint, save_model_dir, signature_diff)
 from utils.config import parse_config, script_constants  # noqa: E402
-from utils.data import ECGImageDataset, SeededBatchSampler, read_render_config, stratified_folds  # noqa: E402
-from utils.ecg_io import TAG_NAMES, read_reference  # noqa: E402
+from utils.data import ECGImageDataset, SeededBatchSampler, multilabel_folds, read_render_config, stratified_folds  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
-from utils.metrics import best_threshold, binary_report, fmt  # noqa: E402
-from utils.plots import plot_training_curves  # noqa: E402
+from utils.plots import plot_per_class, plot_training_curves  # noqa: E402
 from utils.render import LAYOUTS  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
+from utils.tasks import get_task  # noqa: E402
 from utils.timer import TimeAverager, calculate_eta  # noqa: E402
 
 # -- configuration: the original design's defaults (full size, meant for a GPU) -----------------------------
+TASK = 1  # 1: normal/abnormal (F1) | 2: the 12 diagnoses, several per record (per-class F1)
 DATASET_DIR = "dataset"  # written by process.py: train/*.png + trainreference.csv
 OUTPUT_DIR = "output"
 IMAGE_SIZE = 640
@@ -66,6 +65,9 @@ OVERWRITE = False  # a new run may delete another run's checkpoints and best_mod
 USE_VDL = False  # VisualDL scalars in OUTPUT_DIR/vdl (view: visualdl --logdir OUTPUT_DIR/vdl)
 DEVICE = "auto"  # auto | cpu | gpu | gpu:N
 AMP = False  # GPU only: automatic mixed precision (bf16 where supported, else fp16)
+SELECT_METRIC = "auto"  # best_model chosen by: auto = f1 (task 1) / macro_f1 (task 2); or auc / macro_auc (threshold-free)
+POS_WEIGHT = "sqrt"  # task 2: weight of each class's positives in the loss: none | sqrt | balanced (negatives/positives)
+MAX_POS_WEIGHT = 10.0  # task 2: cap on that weight
 # ------------------------------------------------------------------------------------------------------------
 
 # Settings a resumed run may change: they do not alter which samples it sees, its updates, or its evaluations.
@@ -81,27 +83,31 @@ def build_scheduler(cfg):
     return paddle.optimizer.lr.LinearWarmup(decay, warmup_steps=cfg["WARMUP_ITERS"], start_lr=0.0, end_lr=cfg["LR"])
 
 
-def load_split(cfg):
-    """Labels, checked against the pictures, and the seeded stratified train/validation split."""
+def load_split(cfg, task):
+    """Labels (DataFrame name, y), checked against the pictures, and the seeded stratified train/validation split:
+    stratified by tag for Task 1, multi-label stratified for Task 2 (every class spread over the folds)."""
     dataset_dir = Path(cfg["DATASET_DIR"])
-    refs = read_reference(dataset_dir / "trainreference.csv", data_dir=dataset_dir / "train", ext=".png")
+    refs = task.read_labels(dataset_dir / task.label_file, data_dir=dataset_dir / "train", ext=".png")
     if len(refs) == 0:
-        raise SystemExit(f"error: {dataset_dir / 'trainreference.csv'}: the training set is empty")
+        raise SystemExit(f"error: {dataset_dir / task.label_file}: the training set is empty")
     if not 0 <= cfg["VAL_FOLD"] < cfg["NUM_FOLDS"] or cfg["NUM_FOLDS"] < 2:
         raise SystemExit(f"error: need NUM_FOLDS >= 2 and 0 <= VAL_FOLD < NUM_FOLDS (got {cfg['NUM_FOLDS']}, {cfg['VAL_FOLD']})")
-    folds = stratified_folds(refs["tag"], cfg["NUM_FOLDS"], cfg["SEED"])
+    y = task.label_array(refs["y"])
+    split = stratified_folds if y.ndim == 1 else multilabel_folds
+    folds = split(y, cfg["NUM_FOLDS"], cfg["SEED"])
     train, val = refs[folds != cfg["VAL_FOLD"]], refs[folds == cfg["VAL_FOLD"]]
     if len(train) == 0 or len(val) == 0:
         raise SystemExit(f"error: {len(refs)} labelled records are too few for {cfg['NUM_FOLDS']} folds")
     return refs, train, val
 
 
-def build_loaders(cfg, train_df, val_df, world):
+def build_loaders(cfg, task, train_df, val_df, world):
     """Training loader (seeded shuffled batches, augmented) and validation loader (fixed order, plain)."""
     n_rows = LAYOUTS[read_render_config(cfg["DATASET_DIR"]).get("layout", "12x1")][0]
     img_dir = Path(cfg["DATASET_DIR"]) / "train"
-    train_ds = ECGImageDataset(img_dir, train_df["name"], train_df["tag"], cfg["IMAGE_SIZE"], build_transforms(True, n_rows))
-    val_ds = ECGImageDataset(img_dir, val_df["name"], val_df["tag"], cfg["IMAGE_SIZE"], build_transforms(False))
+    train_ds = ECGImageDataset(img_dir, train_df["name"], task.label_array(train_df["y"]), cfg["IMAGE_SIZE"],
+                               build_transforms(True, n_rows))
+    val_ds = ECGImageDataset(img_dir, val_df["name"], task.label_array(val_df["y"]), cfg["IMAGE_SIZE"], build_transforms(False))
     drop_last = len(train_ds) >= cfg["BATCH_SIZE"] * world
     sampler = SeededBatchSampler(train_ds, cfg["BATCH_SIZE"], cfg["SEED"], drop_last=drop_last)
     workers = cfg["NUM_WORKERS"]
@@ -113,7 +119,7 @@ def build_loaders(cfg, train_df, val_df, world):
 def run_signature(cfg, world, train_df, val_df):
     """What a checkpoint's run must share with this one to be continued by it: the settings that shape the
     trajectory, the number of ranks and the exact split."""
-    split = json.dumps([train_df["name"].tolist(), train_df["tag"].tolist(), val_df["name"].tolist()])
+    split = json.dumps([train_df["name"].tolist(), [np.asarray(y).tolist() for y in train_df["y"]], val_df["name"].tolist()])
     return {**{k: v for k, v in cfg.items() if k not in RESUME_MAY_CHANGE}, "WORLD_SIZE": world,
             "SPLIT": hashlib.sha1(split.encode()).hexdigest()[:16]}
 
@@ -152,7 +158,7 @@ def start_or_resume(cfg, out, signature, model, optimizer, scaler, log):
     restore_trainer_state(ckpt, scaler)
     keep_newer_best(out, state, log)
     log.info(f"resumed run {state['run_id']} from {ckpt} at iter {state['iter']} (lr {optimizer.get_lr():.6g}, "
-             f"best F1 {state['best_metric']:.4f})")
+             f"best {state['best_metric']:.4f})")
     return state
 
 
@@ -182,10 +188,10 @@ def setup_amp(cfg, device, log):
     return dtype, paddle.amp.GradScaler(init_loss_scaling=1024) if dtype == "float16" else None
 
 
-def train_step(model, images, labels, optimizer, amp_dtype, scaler):
+def train_step(model, task, images, labels, optimizer, amp_dtype, scaler):
     cast = paddle.amp.auto_cast(level="O1", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     with cast:
-        loss = F.cross_entropy(model(images), labels)
+        loss = task.loss(model(images), labels)
     if scaler:
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -198,14 +204,14 @@ def train_step(model, images, labels, optimizer, amp_dtype, scaler):
 
 
 @paddle.no_grad()
-def evaluate(model, loader):
-    """Validation loss, P(abnormal) per record, and labels."""
+def evaluate(model, loader, task):
+    """Validation loss, probabilities per record (Task 1: P(abnormal); Task 2: one per class), and labels."""
     model.eval()
     losses, probs, labels = [], [], []
     for images, y in loader:
         logits = model(images)
-        losses.append(float(F.cross_entropy(logits, y, reduction="sum")))
-        probs.append(F.softmax(logits, axis=1)[:, 1].numpy())
+        losses.append(float(task.loss(logits, y, reduction="sum")))
+        probs.append(task.probs(logits.numpy()))
         labels.append(y.numpy())
     model.train()
     labels, probs = np.concatenate(labels), np.concatenate(probs)
@@ -224,13 +230,16 @@ def main(argv=None):
     np.random.seed(cfg["SEED"] + rank)
     paddle.seed(cfg["SEED"])  # same initial weights on every rank
 
-    refs, train_df, val_df = load_split(cfg)
-    sampler, loader, val_loader = build_loaders(cfg, train_df, val_df, world)
-    log.info(f"data: {len(refs)} labelled records -> train {len(train_df)} "
-             f"({int(train_df['tag'].sum())} abnormal), validation {len(val_df)} ({int(val_df['tag'].sum())} abnormal), "
+    task = get_task(cfg["TASK"])
+    select = select_metric(cfg, task)
+    refs, train_df, val_df = load_split(cfg, task)
+    task.setup(train_df["y"], cfg)
+    sampler, loader, val_loader = build_loaders(cfg, task, train_df, val_df, world)
+    log.info(f"data (task {task.number}): {len(refs)} labelled records -> train {len(train_df)} "
+             f"({task.describe(train_df['y'])}), validation {len(val_df)} ({task.describe(val_df['y'])}), "
              f"fold {cfg['VAL_FOLD']} of {cfg['NUM_FOLDS']}; {len(sampler)} iterations per epoch")
 
-    model = build_model(len(TAG_NAMES), cfg["PRETRAINED"])
+    model = build_model(task.num_outputs, cfg["PRETRAINED"])
     scheduler = build_scheduler(cfg)
     optimizer = paddle.optimizer.Momentum(learning_rate=scheduler, momentum=cfg["MOMENTUM"], parameters=model.parameters(),
                                           weight_decay=paddle.regularizer.L2Decay(cfg["WEIGHT_DECAY"]))
@@ -243,7 +252,7 @@ def main(argv=None):
         from utils.vdl import VDLWriter
 
         vdl = VDLWriter(out / "vdl", state["history"])
-    majority = int(refs["tag"].mode().iloc[0])
+    fallback = task.most_frequent(refs["y"])  # the answer for a test record that cannot be read
 
     iters, it = cfg["ITERS"], state["iter"]
     per_epoch = max(1, len(sampler))
@@ -261,7 +270,7 @@ def main(argv=None):
             reader_cost.record(time.perf_counter() - batch_start)
             it += 1
             lr = optimizer.get_lr()
-            window[0] += train_step(model, images, labels, optimizer, amp_dtype, scaler)
+            window[0] += train_step(model, task, images, labels, optimizer, amp_dtype, scaler)
             window[1] += 1
             scheduler.step()
             batch_cost.record(time.perf_counter() - batch_start, num_samples=len(labels))
@@ -280,7 +289,7 @@ def main(argv=None):
                 reader_cost.reset()
 
             if rank == 0 and (it % eval_interval == 0 or it == iters):
-                rec = evaluate_and_keep_best(model, val_loader, state, it, cfg, majority, out, log)
+                rec = evaluate_and_keep_best(model, val_loader, task, select, state, it, cfg, fallback, out, log)
                 if vdl:
                     vdl.eval(rec)
             state["iter"] = it
@@ -294,32 +303,40 @@ def main(argv=None):
     if rank == 0:
         if vdl:
             vdl.close()
-        plot_training_curves(state["history"], out / "training_curves.png")
-        log.info(f"done: best validation F1 {state['best_metric']:.4f} at iter {state['best_iter']} -> {out / BEST_DIR}; "
+        plot_training_curves(state["history"], out / "training_curves.png", select)
+        best = read_json(out / BEST_DIR / INFO_FILE)
+        if "per_class" in best.get("metrics", {}):
+            plot_per_class(best["metrics"]["per_class"], out / "per_class.png", f"validation, best model (iter {best['iter']})")
+        log.info(f"done: best validation {select} {state['best_metric']:.4f} at iter {state['best_iter']} -> {out / BEST_DIR}; "
                  f"curves: {out / 'training_curves.png'}" + (f"; VisualDL: visualdl --logdir {out / 'vdl'}" if vdl else ""))
     return state
 
 
-def evaluate_and_keep_best(model, val_loader, state, it, cfg, majority, out, log):
-    loss, probs, labels = evaluate(model, val_loader)
-    threshold = best_threshold(labels, probs)
-    at_half, tuned = binary_report(labels, probs, 0.5), binary_report(labels, probs, threshold)
-    log.info(f"[EVAL] #Images: {len(labels)}, loss: {loss:.4f}, acc: {at_half['accuracy']:.4f}, "
-             f"F1: {at_half['f1']:.4f} (threshold 0.5), F1: {tuned['f1']:.4f} (threshold {threshold:.3f}), AUC: {fmt(at_half['auc'])}")
-    log.info(f"[EVAL] confusion (rows: true normal/abnormal, columns: predicted): {at_half['confusion']}")
-    rec = {"iter": it, "loss": loss, "f1": tuned["f1"], "f1_at_0.5": at_half["f1"], "auc": at_half["auc"],
-           "accuracy": at_half["accuracy"], "threshold": threshold}
+def select_metric(cfg, task):
+    """The validation metric that chooses best_model."""
+    name = task.select_metrics[0] if cfg["SELECT_METRIC"] == "auto" else cfg["SELECT_METRIC"]
+    if name not in task.select_metrics:
+        raise ConfigError(f"--select-metric {name}: task {task.number} offers {', '.join(('auto',) + task.select_metrics)}")
+    return name
+
+
+def evaluate_and_keep_best(model, val_loader, task, select, state, it, cfg, fallback, out, log):
+    loss, probs, labels = evaluate(model, val_loader, task)
+    metrics, rec, lines, thresholds = task.evaluate(labels, probs)
+    for line in lines:
+        log.info(line.replace("{loss}", f"loss: {loss:.4f}"))
+    rec = {"iter": it, "loss": loss, **rec}
     state["history"]["eval"].append(rec)
-    if tuned["f1"] > state["best_metric"]:
-        state["best_metric"], state["best_iter"] = tuned["f1"], it
+    value = rec[select] if rec[select] is not None else -1.0  # an undefined AUC (one-class fold) never wins
+    if value > state["best_metric"]:
+        state["best_metric"], state["best_iter"] = value, it
         save_model_dir(out / BEST_DIR, model, {
-            "run_id": state["run_id"], "iter": it, "best_metric": tuned["f1"], "selected_by": "validation F1 at tuned threshold",
-            "metrics": {"val_loss": loss, "at_0.5": at_half, "at_threshold": tuned},
-            "threshold": threshold, "class_names": list(TAG_NAMES), "num_classes": len(TAG_NAMES),
-            "image_size": cfg["IMAGE_SIZE"], "majority_class": majority,
-            "render_config": read_render_config(cfg["DATASET_DIR"]), "config": cfg,
+            "run_id": state["run_id"], "task": task.number, "iter": it, "best_metric": value, "selected_by": select,
+            "metrics": {"val_loss": loss, **metrics}, "thresholds": thresholds,
+            "class_names": list(task.class_names), "num_classes": task.num_outputs, "image_size": cfg["IMAGE_SIZE"],
+            "fallback_answer": fallback, "render_config": read_render_config(cfg["DATASET_DIR"]), "config": cfg,
         })
-    log.info(f"[EVAL] The model with the best validation F1 ({state['best_metric']:.4f}) was saved at iter {state['best_iter']}.")
+    log.info(f"[EVAL] The model with the best validation {select} ({state['best_metric']:.4f}) was saved at iter {state['best_iter']}.")
     return rec
 
 

@@ -37,3 +37,15 @@ def tiny_trained(tiny_dataset, tmp_path_factory):
                         "--warmup-iters", "0", "--lr", "0.01", "--eval-interval", "15", "--save-interval", "15", *TINY])
     return out, state
 
+
+
+@pytest.fixture(scope="session")
+def tiny_trained2(tiny_dataset, tmp_path_factory):
+    """(output dir, train state) of a Task 2 model: 40 iterations with 2 DataLoader workers, 5 folds."""
+    import train
+
+    out = tmp_path_factory.mktemp("output2")
+    state = train.main(["--task", "2", "--dataset-dir", str(tiny_dataset), "--output-dir", str(out), "--iters", "40",
+                        "--warmup-iters", "0", "--lr", "0.003", "--eval-interval", "20", "--save-interval", "40",
+                        "--num-folds", "5", *TINY, "--num-workers", "2", "--log-iters", "10"])  # the last value wins
+    return out, state

@@ -79,7 +79,7 @@ def test_threshold_from_the_model_json_is_used(tiny_raw, tiny_dataset, tiny_trai
     shutil.copytree(out / "best_model", model)
     info = json.loads((model / "model.json").read_text())
     for threshold, expected in ((0.0, 1), (1.01, 0)):
-        (model / "model.json").write_text(json.dumps({**info, "threshold": threshold}))
+        (model / "model.json").write_text(json.dumps({**info, "thresholds": threshold}))
         run_predict(tiny_raw, tiny_dataset, model, tmp_path / "a.csv")
         assert set(pd.read_csv(tmp_path / "a.csv")["tag"]) == {expected}
 

@@ -20,6 +20,7 @@ from pipeline_fixtures import TINY
 from utils.checkpoint import prune_checkpoints, read_json
 from utils.ecg_io import ECGDataError
 from utils.errors import ConfigError
+from utils.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 # Evaluate every 5, save every 4 (so the checkpoint before a kill is often mid-epoch and older than best_model);
@@ -32,9 +33,9 @@ RUN = ["--iters", "30", "--warmup-iters", "2", "--lr", "0.01", "--eval-interval"
 def _loader_batches(dataset_dir, workers, seed, n=4):
     """Augmented training batches of one real picture repeated, through train.py's own loader."""
     name = sorted(p.stem for p in (dataset_dir / "train").glob("*.png"))[0]
-    df = pd.DataFrame({"name": [name] * (2 * n), "tag": [1] * (2 * n)})
+    df = pd.DataFrame({"name": [name] * (2 * n), "y": [1] * (2 * n)})
     cfg = {"DATASET_DIR": str(dataset_dir), "IMAGE_SIZE": 64, "BATCH_SIZE": 2, "SEED": seed, "NUM_WORKERS": workers}
-    sampler, loader, _ = train.build_loaders(cfg, df, df, 1)
+    sampler, loader, _ = train.build_loaders(cfg, get_task(1), df, df, 1)
     sampler.set_epoch(0)
     return np.concatenate([images.numpy() for images, _ in loader])
 
@@ -202,7 +203,7 @@ def _predict(raw, ds, model, out):
                          "--num-workers", "0"])
 
 
-def test_predict_refuses_pictures_drawn_with_other_settings(tiny_raw, tiny_dataset, tiny_trained, tmp_path, caplog):
+def test_predict_refuses_pictures_drawn_with_other_settings(tiny_raw, tiny_dataset, tiny_trained, tmp_path, capsys):
     out, _ = tiny_trained
     ds = tmp_path / "ds"
     shutil.copytree(tiny_dataset, ds)
@@ -214,9 +215,8 @@ def test_predict_refuses_pictures_drawn_with_other_settings(tiny_raw, tiny_datas
             _predict(tiny_raw, ds, out / "best_model", tmp_path / "a.csv")
     assert not (tmp_path / "a.csv").exists()
     rc_path.write_text(json.dumps({**rc, "size": 128}))  # only resized: allowed, with a warning
-    with caplog.at_level("WARNING", logger="ecg"):
-        _predict(tiny_raw, ds, out / "best_model", tmp_path / "a.csv")
-    assert "pictures are 128 px" in caplog.text and (tmp_path / "a.csv").exists()
+    _predict(tiny_raw, ds, out / "best_model", tmp_path / "a.csv")
+    assert "pictures are 128 px" in capsys.readouterr().out and (tmp_path / "a.csv").exists()
     rc_path.unlink()
     with pytest.raises(ECGDataError, match="render_config.json: missing"):
         _predict(tiny_raw, ds, out / "best_model", tmp_path / "a.csv")

@@ -20,6 +20,9 @@ from utils.checkpoint import CheckpointError, load_weights
 from utils.data import ECGImageDataset
 from utils.ecg_io import ECGDataError
 from utils.render import band_edges, render_image
+from utils.tasks import get_task
+
+T1 = get_task(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,8 +41,8 @@ def test_outputs_written(tiny_trained):
         assert {p.name for p in (out / d).iterdir()} == {"model.pdparams", "model.pdopt", "state.json", "trainer.pkl"}
     info = json.loads((out / "best_model" / "model.json").read_text())
     assert info["iter"] == state["best_iter"] and info["image_size"] == 64
-    assert info["class_names"] == ["normal", "abnormal"] and 0.0 <= info["threshold"] <= 1.0
-    assert info["config"]["ITERS"] == 30 and info["majority_class"] == 1
+    assert info["class_names"] == ["normal", "abnormal"] and 0.0 <= info["thresholds"] <= 1.0
+    assert info["config"]["ITERS"] == 30 and info["fallback_answer"] == 1 and info["task"] == 1
     assert (out / "training_curves.png").stat().st_size > 10_000
     log = (out / "train.log").read_text()
     assert "[TRAIN] epoch: 1, iter: 5/30, loss:" in log and "reader_cost:" in log and "ips:" in log and "| ETA" in log
@@ -51,16 +54,16 @@ def test_best_model_reloads_with_identical_validation_outputs(tiny_trained, tiny
     out, _ = tiny_trained
     info = json.loads((out / "best_model" / "model.json").read_text())
     cfg = info["config"]
-    _, _, val = train.load_split(cfg)
-    ds = ECGImageDataset(tiny_dataset / "train", val["name"], val["tag"], 64, build_transforms(False))
+    _, _, val = train.load_split(cfg, T1)
+    ds = ECGImageDataset(tiny_dataset / "train", val["name"], T1.label_array(val["y"]), 64, build_transforms(False))
     loader = paddle.io.DataLoader(ds, batch_size=4, shuffle=False)
     model = build_model(2, "none")
     load_weights(model, out / "best_model" / "model.pdparams")
-    loss, probs, labels = train.evaluate(model, loader)
+    loss, probs, labels = train.evaluate(model, loader, T1)
     assert loss == pytest.approx(info["metrics"]["val_loss"], rel=1e-5, abs=1e-6)
-    loss2, probs2, _ = train.evaluate(model, loader)
+    loss2, probs2, _ = train.evaluate(model, loader, T1)
     np.testing.assert_array_equal(probs, probs2)
-    assert ((probs >= info["threshold"]).astype(int) == labels).mean() == pytest.approx(info["metrics"]["at_threshold"]["accuracy"])
+    assert ((probs >= info["thresholds"]).astype(int) == labels).mean() == pytest.approx(info["metrics"]["at_threshold"]["accuracy"])
 
 
 def test_resume_continues_the_same_schedule(tiny_trained, tiny_dataset, tmp_path):
@@ -250,13 +253,13 @@ def test_split_is_stratified_seeded_and_k_fold(tiny_dataset):
     from utils.data import stratified_folds
 
     cfg = {"DATASET_DIR": str(tiny_dataset), "NUM_FOLDS": 10, "VAL_FOLD": 0, "SEED": 2021}
-    refs, tr, va = train.load_split(cfg)
+    refs, tr, va = train.load_split(cfg, T1)
     assert len(tr) == 54 and len(va) == 6 and not set(tr["name"]) & set(va["name"])
-    assert sorted(va["tag"]) == [0, 0, 1, 1, 1, 1]  # 16 normal / 44 abnormal spread over 10 folds
-    assert list(train.load_split(cfg)[2]["name"]) == list(va["name"])  # same seed, same split
-    vals = [set(train.load_split({**cfg, "VAL_FOLD": k})[2]["name"]) for k in range(10)]
+    assert sorted(va["y"]) == [0, 0, 1, 1, 1, 1]  # 16 normal / 44 abnormal spread over 10 folds
+    assert list(train.load_split(cfg, T1)[2]["name"]) == list(va["name"])  # same seed, same split
+    vals = [set(train.load_split({**cfg, "VAL_FOLD": k}, T1)[2]["name"]) for k in range(10)]
     assert set().union(*vals) == set(refs["name"]) and sum(map(len, vals)) == len(refs)  # k-fold covers every record once
-    folds = stratified_folds(refs["tag"], 10, 7)
+    folds = stratified_folds(refs["y"], 10, 7)
     assert np.bincount(folds).max() - np.bincount(folds).min() <= 1
     with pytest.raises(SystemExit, match="VAL_FOLD"):
-        train.load_split({**cfg, "VAL_FOLD": 10})
+        train.load_split({**cfg, "VAL_FOLD": 10}, T1)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 from PIL import Image
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from .ecg_io import ECGDataError
 
@@ -25,7 +25,7 @@ class ECGImageDataset(paddle.io.Dataset):
 
     def __init__(self, image_dir, names, labels=None, image_size=640, transform=None):
         self.image_dir, self.names = Path(image_dir), list(names)
-        self.labels = None if labels is None else np.asarray(labels, dtype=np.int64)
+        self.labels = None if labels is None else np.asarray(labels)  # Task 1: int tags; Task 2: float 0/1 rows
         self.image_size, self.transform = image_size, transform
         missing = [n for n in self.names if not (self.image_dir / f"{n}.png").is_file()]
         if missing:
@@ -90,7 +90,22 @@ def stratified_folds(labels, n_folds, seed):
     labels = np.asarray(labels)
     folds = np.empty(len(labels), dtype=int)
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    if np.unique(labels, return_counts=True)[1].max() < n_folds:  # StratifiedKFold refuses: too few of every class
+        splitter = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
     for k, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
+        folds[val] = k
+    return folds
+
+
+def multilabel_folds(y, n_folds, seed):
+    """Fold number per sample for 0/1 label rows `y` (N, C): iterative stratification (MultilabelStratifiedKFold),
+    so every class with at least `n_folds` positives has some in every fold."""
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
+    y = np.asarray(y)
+    folds = np.empty(len(y), dtype=int)
+    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, val) in enumerate(splitter.split(np.zeros(len(y)), y)):
         folds[val] = k
     return folds
 

@@ -1,34 +1,65 @@
-"""Training curves (matplotlib, written atomically)."""
-import math
-
+"""Training curves and the per-class figure (matplotlib, written atomically)."""
 from .atomic import atomic_path
 
+NOT_CURVES = ("iter", "loss", "threshold")  # eval record fields that are not validation scores in [0, 1]
 
-def plot_training_curves(history, path):
+
+def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
 
+
+def _save(fig, path, plt, dpi=90):
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+
+
+def _defined(values):
+    return [v if v is not None and v == v else None for v in values]  # None/NaN -> gap
+
+
+def plot_training_curves(history, path, select=None):
+    """Loss, learning rate and every validation score against iteration; `select` (the best_model metric) bold."""
+    plt = _pyplot()
     train, evals = history.get("train", []), history.get("eval", [])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     if train:
         it = [r["iter"] for r in train]
         axes[0].plot(it, [r["loss"] for r in train], label="train (log interval mean)")
-    if evals:
-        axes[0].plot([r["iter"] for r in evals], [r["loss"] for r in evals], "o-", label="validation")
-        axes[2].plot([r["iter"] for r in evals], [r["f1"] for r in evals], "o-", label="F1 (tuned threshold)")
-        axes[2].plot([r["iter"] for r in evals], [r["f1_at_0.5"] for r in evals], "s--", label="F1 (threshold 0.5)")
-        axes[2].plot([r["iter"] for r in evals], [r["auc"] if r["auc"] is not None and not math.isnan(r["auc"]) else None for r in evals], "^-", label="ROC AUC")
-    if train:
         axes[1].plot(it, [r["lr"] for r in train])
-    for ax, title in zip(axes, ("loss", "learning rate", "validation (abnormal = positive)")):
+    if evals:
+        it = [r["iter"] for r in evals]
+        axes[0].plot(it, [r["loss"] for r in evals], "o-", label="validation")
+        for key in [k for k in evals[0] if k not in NOT_CURVES]:
+            axes[2].plot(it, _defined([r.get(key) for r in evals]), "o-", lw=2.5 if key == select else 1,
+                         label=key + (" (selects best_model)" if key == select else ""))
+        axes[2].legend(fontsize=8)
+    for ax, title in zip(axes, ("loss", "learning rate", "validation")):
         ax.set_title(title)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
     axes[0].legend()
-    axes[2].legend()
     axes[2].set_ylim(0, 1.02)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    _save(fig, path, plt)
+
+
+def plot_per_class(rows, path, title):
+    """Bars of F1 and ROC AUC per class, with each class's support (positives) written under its name."""
+    import numpy as np
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(13, 4.5))
+    x = np.arange(len(rows))
+    for offset, key, label in ((-0.2, "f1", "F1"), (0.2, "auc", "ROC AUC")):
+        values = [r[key] if r[key] is not None else 0.0 for r in rows]
+        ax.bar(x + offset, values, width=0.4, label=label)
+    ax.set_xticks(x, [f"{r['index']} {r['name']}\n(n={r['support']})" for r in rows], rotation=35, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"per class: {title} (no bar: undefined, the class has no positive)")
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    _save(fig, path, plt)

@@ -1,0 +1,161 @@
+"""Task 2 (12 diagnoses, several per record) through train.py and predict.py on the embedded real sample:
+multi-label folds, learning, thresholds, the answer rules, the derived Task 1 answer, metrics, and clear
+errors when a model of the other task is given."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import predict
+import process
+import train
+from utils.checkpoint import CheckpointError
+from utils.data import multilabel_folds
+from utils.ecg_io import CLASS_NAMES, list_records, read_reference_task2
+from utils.metrics import multilabel_report
+from utils.tasks import get_task
+
+T2 = get_task(2)
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return [(r[0], [int(c) for c in r[1:]]) for r in csv.reader(f)]
+
+
+def run_predict(raw, ds, model, out, *extra):
+    return predict.main(["--task", "2", "--data-dir", str(raw), "--dataset-dir", str(ds), "--model", str(model),
+                         "--out", str(out), "--num-workers", "0", *extra])
+
+
+def test_multilabel_folds_keep_every_class_in_every_fold(tiny_raw):
+    labels = read_reference_task2(tiny_raw / "trainreference_task2.csv")
+    y = np.stack([T2.encode(c) for c in labels.values()])
+    folds = multilabel_folds(y, 5, seed=2021)
+    assert np.array_equal(folds, multilabel_folds(y, 5, seed=2021)) and set(folds) == set(range(5))
+    common = np.flatnonzero(y.sum(0) >= 5)
+    assert len(common) >= 6  # normal, AF, T-wave, ST, other, ... in this sample
+    for k in range(5):
+        assert (y[folds == k][:, common].sum(0) > 0).all(), f"fold {k} lacks a class"
+
+
+def test_task2_training_learns_and_records_thresholds(tiny_trained2):
+    out, state = tiny_trained2
+    losses = [r["loss"] for r in state["history"]["train"]]
+    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0], losses  # means over 10 iterations
+    info = json.loads((out / "best_model" / "model.json").read_text())
+    assert info["task"] == 2 and info["num_classes"] == 12 and info["selected_by"] == "macro_f1"
+    assert len(info["thresholds"]) == 12 and all(0 <= t <= 1 for t in info["thresholds"])
+    per_class = info["metrics"]["per_class"]
+    assert [r["name"] for r in per_class] == list(CLASS_NAMES)
+    assert [r["threshold"] for r in per_class] == info["thresholds"]
+    assert isinstance(info["fallback_answer"], list) and info["fallback_answer"]
+    log = (out / "train.log").read_text()
+    assert "macro F1:" in log and "micro F1:" in log and "macro AUC:" in log and "first-degree AV block" in log
+    assert (out / "per_class.png").stat().st_size > 10_000 and (out / "training_curves.png").is_file()
+
+
+def test_answer_rules():
+    thresholds = [0.5] * 12
+    p = np.full((4, 12), 0.1)
+    p[0, 4] = 0.3  # nothing passes: the most probable class (AF)
+    p[1, [0, 9]] = 0.9  # normal and T-wave change: the abnormal finding wins
+    p[2, 0] = 0.8  # normal alone stays normal
+    p[3, [5, 6]] = 0.7  # two abnormal classes: both
+    assert T2.decide(p, thresholds) == [[5], [10], [1], [6, 7]]
+    assert T2.task1_answers([[5], [10], [1], [6, 7]]) == [1, 1, 0, 1]
+
+
+def test_metrics_against_hand_computed_values():
+    y = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 1], [1, 0, 0]])
+    p = np.array([[.9, .1, .2], [.2, .8, .3], [.1, .4, .7], [.6, .5, .1]])
+    m = multilabel_report(y, p, (p >= 0.5).astype(int), ["a", "b", "c"], [0.5] * 3)
+    # class b: truth 0110, answers 0101 -> tp 1, fp 1, fn 1 -> F1 0.5; AUC: 3 of 4 positive/negative pairs ranked right
+    assert [r["f1"] for r in m["per_class"]] == [1.0, 0.5, 1.0]
+    assert [r["auc"] for r in m["per_class"]] == [1.0, 0.75, 1.0]
+    assert m["macro_f1"] == pytest.approx(2.5 / 3) and m["macro_auc"] == pytest.approx(2.75 / 3)
+    assert m["micro_f1"] == pytest.approx(2 * 4 / (2 * 4 + 1 + 1))  # tp 4, fp 1, fn 1
+    absent = multilabel_report(y[:, :2], p[:, :2], np.zeros((4, 2)), ["a", "b"])
+    assert absent["per_class"][0]["f1"] == 0.0
+    one_class = multilabel_report(np.zeros((3, 1)), np.ones((3, 1)), np.ones((3, 1)), ["x"])
+    assert one_class["per_class"][0]["f1"] is None and one_class["macro_auc"] is None
+    json.dumps(one_class, allow_nan=False)
+
+
+@pytest.fixture(scope="module")
+def damaged(tiny_raw, tmp_path_factory):
+    """The sample plus a truncated test record, rendered at 64 px: (raw dir, dataset dir)."""
+    raw = tmp_path_factory.mktemp("damaged2") / "raw"
+    shutil.copytree(tiny_raw, raw)
+    good = (raw / "val" / "ptbxl_00108.mat").read_bytes()
+    (raw / "val" / "aa_truncated.mat").write_bytes(good[: len(good) // 3])
+    ds = tmp_path_factory.mktemp("damaged2_ds")
+    process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", "--workers", "1"])
+    return raw, ds
+
+
+def test_task2_answer_one_row_per_record_sorted_with_fallback_and_task1(damaged, tiny_trained2, tmp_path):
+    raw, ds = damaged
+    out, _ = tiny_trained2
+    report = run_predict(raw, ds, out / "best_model", tmp_path / "answer.csv", "--report", str(tmp_path / "r.json"))
+    got = rows(tmp_path / "answer.csv")
+    assert [n for n, _ in got] == sorted(list_records(raw / "val")) and len(got) == 21
+    for _, classes in got:
+        assert classes and set(classes) <= set(range(1, 13)) and not (1 in classes and len(classes) > 1)
+    fallback = json.loads((out / "best_model" / "model.json").read_text())["fallback_answer"]
+    assert dict(got)["aa_truncated"] == fallback
+    assert [f["name"] for f in report["fallback"]] == ["aa_truncated"] and "truncated or corrupt" in report["fallback"][0]["reason"]
+    assert not (tmp_path / "answer.csv").read_text().startswith("name")  # header-less rows
+    task1 = pd.read_csv(tmp_path / "answer_task1.csv")
+    assert list(task1["name"]) == [n for n, _ in got]
+    assert list(task1["tag"]) == [0 if c == [1] else 1 for _, c in got]
+    assert (tmp_path / "answer.zip").is_file() and (tmp_path / "answer_task1.zip").is_file()
+
+
+def test_thresholds_from_model_json_are_used(tiny_raw, tiny_dataset, tiny_trained2, tmp_path):
+    out, _ = tiny_trained2
+    model = tmp_path / "best_model"
+    shutil.copytree(out / "best_model", model)
+    info = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**info, "thresholds": [0.0] * 12}))  # every class passes
+    run_predict(tiny_raw, tiny_dataset, model, tmp_path / "a.csv")
+    assert {tuple(c) for _, c in rows(tmp_path / "a.csv")} == {tuple(range(2, 13))}  # ... and normal is dropped
+    (model / "model.json").write_text(json.dumps({**info, "thresholds": [1.01] * 12}))  # none passes: one class each
+    run_predict(tiny_raw, tiny_dataset, model, tmp_path / "a.csv")
+    assert all(len(c) == 1 for _, c in rows(tmp_path / "a.csv"))
+
+
+def test_truth_scores_and_per_class_figure(tiny_raw, tiny_dataset, tiny_trained2, tmp_path):
+    out, _ = tiny_trained2
+    report = run_predict(tiny_raw, tiny_dataset, out / "best_model", tmp_path / "a.csv", "--truth",
+                         str(tiny_raw / "val_reference_task2.csv"), "--report", str(tmp_path / "r.json"))
+    m = report["metrics"]
+    truth = read_reference_task2(tiny_raw / "val_reference_task2.csv")
+    answers = dict(rows(tmp_path / "a.csv"))
+    y = np.stack([T2.encode(truth[n]) for n in sorted(truth)])
+    pred = np.stack([T2.encode(answers[n]) for n in sorted(truth)])
+    hand = [r for r in m["per_class"] if r["support"]]
+    assert m["n"] == 20 and m["micro_f1"] == pytest.approx(2 * (y * pred).sum() / (y.sum() + pred.sum()))
+    assert m["macro_f1"] == pytest.approx(np.mean([r["f1"] for r in hand]))
+    assert (tmp_path / "r_per_class.png").stat().st_size > 10_000
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"] == m
+
+
+def test_model_of_the_other_task_is_a_clear_error(tiny_raw, tiny_dataset, tiny_trained, tiny_trained2, tmp_path):
+    with pytest.raises(CheckpointError, match=r"a Task 1 model \(2 outputs\), but this run is --task 2"):
+        run_predict(tiny_raw, tiny_dataset, tiny_trained[0] / "best_model", tmp_path / "a.csv")
+    with pytest.raises(CheckpointError, match=r"a Task 2 model \(12 outputs\), but this run is --task 1"):
+        predict.main(["--data-dir", str(tiny_raw), "--dataset-dir", str(tiny_dataset), "--model",
+                      str(tiny_trained2[0] / "best_model"), "--out", str(tmp_path / "a.csv")])
+    assert not (tmp_path / "a.csv").exists()
+
+
+def test_task2_needs_its_label_file(tiny_dataset, tmp_path):
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, ds)
+    (ds / "trainreference_task2.csv").unlink()
+    with pytest.raises(Exception, match=r"trainreference_task2.csv: label file not found"):
+        train.main(["--task", "2", "--dataset-dir", str(ds), "--output-dir", str(tmp_path / "o"), "--iters", "1"])

@@ -1,0 +1,230 @@
+"""Everything that differs between the competition's two tasks, in one place: labels, outputs, loss,
+probabilities, thresholds, metrics, answer rules and the answer file. train.py and predict.py ask `get_task(n)`.
+
+Task 1: normal (0) vs abnormal (1), scored by F1. Two outputs, softmax + cross-entropy (the original design);
+  the probability is P(abnormal), with one decision threshold tuned on validation.
+Task 2: 12 diagnoses, several per record, scored by F1 per class. Twelve outputs, sigmoid + binary
+  cross-entropy with a per-class positive weight; one threshold per class tuned on validation.
+"""
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+import pandas as pd
+
+from .atomic import atomic_path
+from .ecg_io import CLASS_NAMES, TAG_NAMES, read_reference, read_reference_task2
+from .errors import ConfigError
+from .metrics import best_threshold, binary_report, fmt, multilabel_report
+
+NORMAL = 0  # column of "normal" among the 12 Task 2 outputs (class index 1)
+POS_WEIGHTS = ("none", "sqrt", "balanced")  # Task 2: weight of a class's positives, from its training frequency
+
+
+def write_answer_files(out, write_rows):
+    """`out` (CSV, written by `write_rows(file)`) and the zip holding it, both atomically. Returns the zip path."""
+    out = Path(out)
+    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
+        write_rows(f)
+    zip_path = out.with_suffix(".zip")
+    with atomic_path(zip_path) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            z.write(out, arcname=out.name)
+    return zip_path
+
+
+def task1_path(out):
+    """Where a Task 2 model writes its Task 1 answer: answer.csv -> answer_task1.csv."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_task1{out.suffix}")
+
+
+class Task1:
+    number, label_file, class_names, num_outputs = 1, "trainreference.csv", TAG_NAMES, 2
+    select_metrics = ("f1", "auc")
+
+    # -- labels -------------------------------------------------------------------------------------------------
+    def read_labels(self, csv_path, data_dir=None, ext=".mat"):
+        """DataFrame[name, y]: y the tag (int)."""
+        refs = read_reference(csv_path, data_dir=data_dir, ext=ext)
+        return pd.DataFrame({"name": refs["name"], "y": refs["tag"].astype(np.int64)})
+
+    def label_array(self, ys):
+        return np.asarray(list(ys), dtype=np.int64)
+
+    def strata(self, ys):
+        return self.label_array(ys)
+
+    def describe(self, ys):
+        return f"{int(self.label_array(ys).sum())} abnormal"
+
+    def most_frequent(self, ys):
+        return int(np.bincount(self.label_array(ys), minlength=2).argmax())
+
+    # -- model ----------------------------------------------------------------------------------------------------
+    def setup(self, train_ys, cfg):
+        return self
+
+    def loss(self, logits, y, reduction="mean"):
+        return F.cross_entropy(logits, y, reduction=reduction)
+
+    def probs(self, logits):
+        """logits (N, 2) numpy -> P(abnormal) (N,)."""
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e[:, 1] / e.sum(axis=1)
+
+    # -- evaluation -------------------------------------------------------------------------------------------------
+    def evaluate(self, y, probs):
+        """(summary for the model, history record, log lines, thresholds)."""
+        threshold = best_threshold(y, probs)
+        at_half, tuned = binary_report(y, probs, 0.5), binary_report(y, probs, threshold)
+        lines = [f"[EVAL] #Images: {len(y)}, {{loss}}, acc: {at_half['accuracy']:.4f}, F1: {at_half['f1']:.4f} "
+                 f"(threshold 0.5), F1: {tuned['f1']:.4f} (threshold {threshold:.3f}), AUC: {fmt(at_half['auc'])}",
+                 f"[EVAL] confusion (rows: true normal/abnormal, columns: predicted): {at_half['confusion']}"]
+        record = {"f1": tuned["f1"], "f1_at_0.5": at_half["f1"], "auc": at_half["auc"], "accuracy": at_half["accuracy"],
+                  "threshold": threshold}
+        return {"at_0.5": at_half, "at_threshold": tuned}, record, lines, threshold
+
+    # -- answers ------------------------------------------------------------------------------------------------------
+    def decide(self, probs, thresholds):
+        return [int(p >= thresholds) for p in probs]
+
+    def as_probs(self, answer):
+        """Scores standing in for the probabilities of a record answered without the model (for AUC)."""
+        return float(answer)
+
+    def write_answer(self, names, answers, out):
+        def rows(f):
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["name", "tag"])
+            w.writerows(zip(names, answers))
+        return write_answer_files(out, rows)
+
+    def score(self, truth_path, names, answers, probs):
+        """Metrics of the answers against a truth file: (report, log lines)."""
+        truth = read_reference(truth_path)
+        ans = pd.DataFrame({"name": names, "tag": answers, "prob": probs}).merge(truth, on="name", suffixes=("", "_true"))
+        m = binary_report(ans["tag_true"], ans["tag"], 0.5)  # accuracy, F1 and confusion of the tags submitted
+        del m["threshold"]
+        m["auc"] = binary_report(ans["tag_true"], ans["prob"])["auc"]
+        lines = [f"test: {m['n']} records, accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f} (abnormal positive), "
+                 f"ROC AUC {fmt(m['auc'])}",
+                 f"test confusion (rows: true normal/abnormal, columns: predicted): {m['confusion']}"]
+        return m, lines, len(truth) - len(ans)
+
+
+class Task2(Task1):
+    number, label_file, class_names, num_outputs = 2, "trainreference_task2.csv", CLASS_NAMES, len(CLASS_NAMES)
+    select_metrics = ("macro_f1", "macro_auc")
+
+    def read_labels(self, csv_path, data_dir=None, ext=".mat"):
+        """DataFrame[name, y]: y a 0/1 vector of the 12 classes."""
+        labels = read_reference_task2(csv_path, data_dir=data_dir, ext=ext)
+        return pd.DataFrame({"name": list(labels), "y": [self.encode(c) for c in labels.values()]})
+
+    def encode(self, classes):
+        y = np.zeros(self.num_outputs, np.float32)
+        y[np.asarray(classes, int) - 1] = 1
+        return y
+
+    def label_array(self, ys):
+        return np.stack(list(ys)).astype(np.float32)
+
+    def describe(self, ys):
+        counts = self.label_array(ys).sum(0).astype(int)
+        return "positives per class " + " ".join(map(str, counts))
+
+    def most_frequent(self, ys):
+        """The most frequent label set, as 1-based class indices."""
+        sets = pd.Series([tuple(np.flatnonzero(y) + 1) for y in ys])
+        return [int(c) for c in sets.value_counts().index[0]]
+
+    def setup(self, train_ys, cfg):
+        """Per-class positive weight for the loss from the training frequencies (cfg POS_WEIGHT)."""
+        mode = cfg.get("POS_WEIGHT", "sqrt")
+        if mode not in POS_WEIGHTS:
+            raise ConfigError(f"--pos-weight must be one of {', '.join(POS_WEIGHTS)}, got {mode!r}")
+        y = self.label_array(train_ys)
+        ratio = (len(y) - y.sum(0)) / np.maximum(y.sum(0), 1)  # negatives per positive
+        w = {"none": np.ones_like(ratio), "sqrt": np.sqrt(ratio), "balanced": ratio}[mode]
+        self.pos_weight = np.clip(w, 1.0, cfg.get("MAX_POS_WEIGHT", 10.0)).astype(np.float32)
+        return self
+
+    def loss(self, logits, y, reduction="mean"):
+        pw = paddle.to_tensor(getattr(self, "pos_weight", np.ones(self.num_outputs, np.float32)))
+        per = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pw, reduction="none").mean(axis=1)  # per record
+        return per.sum() if reduction == "sum" else per.mean()
+
+    def probs(self, logits):
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def thresholds(self, y, probs):
+        """Per class, the F1-best threshold on validation (0.5 where the fold has no positive or no negative)."""
+        return [best_threshold(y[:, k], probs[:, k]) if 0 < y[:, k].sum() < len(y) else 0.5
+                for k in range(self.num_outputs)]
+
+    def evaluate(self, y, probs):
+        thresholds = self.thresholds(y, probs)
+        pred = self.indicator(self.decide(probs, thresholds))
+        m = multilabel_report(y, probs, pred, self.class_names, thresholds)
+        lines = [f"[EVAL] #Images: {len(y)}, {{loss}}, macro F1: {m['macro_f1']:.4f}, micro F1: {m['micro_f1']:.4f} "
+                 f"(tuned thresholds, answer rules), macro AUC: {fmt(m['macro_auc'])}", *per_class_lines(m)]
+        record = {"macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"], "macro_auc": m["macro_auc"]}
+        return m, record, lines, thresholds
+
+    def decide(self, probs, thresholds):
+        """The answer rules: each record gets the classes whose probability reaches their threshold; if none does,
+        the most probable class; "normal" is kept only when no other class is found (an abnormal finding wins,
+        so a record is never both normal and abnormal). Returns 1-based class lists."""
+        out = []
+        for p in np.atleast_2d(probs):
+            found = np.flatnonzero(p >= np.asarray(thresholds))
+            if len(found) == 0:
+                found = [int(np.argmax(p))]
+            elif len(found) > 1:
+                found = [k for k in found if k != NORMAL]
+            out.append([int(k) + 1 for k in found])
+        return out
+
+    def as_probs(self, answer):
+        return self.encode(answer)
+
+    def indicator(self, answers):
+        return np.stack([self.encode(a) for a in answers]) if answers else np.zeros((0, self.num_outputs), np.float32)
+
+    def write_answer(self, names, answers, out):
+        def rows(f):
+            csv.writer(f, lineterminator="\n").writerows([name, *classes] for name, classes in zip(names, answers))
+        return write_answer_files(out, rows)
+
+    def task1_answers(self, answers):
+        """A Task 2 answer read as Task 1: abnormal unless the answer is "normal" alone."""
+        return [0 if list(a) == [NORMAL + 1] else 1 for a in answers]
+
+    def score(self, truth_path, names, answers, probs):
+        truth = read_reference_task2(truth_path)
+        keep = [i for i, n in enumerate(names) if n in truth]
+        y = np.stack([self.encode(truth[names[i]]) for i in keep]) if keep else np.zeros((0, self.num_outputs))
+        p = np.stack([probs[i] for i in keep]) if keep else y
+        m = multilabel_report(y, p, self.indicator([answers[i] for i in keep]), self.class_names, None)
+        lines = [f"test: {m['n']} records, macro F1 {m['macro_f1']:.4f}, micro F1 {m['micro_f1']:.4f}, "
+                 f"macro AUC {fmt(m['macro_auc'])}", *per_class_lines(m)]
+        return m, lines, len(truth) - len(keep)
+
+
+def per_class_lines(m):
+    rows = [f"  {r['index']:>2} {r['name']:<22} {r['support']:>7} {fmt(r['f1'])}  {fmt(r['auc'])}"
+            + (f"  {r['threshold']:.3f}" if r.get("threshold") is not None else "") for r in m["per_class"]]
+    return ["  class                     support   F1      AUC     threshold", *rows]
+
+
+TASKS = {1: Task1, 2: Task2}
+
+
+def get_task(number):
+    if number not in TASKS:
+        raise ConfigError(f"--task must be 1 or 2, got {number}")
+    return TASKS[number]()
