@@ -36,7 +36,7 @@ from utils.plots import plot_per_class, plot_training_curves  # noqa: E402
 from utils.render import LAYOUTS  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
 from utils.tasks import get_task  # noqa: E402
-from utils.timer import TimeAverager, calculate_eta  # noqa: E402
+from utils.timer import Progress  # noqa: E402
 
 # -- configuration: the original design's defaults (full size, meant for a GPU) -----------------------------
 TASK = 1  # 1: normal/abnormal (F1) | 2: the 12 diagnoses, several per record (per-class F1)
@@ -257,8 +257,7 @@ def main(argv=None):
     iters, it = cfg["ITERS"], state["iter"]
     per_epoch = max(1, len(sampler))
     eval_interval = cfg["EVAL_INTERVAL"] or per_epoch
-    batch_cost, reader_cost = TimeAverager(), TimeAverager()
-    window = state["loss_window"]  # [loss sum, count] since the last log line; checkpointed so resume logs the same
+    progress = Progress(log, state, iters, vdl)
     model.train()
     log.info(f"run {state['run_id']}: {iters} iterations, batch {cfg['BATCH_SIZE']} x {world} process(es), "
              f"image {cfg['IMAGE_SIZE']} px, device {device}, pretrained {cfg['PRETRAINED']}")
@@ -267,26 +266,14 @@ def main(argv=None):
         sampler.set_epoch(epoch, skip)  # a mid-epoch resume starts at the batch the killed run would have drawn next
         batch_start = time.perf_counter()
         for images, labels in loader:
-            reader_cost.record(time.perf_counter() - batch_start)
+            reader_seconds = time.perf_counter() - batch_start
             it += 1
             lr = optimizer.get_lr()
-            window[0] += train_step(model, task, images, labels, optimizer, amp_dtype, scaler)
-            window[1] += 1
+            loss = train_step(model, task, images, labels, optimizer, amp_dtype, scaler)
             scheduler.step()
-            batch_cost.record(time.perf_counter() - batch_start, num_samples=len(labels))
-
+            progress.step(loss, time.perf_counter() - batch_start, reader_seconds, len(labels))
             if it % cfg["LOG_ITERS"] == 0 or it == iters:
-                rec = {"iter": it, "loss": window[0] / window[1], "lr": lr, "batch_cost": batch_cost.get_average(),
-                       "reader_cost": reader_cost.get_average(), "ips": batch_cost.get_ips_average()}
-                log.info(f"[TRAIN] epoch: {epoch + 1}, iter: {it}/{iters}, loss: {rec['loss']:.4f}, lr: {lr:.6f}, "
-                         f"batch_cost: {rec['batch_cost']:.4f}, reader_cost: {rec['reader_cost']:.5f}, "
-                         f"ips: {rec['ips']:.4f} samples/sec | ETA {calculate_eta(iters - it, rec['batch_cost'])}")
-                state["history"]["train"].append(rec)
-                if vdl:
-                    vdl.train(rec)
-                window[:] = [0.0, 0]
-                batch_cost.reset()
-                reader_cost.reset()
+                progress.report(it, epoch, lr)
 
             if rank == 0 and (it % eval_interval == 0 or it == iters):
                 rec = evaluate_and_keep_best(model, val_loader, task, select, state, it, cfg, fallback, out, log)

@@ -100,6 +100,8 @@ def test_killed_run_resumes_exactly(tiny_dataset, uninterrupted, tmp_path):
     want = {r["iter"]: r["loss"] for r in full["history"]["train"]}
     assert sorted(got) == list(range(1, 31)) == sorted(want)
     np.testing.assert_allclose([got[i] for i in range(1, 31)], [want[i] for i in range(1, 31)], rtol=1e-4, atol=1e-6)
+    lrs = [[r["lr"] for r in s["history"]["train"]] for s in (resumed, full)]
+    np.testing.assert_allclose(lrs[0], lrs[1], rtol=1e-9)  # the same schedule, continued
     assert [e["iter"] for e in resumed["history"]["eval"]] == [5, 10, 15, 20, 25, 30]
     np.testing.assert_allclose([e["loss"] for e in resumed["history"]["eval"]], [e["loss"] for e in full["history"]["eval"]],
                                rtol=1e-4)

@@ -66,27 +66,6 @@ def test_best_model_reloads_with_identical_validation_outputs(tiny_trained, tiny
     assert ((probs >= info["thresholds"]).astype(int) == labels).mean() == pytest.approx(info["metrics"]["at_threshold"]["accuracy"])
 
 
-def test_resume_continues_the_same_schedule(tiny_trained, tiny_dataset, tmp_path):
-    out, full = tiny_trained
-    resumed_out = tmp_path / "resumed"
-    resumed_out.mkdir()
-    shutil.copytree(out / "iter_15", resumed_out / "iter_15")
-    ckpt = json.loads((out / "iter_15" / "state.json").read_text())
-    state = train.main(["--dataset-dir", str(tiny_dataset), "--output-dir", str(resumed_out), "--iters", "30",
-                        "--warmup-iters", "0", "--lr", "0.01", "--eval-interval", "15", "--save-interval", "15",
-                        "--resume", "auto", *TINY])
-    assert state["iter"] == 30
-    lr_full = {r["iter"]: r["lr"] for r in full["history"]["train"]}
-    lr_resumed = {r["iter"]: r["lr"] for r in state["history"]["train"]}
-    assert set(lr_resumed) == set(lr_full)  # history carried over, then continued at 20, 25, 30
-    for it in (20, 25, 30):
-        assert lr_resumed[it] == pytest.approx(lr_full[it], rel=1e-9)
-    assert lr_resumed[20] < lr_resumed[5]
-    # best metric so far came from the checkpoint
-    assert state["best_metric"] >= ckpt["best_metric"] and state["run_id"] == ckpt["run_id"]
-    assert "resumed run" in (resumed_out / "train.log").read_text()
-
-
 def test_lr_schedule_values():
     cfg = {"LR": 0.001, "ITERS": 100, "WARMUP_ITERS": 10, "END_LR": 1e-8, "POWER": 0.9}
     sched = train.build_scheduler(cfg)

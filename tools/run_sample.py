@@ -58,7 +58,8 @@ def main(argv=None):
         "train": run("train", ["train.py", "--dataset-dir", dataset_dir, "--output-dir", str(out),
                                "--image-size", str(a.image_size), "--batch-size", str(a.batch_size), "--iters", str(a.iters),
                                "--warmup-iters", str(a.warmup_iters), "--pretrained", pretrained,
-                               "--num-workers", str(a.num_workers), "--save-interval", str(a.iters), "--log-iters", "5"]),
+                               "--num-workers", str(a.num_workers), "--save-interval", str(a.iters), "--log-iters", "5",
+                               "--overwrite"]),  # the demo starts afresh each time, replacing its previous run
     }
     predict = ["predict.py", "--data-dir", data_dir, "--dataset-dir", dataset_dir, "--model", str(out / "best_model"),
                "--out", str(answer)]
