@@ -49,3 +49,17 @@ def tiny_trained2(tiny_dataset, tmp_path_factory):
                         "--warmup-iters", "0", "--lr", "0.003", "--eval-interval", "20", "--save-interval", "40",
                         "--num-folds", "5", *TINY, "--num-workers", "2", "--log-iters", "10"])  # the last value wins
     return out, state
+
+
+@pytest.fixture(scope="session")
+def tiny_damaged(tiny_raw, tmp_path_factory):
+    """The sample plus a truncated test record, rendered at 64 px: (raw dir, dataset dir)."""
+    import process
+
+    raw = tmp_path_factory.mktemp("damaged") / "raw"
+    shutil.copytree(tiny_raw, raw)
+    good = (raw / "val" / "ptbxl_00108.mat").read_bytes()
+    (raw / "val" / "zz_truncated.mat").write_bytes(good[: len(good) // 3])
+    ds = tmp_path_factory.mktemp("damaged_ds")
+    process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", "--workers", "1"])
+    return raw, ds

@@ -13,7 +13,6 @@ import paddle
 import pytest
 
 import predict
-import process
 from models import build_model
 from models.inference import InferencePredictor
 from transforms import build_transforms
@@ -24,25 +23,13 @@ from utils.ecg_io import list_records
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def damaged(tiny_raw, tmp_path_factory):
-    """The sample plus a truncated test record, rendered at 64 px: (raw dir, dataset dir)."""
-    raw = tmp_path_factory.mktemp("damaged") / "raw"
-    shutil.copytree(tiny_raw, raw)
-    good = (raw / "val" / "ptbxl_00108.mat").read_bytes()
-    (raw / "val" / "zz_truncated.mat").write_bytes(good[: len(good) // 3])
-    ds = tmp_path_factory.mktemp("damaged_ds")
-    process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", "--workers", "1"])
-    return raw, ds
-
-
 def run_predict(raw, ds, model, out, *extra):
     return predict.main(["--data-dir", str(raw), "--dataset-dir", str(ds), "--model", str(model), "--out", str(out),
                          "--num-workers", "0", *extra])
 
 
-def test_answer_has_one_row_per_test_record_even_a_corrupt_one(damaged, tiny_trained, tmp_path):
-    raw, ds = damaged
+def test_answer_has_one_row_per_test_record_even_a_corrupt_one(tiny_damaged, tiny_trained, tmp_path):
+    raw, ds = tiny_damaged
     out, _ = tiny_trained
     report = run_predict(raw, ds, out / "best_model", tmp_path / "answer.csv", "--report", str(tmp_path / "rep.json"))
     text = (tmp_path / "answer.csv").read_text()
