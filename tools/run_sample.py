@@ -72,7 +72,8 @@ def main(argv=None):
     print("\n=== done: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
     if "metrics" in report:
         m = report["metrics"]
-        print(f"test F1 {m['f1']:.4f} (accuracy {m['accuracy']:.4f}, ROC AUC {m['auc']:.4f}, {m['n']} records, "
+        auc = "n/a" if m["auc"] is None else f"{m['auc']:.4f}"  # undefined when the test set has one class
+        print(f"test F1 {m['f1']:.4f} (accuracy {m['accuracy']:.4f}, ROC AUC {auc}, {m['n']} records, "
               f"pretrained {pretrained})")
     print(f"submission: {report['zip']}")
 
