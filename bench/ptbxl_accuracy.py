@@ -9,6 +9,10 @@ cannot be downloaded here (pass --pretrained auto or a .pdparams path where they
 (Task 1: accuracy, F1 with abnormal positive, ROC AUC; Task 2: macro/micro F1, macro AUC and the per-class
 table), the configuration and the wall time of each stage; --json writes all of it to a file. Flags after `--` go
 to train.py as they are (e.g. `-- --pos-weight none`).
+
+--external RAW_DIR (a converted set with val/ and its truth files, e.g. from tools/convert_cinc.py): after the run,
+its test records are rendered into the work dir and the same best model predicts them; their scores are printed
+beside the in-distribution ones and written to the --json output under "external".
 """
 import argparse
 import json
@@ -36,6 +40,37 @@ def stage(name, args, times):
     times[name] = time.time() - t
 
 
+def external_truth(parser, raw_dir, task):
+    """The --external set's truth file for the task; a set without val/ records or truth is refused up front."""
+    raw_dir = Path(raw_dir)
+    truth = raw_dir / ("val_reference.csv" if task == 1 else "val_reference_task2.csv")
+    if not any((raw_dir / "val").glob("*.mat")):
+        parser.error(f"--external {raw_dir}: no test records in {raw_dir / 'val'}")
+    if not truth.is_file():
+        parser.error(f"--external {raw_dir}: truth file {truth} not found")
+    return truth
+
+
+def run_external(a, truth, work, out, times):
+    """Render the external set into the work dir and predict it with the same best model -> its metrics."""
+    ds = work / "external_dataset"
+    report = out / "external_predict_report.json"
+    stage("process external", ["process.py", "--data-dir", a.external, "--out-dir", ds, "--size", a.image_size], times)
+    stage("predict external", ["predict.py", "--task", a.task, "--data-dir", a.external, "--dataset-dir", ds,
+                               "--model", out / "best_model", "--out", out / "external_answer.csv", "--truth", truth,
+                               "--report", report], times)
+    return json.loads(report.read_text())["metrics"]
+
+
+def print_scores(label, task, m):
+    """The test scores line (and Task 2's per-class table) of one predict report's metrics."""
+    if task == 1:
+        print(f"{label}: accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f}, ROC AUC {fmt(m['auc'])}, confusion {m['confusion']}")
+    else:
+        print(f"{label}: macro F1 {m['macro_f1']:.4f}, micro F1 {m['micro_f1']:.4f}, macro AUC {fmt(m['macro_auc'])}")
+        print("\n".join(per_class_lines(m)))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", default=str(ROOT.parent / "shared" / "data" / "ptbxl"))
@@ -51,10 +86,15 @@ def main():
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--task", type=int, default=1, choices=(1, 2))
     p.add_argument("--json", default=None, help="also write every printed figure to this JSON file")
+    p.add_argument("--external", default=None, metavar="RAW_DIR",
+                   help="also score the model on this converted set's val/ records (other hospitals)")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     a = p.parse_args(argv[:len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
 
+    if a.external:  # the stages run in the repository: resolve from here
+        a.external = str(Path(a.external).resolve())
+    ext_truth = external_truth(p, a.external, a.task) if a.external else None  # checked before the long run
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="ptbxl_accuracy_"))
     raw, ds, out = work / "raw", work / "dataset", work / "output"
     times = {}
@@ -68,6 +108,7 @@ def main():
     stage("predict", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model", out / "best_model",
                       "--out", out / "answer.csv", "--truth", truth], times)
 
+    ext_m = run_external(a, ext_truth, work, out, times) if a.external else None
     m = json.loads((out / "predict_report.json").read_text())["metrics"]
     info = json.loads((out / "best_model" / "model.json").read_text())
     n_train = sum(1 for _ in open(raw / "trainreference.csv")) - 1
@@ -77,18 +118,19 @@ def main():
     print(f"data: {n_train} labelled records from folds != {a.test_fold} (90/10 train/validation), "
           f"{m['n']} test records from fold {a.test_fold}; real patients, patients never cross folds")
     print(f"config: {config}; best validation {info['selected_by']} {info['best_metric']:.4f} at iter {info['iter']}")
-    if a.task == 1:
-        print(f"test: accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f}, ROC AUC {fmt(m['auc'])}, confusion {m['confusion']}")
-    else:
-        print(f"test: macro F1 {m['macro_f1']:.4f}, micro F1 {m['micro_f1']:.4f}, macro AUC {fmt(m['macro_auc'])}")
-        print("\n".join(per_class_lines(m)))
+    print_scores("test", a.task, m)
+    if ext_m is not None:
+        print(f"external: {ext_m['n']} test records of {a.external} (other hospitals; same model and thresholds)")
+        print_scores("external test", a.task, ext_m)
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f", total {sum(times.values()) / 60:.1f} min")
     print(f"outputs: {out} (training_curves.png, train.log{', per_class.png' if a.task == 2 else ''})")
     if a.json:
         Path(a.json).write_text(json.dumps({"task": a.task, "src": str(a.src), "test_fold": a.test_fold, "config": config,
                                             "args": vars(a), "n_train": n_train, "test": m, "best_model": {
                                                 k: info[k] for k in ("iter", "selected_by", "best_metric", "thresholds")},
-                                            "seconds": times}, indent=2, default=str) + "\n")
+                                            "seconds": times, **({"external": {"raw_dir": str(a.external), "truth": str(ext_truth),
+                                                                              "test": ext_m}} if ext_m is not None else {})},
+                                           indent=2, default=str) + "\n")
         print(f"figures: {a.json}")
 
 

@@ -54,6 +54,28 @@ def limit(df, n, seed):
     return pd.concat(parts).sort_values("ecg_id")
 
 
+def remove_stale(dst, wanted, prefix):
+    """Delete `<prefix>*.mat` in dst/train and dst/val not in `wanted` ("train/<name>.mat", ...): a converter's
+    record left from an earlier run with other options would be an unlabelled extra record."""
+    stale = [p for split in ("train", "val") for p in (Path(dst) / split).glob(f"{prefix}*.mat")
+             if f"{split}/{p.name}" not in wanted]
+    for p in stale:
+        p.unlink()
+    if stale:
+        print(f"removed {len(stale)} records of an earlier conversion from {dst}")
+
+
+def write_labels(dst, train, test):
+    """The four label files from DataFrames with columns name, tag, classes; prints the counts."""
+    dst = Path(dst)
+    write_reference(dst / "trainreference.csv", train)
+    write_reference_task2(dst / "trainreference_task2.csv", dict(zip(train["name"], train["classes"])))
+    write_reference(dst / "val_reference.csv", test)
+    write_reference_task2(dst / "val_reference_task2.csv", dict(zip(test["name"], test["classes"])))
+    for split, df in (("train", train), ("test (val/)", test)):
+        print(f"{split}: {len(df)} records, {int((df['tag'] == 0).sum())} normal / {int((df['tag'] == 1).sum())} abnormal")
+
+
 def convert_one(args):
     src, filename_hr, out_path, compress = args
     rec = wfdb.rdrecord(str(Path(src) / filename_hr))
@@ -85,25 +107,14 @@ def main(argv=None):
         print(f"warning: no record has strat_fold {a.test_fold} (folds here: {sorted(db['strat_fold'].unique())}); "
               "the test set is empty - pass --test-fold", file=sys.stderr)
     dst = Path(a.dst)
-    # A converter's record left from an earlier run with other options would be an unlabelled extra record.
-    wanted = {f"{split}/{n}.mat" for split, df in (("train", train), ("val", test)) for n in df["name"]}
-    stale = [p for split in ("train", "val") for p in (dst / split).glob("ptbxl_*.mat") if f"{split}/{p.name}" not in wanted]
-    for p in stale:
-        p.unlink()
-    if stale:
-        print(f"removed {len(stale)} records of an earlier conversion from {dst}")
+    remove_stale(dst, {f"{split}/{n}.mat" for split, df in (("train", train), ("val", test)) for n in df["name"]}, "ptbxl_")
     jobs = [(a.src, r.filename_hr, dst / split / f"{r.name}.mat", not a.no_compress)
             for split, df in (("train", train), ("val", test)) for r in df.itertuples()]
     with ProcessPoolExecutor(max(1, a.workers)) as ex:
         for _ in tqdm(ex.map(convert_one, jobs, chunksize=8), total=len(jobs), desc="convert", unit="rec"):
             pass
 
-    write_reference(dst / "trainreference.csv", train)
-    write_reference_task2(dst / "trainreference_task2.csv", dict(zip(train["name"], train["classes"])))
-    write_reference(dst / "val_reference.csv", test)
-    write_reference_task2(dst / "val_reference_task2.csv", dict(zip(test["name"], test["classes"])))
-    for split, df in (("train", train), ("test (val/)", test)):
-        print(f"{split}: {len(df)} records, {int((df['tag'] == 0).sum())} normal / {int((df['tag'] == 1).sum())} abnormal")
+    write_labels(dst, train, test)
     print(f"wrote {dst}")
 
 
