@@ -242,3 +242,11 @@ def test_split_is_stratified_seeded_and_k_fold(tiny_dataset):
     assert np.bincount(folds).max() - np.bincount(folds).min() <= 1
     with pytest.raises(SystemExit, match="VAL_FOLD"):
         train.load_split({**cfg, "VAL_FOLD": 10}, T1)
+
+
+def test_corrupt_picture_is_a_clear_error(tiny_dataset, tmp_path):
+    ds = _copy_dataset(tiny_dataset, tmp_path / "ds")
+    (ds / "train" / "ptbxl_00412.png").write_bytes(b"\x89PNG\r\n\x1a\n not a picture")
+    dataset = ECGImageDataset(ds / "train", ["ptbxl_00412"], [1], 64, build_transforms(False))
+    with pytest.raises(ECGDataError, match=r"ptbxl_00412.png: cannot read the picture .*process.py --force"):
+        dataset[0]

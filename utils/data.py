@@ -14,7 +14,10 @@ from .ecg_io import ECGDataError
 
 def load_image(path, size):
     """Rendered PNG -> gray PIL image of size x size (area-averaged when shrunk, so thin lines survive)."""
-    img = Image.open(path).convert("L")
+    try:
+        img = Image.open(path).convert("L")
+    except OSError as e:  # PIL: unreadable or truncated PNG
+        raise ECGDataError(path, f"cannot read the picture ({e}); re-run process.py --force") from e
     if img.size != (size, size):
         img = img.resize((size, size), Image.BOX if img.size[0] > size else Image.BILINEAR)
     return img
