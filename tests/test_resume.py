@@ -24,8 +24,8 @@ from utils.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 # Evaluate every 5, save every 4 (so the checkpoint before a kill is often mid-epoch and older than best_model);
-# 54 training pictures in batches of 4 make 13 iterations an epoch, so 30 iterations cross two epoch boundaries.
-RUN = ["--iters", "30", "--warmup-iters", "2", "--lr", "0.01", "--eval-interval", "5", "--save-interval", "4",
+# 54 training pictures in batches of 4 make 13 iterations an epoch, so 24 iterations cross an epoch boundary.
+RUN = ["--iters", "24", "--warmup-iters", "2", "--lr", "0.01", "--eval-interval", "5", "--save-interval", "4",
        "--log-iters", "1", "--keep-checkpoints", "2", "--image-size", "64", "--batch-size", "4", "--pretrained", "none",
        "--num-workers", "0", "--use-vdl"]
 
@@ -77,7 +77,7 @@ def _start_and_kill(dataset, out, at_iter):
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log, deadline = out / "train.log", time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if log.exists() and f"iter: {at_iter}/30," in log.read_text():
+        if log.exists() and f"iter: {at_iter}/24," in log.read_text():
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.02)
@@ -90,7 +90,7 @@ def test_killed_run_resumes_exactly(tiny_dataset, uninterrupted, tmp_path):
     killed.mkdir()
     _start_and_kill(tiny_dataset, killed, at_iter=11)
     left = sorted(p.name for p in killed.glob("iter_*"))
-    assert left and "iter_30" not in left
+    assert left and "iter_24" not in left
     resumed = _train(tiny_dataset, killed, "--resume", "auto")
     log = (killed / "train.log").read_text()
     assert f"resumed run {resumed['run_id']} from {killed / left[-1]}" in log
@@ -98,11 +98,11 @@ def test_killed_run_resumes_exactly(tiny_dataset, uninterrupted, tmp_path):
     # Same samples, same order, same draws: the same loss at every iteration, and the same evaluations.
     got = {r["iter"]: r["loss"] for r in resumed["history"]["train"]}
     want = {r["iter"]: r["loss"] for r in full["history"]["train"]}
-    assert sorted(got) == list(range(1, 31)) == sorted(want)
-    np.testing.assert_allclose([got[i] for i in range(1, 31)], [want[i] for i in range(1, 31)], rtol=1e-4, atol=1e-6)
+    assert sorted(got) == list(range(1, 25)) == sorted(want)
+    np.testing.assert_allclose([got[i] for i in range(1, 25)], [want[i] for i in range(1, 25)], rtol=1e-4, atol=1e-6)
     lrs = [[r["lr"] for r in s["history"]["train"]] for s in (resumed, full)]
     np.testing.assert_allclose(lrs[0], lrs[1], rtol=1e-9)  # the same schedule, continued
-    assert [e["iter"] for e in resumed["history"]["eval"]] == [5, 10, 15, 20, 25, 30]
+    assert [e["iter"] for e in resumed["history"]["eval"]] == [5, 10, 15, 20, 24]
     np.testing.assert_allclose([e["loss"] for e in resumed["history"]["eval"]], [e["loss"] for e in full["history"]["eval"]],
                                rtol=1e-4)
     # ... and the same best_model.
@@ -115,20 +115,20 @@ def test_killed_run_resumes_exactly(tiny_dataset, uninterrupted, tmp_path):
         np.testing.assert_allclose(pb[k].numpy(), pa[k].numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
     # VisualDL continues the same curves: one value per iteration, none twice, equal to the uninterrupted run's.
     steps = _vdl_scalars(killed, "Train/loss")
-    assert [s for s, _ in steps] == list(range(1, 31))
+    assert [s for s, _ in steps] == list(range(1, 25))
     np.testing.assert_allclose([v for _, v in steps], [v for _, v in _vdl_scalars(out, "Train/loss")], rtol=1e-4)
     # Only this run's newest checkpoints are kept.
-    assert sorted(p.name for p in killed.glob("iter_*")) == ["iter_28", "iter_30"]
+    assert sorted(p.name for p in killed.glob("iter_*")) == ["iter_20", "iter_24"]
 
 
 def test_visualdl_scalars(uninterrupted):
     out, full = uninterrupted
     for tag in ("Train/loss", "Train/lr", "Train/batch_cost", "Train/reader_cost", "Train/ips"):
-        assert [s for s, _ in _vdl_scalars(out, tag)] == list(range(1, 31)), tag
+        assert [s for s, _ in _vdl_scalars(out, tag)] == list(range(1, 25)), tag
     lr = dict(_vdl_scalars(out, "Train/lr"))
     assert lr[1] == pytest.approx(0.0) and lr[3] == pytest.approx(0.01)
     for tag in ("Evaluate/f1", "Evaluate/loss", "Evaluate/accuracy", "Evaluate/threshold", "Evaluate/auc"):
-        assert [s for s, _ in _vdl_scalars(out, tag)] == [5, 10, 15, 20, 25, 30], tag
+        assert [s for s, _ in _vdl_scalars(out, tag)] == [5, 10, 15, 20, 24], tag
     f1 = [v for _, v in _vdl_scalars(out, "Evaluate/f1")]
     np.testing.assert_allclose(f1, [e["f1"] for e in full["history"]["eval"]], rtol=1e-6)
 
@@ -139,7 +139,7 @@ def test_checkpoints_belong_to_their_run(tiny_dataset, uninterrupted, tmp_path):
     shutil.copytree(out, reused)
     before = sorted(p.name for p in reused.glob("iter_*"))
     # A new run with other settings is not resumed from the old run's checkpoints: it says what differs...
-    with pytest.raises(ConfigError, match=r"ITERS: 30 -> 8"):
+    with pytest.raises(ConfigError, match=r"ITERS: 24 -> 8"):
         _train(tiny_dataset, reused, "--iters", "8", "--resume", "auto")
     # ... and a fresh run does not silently mix with them.
     with pytest.raises(ConfigError, match=r"another run's iter_\d+, iter_\d+, best_model \(run .*--overwrite"):
