@@ -91,13 +91,10 @@ def stratified_folds(labels, n_folds, seed):
     """Fold number (0..n_folds-1) per sample: scikit-learn's StratifiedKFold, shuffled by `seed` (a class with
     fewer members than folds only warns; some folds then lack it)."""
     labels = np.asarray(labels)
-    folds = np.empty(len(labels), dtype=int)
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     if np.unique(labels, return_counts=True)[1].max() < n_folds:  # StratifiedKFold refuses: too few of every class
         splitter = KFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for k, (_, val) in enumerate(splitter.split(np.zeros(len(labels)), labels)):
-        folds[val] = k
-    return folds
+    return _fold_numbers(splitter, labels)
 
 
 def multilabel_folds(y, n_folds, seed):
@@ -105,9 +102,12 @@ def multilabel_folds(y, n_folds, seed):
     so every class with at least `n_folds` positives has some in every fold."""
     from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-    y = np.asarray(y)
+    return _fold_numbers(MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed), np.asarray(y))
+
+
+def _fold_numbers(splitter, y):
+    """A scikit-learn style splitter's validation folds as one fold number per sample."""
     folds = np.empty(len(y), dtype=int)
-    splitter = MultilabelStratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     for k, (_, val) in enumerate(splitter.split(np.zeros(len(y)), y)):
         folds[val] = k
     return folds
