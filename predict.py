@@ -34,7 +34,7 @@ from utils.ecg_io import ECGDataError, list_records  # noqa: E402
 from utils.metrics import fmt  # noqa: E402
 from utils.plots import plot_per_class  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
-from utils.tasks import get_task, task1_path  # noqa: E402
+from utils.tasks import get_task  # noqa: E402
 
 # -- configuration (every constant is also a flag: MODEL -> --model) -----------------------------------------
 TASK = 1  # 1: answer.csv holds name,tag | 2: header-less rows name,i1,i2,... (the model must be of this task)
@@ -132,14 +132,9 @@ def main(argv=None):
     answers = [decided.get(n, fallback) for n in names]  # one answer per test record, by construction
     for n, why in missing.items():
         log.warning(f"{n}: {why} -> answered with the training set's most frequent answer {fallback}")
-    zip_path = task.write_answer(names, answers, cfg["OUT"])
     report = {"task": task.number, "model": str(model_dir), "thresholds": thresholds, "n_records": len(names),
-              "n_predicted": len(have), "answer": str(cfg["OUT"]), "zip": str(zip_path),
+              "n_predicted": len(have), "answer": str(cfg["OUT"]), **task.write_answers(names, answers, cfg["OUT"]),
               "fallback": [{"name": n, "reason": r, "answer": fallback} for n, r in missing.items()]}
-    if task.number == 2:
-        task1_out = task1_path(cfg["OUT"])
-        report["task1_zip"] = str(get_task(1).write_answer(names, task.task1_answers(answers), task1_out))
-        log.info(f"Task 1 answer from this Task 2 model: {task1_out}")
 
     report_path = Path(cfg["REPORT"]) if cfg["REPORT"] else model_dir.parent / "predict_report.json"
     if cfg["TRUTH"]:
@@ -156,7 +151,8 @@ def main(argv=None):
             report["per_class_figure"] = str(fig)
     report["seconds"] = round(time.time() - t0, 2)
     write_text(report_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
-    log.info(f"wrote {cfg['OUT']} ({len(answers)} rows) and {zip_path}; report {report_path}")
+    zips = ", ".join(v for k, v in report.items() if k.endswith("zip"))
+    log.info(f"wrote {cfg['OUT']} ({len(answers)} rows) and {zips}; report {report_path}")
     return report
 
 

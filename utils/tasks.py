@@ -14,6 +14,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 import pandas as pd
+from scipy.special import expit, softmax
 
 from .atomic import atomic_path
 from .ecg_io import CLASS_NAMES, TAG_NAMES, read_reference, read_reference_task2
@@ -73,8 +74,7 @@ class Task1:
 
     def probs(self, logits):
         """logits (N, 2) numpy -> P(abnormal) (N,)."""
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        return e[:, 1] / e.sum(axis=1)
+        return softmax(logits, axis=1)[:, 1]
 
     # -- evaluation -------------------------------------------------------------------------------------------------
     def evaluate(self, y, probs):
@@ -102,6 +102,10 @@ class Task1:
             w.writerow(["name", "tag"])
             w.writerows(zip(names, answers))
         return write_answer_files(out, rows)
+
+    def write_answers(self, names, answers, out):
+        """Every answer file this task's model gives: {report key: zip path}."""
+        return {"zip": str(self.write_answer(names, answers, out))}
 
     def score(self, truth_path, names, answers, probs):
         """Metrics of the answers against a truth file: (report, log lines)."""
@@ -159,7 +163,7 @@ class Task2(Task1):
         return per.sum() if reduction == "sum" else per.mean()
 
     def probs(self, logits):
-        return 1.0 / (1.0 + np.exp(-logits))
+        return expit(logits)
 
     def thresholds(self, y, probs):
         """Per class, the F1-best threshold on validation (0.5 where the fold has no positive or no negative)."""
@@ -199,6 +203,11 @@ class Task2(Task1):
         def rows(f):
             csv.writer(f, lineterminator="\n").writerows([name, *classes] for name, classes in zip(names, answers))
         return write_answer_files(out, rows)
+
+    def write_answers(self, names, answers, out):
+        """The Task 2 answer, and the Task 1 answer read from it (answer.csv -> answer_task1.csv)."""
+        return {**super().write_answers(names, answers, out),
+                "task1_zip": str(Task1().write_answer(names, self.task1_answers(answers), task1_path(out)))}
 
     def task1_answers(self, answers):
         """A Task 2 answer read as Task 1: abnormal unless the answer is "normal" alone."""
