@@ -1,13 +1,16 @@
-"""Step 3 of 3: predict every test record with the best model and write answer.csv (+ answer.zip to submit).
+"""Step 3 of 3: predict every test record with the best model (or a fusion of models) and write answer.csv
+(+ answer.zip to submit).
 
-    python predict.py [--task 1|2] --data-dir RAW_DIR --dataset-dir DATASET_DIR --model OUT_DIR/best_model --out ANSWER_CSV
-                      [--truth FILE] [--export DIR]
+    python predict.py [--task 1|2] --data-dir RAW_DIR --dataset-dir DATASET_DIR --model DIR [DIR ...] --out ANSWER_CSV
+                      [--weights W1,W2,...] [--truth FILE] [--export DIR]
 
-The test records are the MAT files in RAW_DIR/val/: each gets exactly one row, sorted by name. A record whose
-picture is missing (process.py could not read or render it) gets the training set's majority class, with a
-warning and a line in the report. --model may also be a directory written by --export (Paddle Inference).
-A Task 2 model also writes the Task 1 answer (abnormal = anything but "normal" alone) as ANSWER_CSV with
-_task1 before the extension, so one model serves both submissions.
+The test records are the MAT files in RAW_DIR/val/: each gets exactly one row, sorted by name. Each --model reads
+its own input (a picture model the pictures in DATASET_DIR/val, a signal model the records themselves) with its
+own preprocessing; several models are fused: the mean of their probabilities (weighted with --weights), decided
+with thresholds tuned on the members' out-of-fold validation predictions (utils/fusion.py). A record no model
+could read gets the training set's most frequent answer, with a warning and a line in the report. --model may
+also be a directory written by --export (Paddle Inference). A Task 2 model also writes the Task 1 answer
+(abnormal = anything but "normal" alone) as ANSWER_CSV with _task1 before the extension.
 """
 from utils.runtime import configure_cpu_threads
 
@@ -20,17 +23,14 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 from paddle.io import DataLoader  # noqa: E402
-import pandas as pd  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from models import build_model  # noqa: E402
+from models.families import arch_of, family_of, input_of, list_test_records  # noqa: E402
 from models.inference import InferencePredictor, export_model, is_exported  # noqa: E402
-from transforms import build_transforms  # noqa: E402
 from utils.atomic import resolve_dir, write_text  # noqa: E402
 from utils.checkpoint import CheckpointError, MODEL_FILE, load_weights, read_model_info  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
-from utils.data import ECGImageDataset  # noqa: E402
-from utils.ecg_io import ECGDataError, list_records  # noqa: E402
+from utils.fusion import fuse, out_of_fold_fusion, parse_weights, read_out_of_fold  # noqa: E402
 from utils.metrics import fmt  # noqa: E402
 from utils.plots import plot_per_class  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
@@ -39,8 +39,9 @@ from utils.tasks import get_task  # noqa: E402
 # -- configuration (every constant is also a flag: MODEL -> --model) -----------------------------------------
 TASK = 1  # 1: answer.csv holds name,tag | 2: header-less rows name,i1,i2,... (the model must be of this task)
 DATA_DIR = "dataset/sample"  # raw competition layout: the test records are DATA_DIR/val/*.mat
-DATASET_DIR = "dataset"  # pictures from process.py: DATASET_DIR/val/<name>.png
-MODEL = "output/best_model"  # from train.py, or a directory written by --export
+DATASET_DIR = "dataset"  # pictures from process.py: DATASET_DIR/val/<name>.png (picture models)
+MODEL = ["output/best_model"]  # one or more model directories (from train.py or --export); several are fused
+WEIGHTS = ""  # fusion: one weight per --model, comma-separated (default: equal)
 OUT = "answer.csv"  # answer.zip is written beside it
 BATCH_SIZE = 16
 NUM_WORKERS = 2
@@ -56,12 +57,12 @@ def load_predictor(model_dir, info, device, log, tensorrt=False):
     """A function batch -> logits, from an exported model (Paddle Inference) or a train.py model (dygraph)."""
     if is_exported(model_dir):
         pred = InferencePredictor(model_dir, device, tensorrt=tensorrt)
-        log.info(f"model: exported {model_dir} via Paddle Inference on {pred.device}")
+        log.info(f"model: exported {model_dir} ({arch_of(info)}) via Paddle Inference on {pred.device}")
         return pred, None
-    model = build_model(info["num_classes"], "none")
+    model = family_of(info).build(arch_of(info), info["num_classes"], "none")
     load_weights(model, Path(model_dir) / MODEL_FILE, "model")
     model.eval()
-    log.info(f"model: {model_dir} (task {info.get('task', 1)}, iter {info.get('iter')}, validation "
+    log.info(f"model: {model_dir} ({arch_of(info)}, task {info.get('task', 1)}, iter {info.get('iter')}, validation "
              f"{info.get('selected_by', 'F1')} {fmt(info.get('best_metric'))}) in dygraph on {device}")
 
     @paddle.no_grad()
@@ -70,10 +71,10 @@ def load_predictor(model_dir, info, device, log, tensorrt=False):
     return run, model
 
 
-def predict_probs(run, task, dataset, batch_size, num_workers):
+def predict_probs(run, task, dataset, batch_size, num_workers, desc="predict"):
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, return_list=True)
     probs = []
-    for batch in tqdm(loader, desc="predict", unit="batch"):
+    for batch in tqdm(loader, desc=desc, unit="batch"):
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         probs.append(task.probs(run(x.numpy())))
     return np.concatenate(probs) if probs else np.zeros(0)
@@ -92,18 +93,42 @@ def load_model_info(model_dir, task):
     return model_dir, info
 
 
-def test_pictures(data_dir, dataset_dir):
-    """Names of the test records (every MAT file in val/), those with a picture, and why the others have none."""
-    names = list_records(data_dir / "val")
-    if not names:
-        raise ECGDataError(data_dir / "val", "no test records (*.mat)")
-    img_dir = dataset_dir / "val"
-    have = [n for n in names if (img_dir / f"{n}.png").is_file()]
-    if not have:
-        raise ECGDataError(img_dir, f"no pictures for the {len(names)} test records; run process.py first")
-    failed = read_failures(dataset_dir)
-    missing = {n: failed.get(n, "no picture (not rendered)") for n in names if n not in set(have)}
-    return names, have, missing
+def check_same_task(model_dirs):
+    """Fused models must answer the same task: name each member's when they do not."""
+    tasks = {str(d): read_model_info(resolve_dir(d)).get("task", 1) for d in model_dirs}
+    if len(set(tasks.values())) > 1:
+        raise CheckpointError(f"{', '.join(tasks)}: cannot fuse models of different tasks ("
+                              + ", ".join(f"{d}: Task {t}" for d, t in tasks.items()) + ")")
+
+
+def predict_member(model_dir, info, task, cfg, names, device, log):
+    """{name: probability} of one model over the test records it can read, {name: why not} for the others, and
+    the dygraph model (None for an exported one)."""
+    dataset, have, missing = family_of(info).test_inputs(info, cfg, names, model_dir, log)
+    run, model = load_predictor(model_dir, info, device, log, cfg["TENSORRT"])
+    probs = predict_probs(run, task, dataset, cfg["BATCH_SIZE"], cfg["NUM_WORKERS"], f"predict {arch_of(info)}")
+    return dict(zip(have, probs)), missing, model
+
+
+def fusion_thresholds(model_dirs, weights, task, log):
+    """The fusion's thresholds, tuned on the members' fused out-of-fold predictions, and their scores there."""
+    names, y, probs = out_of_fold_fusion(read_out_of_fold(model_dirs, task), weights, task)
+    metrics, rec, lines, thresholds = task.evaluate(y, probs)
+    log.info(f"fusion thresholds tuned on {len(names)} out-of-fold validation records of the members:")
+    for line in lines:
+        log.info(line.replace("[EVAL] ", "  ").replace("{loss}, ", ""))
+    return thresholds, {"n": len(names), **rec}
+
+
+def score(task, cfg, names, probs, thresholds, fallback):
+    """Answers from probabilities (fallback where there are none) and, with --truth, their scores."""
+    decided = dict(zip(probs, task.decide(np.array([probs[n] for n in probs]), thresholds))) if probs else {}
+    answers = [decided.get(n, fallback) for n in names]  # one answer per test record, by construction
+    if not cfg["TRUTH"]:
+        return answers, None, []
+    scores = [probs[n] if n in probs else task.as_probs(a) for n, a in zip(names, answers)]  # fallback: its answer
+    m, lines, unmatched = task.score(cfg["TRUTH"], names, answers, scores)
+    return answers, m, lines + ([f"warning: {unmatched} records of {cfg['TRUTH']} are not among the test records"] if unmatched else [])
 
 
 def main(argv=None):
@@ -112,43 +137,56 @@ def main(argv=None):
     t0 = time.time()
     task = get_task(cfg["TASK"])
     device = select_device(cfg["DEVICE"], log)
-    data_dir, dataset_dir = Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"])
-    model_dir, info = load_model_info(cfg["MODEL"], task)
-    names, have, missing = test_pictures(data_dir, dataset_dir)
-    check_render_settings(info, dataset_dir, model_dir, log)
+    dirs = [cfg["MODEL"]] if isinstance(cfg["MODEL"], str) else list(cfg["MODEL"])
+    if len(dirs) > 1:
+        check_same_task(dirs)
+    members = [load_model_info(d, task) for d in dirs]
+    weights = parse_weights(cfg["WEIGHTS"], len(members))
+    if cfg["EXPORT"] and len(members) > 1:
+        raise CheckpointError("--export saves one model: pass a single --model")
+    names = list_test_records(cfg["DATA_DIR"])
 
-    run, model = load_predictor(model_dir, info, device, log, cfg["TENSORRT"])
-    if cfg["EXPORT"]:
-        if model is None:
-            raise SystemExit("error: --export needs a train.py model directory, not an exported one")
-        export_model(model, cfg["EXPORT"], info["image_size"], info)
-        log.info(f"exported static inference model to {cfg['EXPORT']}")
+    results = []
+    for model_dir, info in members:
+        probs, missing, model = predict_member(model_dir, info, task, cfg, names, device, log)
+        results.append({"dir": model_dir, "info": info, "probs": probs, "missing": missing})
+        if cfg["EXPORT"]:
+            if model is None:
+                raise CheckpointError(f"{model_dir}: --export needs a train.py model directory, not an exported one")
+            export_model(model, cfg["EXPORT"], family_of(info).input_spec(input_of(info)), info)
+            log.info(f"exported static inference model to {cfg['EXPORT']}")
 
-    dataset = ECGImageDataset(dataset_dir / "val", have, None, info["image_size"], build_transforms(False))
-    probs = dict(zip(have, predict_probs(run, task, dataset, cfg["BATCH_SIZE"], cfg["NUM_WORKERS"])))
-    thresholds = info.get("thresholds", info.get("threshold", 0.5))
-    fallback = info.get("fallback_answer", info.get("majority_class", 1))
-    decided = dict(zip(have, task.decide(np.array([probs[n] for n in have]), thresholds)))
-    answers = [decided.get(n, fallback) for n in names]  # one answer per test record, by construction
+    info0 = members[0][1]
+    fallback = info0.get("fallback_answer", info0.get("majority_class", 1))
+    if len(members) == 1:
+        thresholds, oof = info0.get("thresholds", info0.get("threshold", 0.5)), None
+        probs = results[0]["probs"]
+    else:
+        thresholds, oof = fusion_thresholds([d for d, _ in members], weights, task, log)
+        probs = fuse([r["probs"] for r in results], weights, names)
+    answers, metrics, lines = score(task, cfg, names, probs, thresholds, fallback)
+    missing = {n: "; ".join(f"{r['dir'].name if len(results) == 1 else r['dir']}: {r['missing'][n]}" for r in results
+                            if n in r["missing"]) for n in names if n not in probs}
     for n, why in missing.items():
         log.warning(f"{n}: {why} -> answered with the training set's most frequent answer {fallback}")
-    report = {"task": task.number, "model": str(model_dir), "thresholds": thresholds, "n_records": len(names),
-              "n_predicted": len(have), "answer": str(cfg["OUT"]), **task.write_answers(names, answers, cfg["OUT"]),
+    report = {"task": task.number, "model": str(members[0][0]), "models": [str(d) for d, _ in members],
+              "thresholds": thresholds, "n_records": len(names), "n_predicted": len(probs), "answer": str(cfg["OUT"]),
+              **task.write_answers(names, answers, cfg["OUT"]),
               "fallback": [{"name": n, "reason": r, "answer": fallback} for n, r in missing.items()]}
+    if oof is not None:
+        report["fusion"] = {"weights": weights.tolist(), "out_of_fold": oof}
 
-    report_path = Path(cfg["REPORT"]) if cfg["REPORT"] else model_dir.parent / "predict_report.json"
-    if cfg["TRUTH"]:
-        scores = [probs[n] if n in probs else task.as_probs(a) for n, a in zip(names, answers)]  # fallback: its answer
-        m, lines, unmatched = task.score(cfg["TRUTH"], names, answers, scores)
-        if unmatched:
-            log.warning(f"{unmatched} records of {cfg['TRUTH']} are not among the test records")
+    report_path = Path(cfg["REPORT"]) if cfg["REPORT"] else members[0][0].parent / "predict_report.json"
+    if metrics is not None:
         for line in lines:
             log.info(line)
-        report["metrics"] = m
-        if "per_class" in m:
+        report["metrics"] = metrics
+        if "per_class" in metrics:
             fig = report_path.with_name(report_path.stem + "_per_class.png")
-            plot_per_class(m["per_class"], fig, f"test ({m['n']} records)")
+            plot_per_class(metrics["per_class"], fig, f"test ({metrics['n']} records)")
             report["per_class_figure"] = str(fig)
+        if len(results) > 1:
+            report["members"] = score_members(task, cfg, names, results, metrics, log)
     report["seconds"] = round(time.time() - t0, 2)
     write_text(report_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
     zips = ", ".join(v for k, v in report.items() if k.endswith("zip"))
@@ -156,38 +194,18 @@ def main(argv=None):
     return report
 
 
-# Render settings whose change alters what a picture shows (band placement, mV per pixel, stroke): a model
-# trained on one cannot read the other. Only SIZE may differ: pictures are resized to the model's input anyway.
-FATAL_RENDER_KEYS = ("layout", "mv_range", "line_width")
-
-
-def check_render_settings(info, dataset_dir, model_dir, log):
-    """Refuse pictures drawn with other settings than the model's training pictures."""
-    trained = info.get("render_config") or {}
-    if "size" not in trained:  # a model from before render settings were recorded
-        log.warning(f"{model_dir}: model.json records no render settings; cannot check the pictures against them")
-        return
-    path = Path(dataset_dir) / "render_config.json"
-    if not path.is_file():
-        raise ECGDataError(path, "missing: cannot tell how these pictures were drawn; run process.py")
-    drawn = json.loads(path.read_text())
-    diff = [f"{k}: model {trained.get(k)!r}, pictures {drawn.get(k)!r}" for k in FATAL_RENDER_KEYS if trained.get(k) != drawn.get(k)]
-    if diff:
-        raise ECGDataError(path, f"pictures drawn with other settings than {model_dir}'s training pictures ({'; '.join(diff)}); "
-                                 f"re-run process.py with the model's settings")
-    if trained.get("size") != drawn.get("size"):
-        log.warning(f"pictures are {drawn.get('size')} px, the model's training pictures {trained.get('size')} px: "
-                    f"both are resized to {info['image_size']} px, but thin lines survive resizing differently")
-
-
-def read_failures(dataset_dir):
-    """name -> reason for the test records process.py reported as failed."""
-    path = Path(dataset_dir) / "process_report.csv"
-    if not path.is_file():
-        return {}
-    rep = pd.read_csv(path, dtype=str, keep_default_na=False)
-    bad = rep[(rep["split"] == "val") & (rep["status"] == "failed")]
-    return {n: f"could not be read or rendered: {d}" for n, d in zip(bad["name"], bad["detail"])}
+def score_members(task, cfg, names, results, fused_metrics, log):
+    """Each member scored alone (its own thresholds) beside the fusion: a table in the log, a list in the report."""
+    rows = []
+    for r in results:
+        info = r["info"]
+        _, m, _ = score(task, cfg, names, r["probs"], info.get("thresholds", 0.5), info.get("fallback_answer", 1))
+        rows.append({"model": str(r["dir"]), "arch": arch_of(info), "metrics": m})
+    keys = task.headline
+    log.info(f"{'model':<50} " + " ".join(f"{k:>10}" for k in keys))
+    for label, m in [(f"{r['model']} ({r['arch']})", r["metrics"]) for r in rows] + [("fusion", fused_metrics)]:
+        log.info(f"{label[-50:]:<50} " + " ".join(f"{fmt(m[k]):>10}" for k in keys))
+    return rows
 
 
 if __name__ == "__main__":

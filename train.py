@@ -1,10 +1,13 @@
-"""Step 2 of 3: fine-tune an ImageNet-pretrained ResNet50 on the rendered ECG pictures.
+"""Step 2 of 3: train a model: by default fine-tune an ImageNet-pretrained ResNet50 on the rendered ECG pictures.
 
-    python train.py [--task 1|2] --dataset-dir DATASET_DIR --output-dir OUT_DIR [--iters N] [--batch-size B] [--image-size S]
-                    [--pretrained auto|none|PATH] [--num-workers W] [--eval-interval N] [--save-interval N]
-                    [--resume auto|DIR] [--seed S]
+    python train.py [--task 1|2] [--arch resnet50] --dataset-dir DATASET_DIR --output-dir OUT_DIR [--iters N] [--batch-size B]
+                    [--image-size S] [--pretrained auto|none|PATH] [--num-workers W] [--eval-interval N]
+                    [--save-interval N] [--resume auto|DIR] [--seed S]
+    python train.py --arch resnet1d --data-dir RAW_DIR --output-dir OUT_DIR [--task 1|2] [--iters N] [--val-fold K]
 
-Every constant below is a flag (IMAGE_SIZE -> --image-size). Multi-GPU (or 2 CPU processes, gloo):
+--arch picks the model family (models/families.py): resnet18/34/50/101 read process.py's pictures (DATASET_DIR);
+resnet1d reads the MAT records themselves (DATA_DIR). Every constant below is a flag (IMAGE_SIZE -> --image-size).
+Multi-GPU (or 2 CPU processes, gloo):
     python -m paddle.distributed.launch --nproc_per_node 2 train.py ...
 """
 from utils.runtime import configure_cpu_threads
@@ -14,6 +17,7 @@ configure_cpu_threads()  # before paddle is imported
 import contextlib  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import logging  # noqa: E402
 import random  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -23,24 +27,24 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 from paddle.io import DataLoader  # noqa: E402
 
-from models import build_model  # noqa: E402
-from transforms import build_transforms  # noqa: E402
+from models.families import get_family  # noqa: E402
 from utils.atomic import resolve_dir  # noqa: E402
-from utils.checkpoint import (BEST_DIR, INFO_FILE, STATE_FILE, CheckpointError, find_resumable, load_checkpoint,  # noqa: E402
+from utils.checkpoint import (BEST_DIR, INFO_FILE, STATE_FILE, VAL_PREDICTIONS, CheckpointError, find_resumable, load_checkpoint,  # noqa: E402
                               prune_checkpoints, read_json, refuse_foreign_outputs, restore_trainer_state,
                               save_checkpoint, save_model_dir, signature_diff)
 from utils.config import parse_config, script_constants  # noqa: E402
-from utils.data import ECGImageDataset, SeededBatchSampler, multilabel_folds, read_render_config, stratified_folds  # noqa: E402
+from utils.data import SeededBatchSampler, multilabel_folds, stratified_folds  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
 from utils.plots import plot_per_class, plot_training_curves  # noqa: E402
-from utils.render import LAYOUTS  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
 from utils.tasks import get_task  # noqa: E402
 from utils.timer import Progress  # noqa: E402
 
 # -- configuration: the original design's defaults (full size, meant for a GPU) -----------------------------
 TASK = 1  # 1: normal/abnormal (F1) | 2: the 12 diagnoses, several per record (per-class F1)
-DATASET_DIR = "dataset"  # written by process.py: train/*.png + trainreference.csv
+ARCH = "resnet50"  # pictures: resnet18 | resnet34 | resnet50 | resnet101; raw signal: resnet1d
+DATASET_DIR = "dataset"  # pictures (picture models), written by process.py: train/*.png + trainreference.csv
+DATA_DIR = "dataset/sample"  # raw records (resnet1d): train/*.mat + trainreference.csv
 OUTPUT_DIR = "output"
 IMAGE_SIZE = 640
 BATCH_SIZE = 32
@@ -49,6 +53,7 @@ LR = 0.001  # base learning rate
 WARMUP_ITERS = 200  # LinearWarmup from 0 to LR ...
 END_LR = 1e-8  # ... then PolynomialDecay to END_LR at the last iteration
 POWER = 0.9
+OPTIMIZER = "auto"  # auto: momentum for pictures (the original), adam for resnet1d | momentum | adam
 MOMENTUM = 0.9
 WEIGHT_DECAY = 2e-4
 NUM_FOLDS = 10  # stratified folds; one is validation: 90/10 (the original used 1440/160)
@@ -71,7 +76,7 @@ MAX_POS_WEIGHT = 10.0  # task 2: cap on that weight
 # ------------------------------------------------------------------------------------------------------------
 
 # Settings a resumed run may change: they do not alter which samples it sees, its updates, or its evaluations.
-RESUME_MAY_CHANGE = {"DATASET_DIR", "OUTPUT_DIR", "NUM_WORKERS", "LOG_ITERS", "SAVE_INTERVAL", "KEEP_CHECKPOINTS",
+RESUME_MAY_CHANGE = {"DATASET_DIR", "DATA_DIR", "OUTPUT_DIR", "NUM_WORKERS", "LOG_ITERS", "SAVE_INTERVAL", "KEEP_CHECKPOINTS",
                      "RESUME", "OVERWRITE", "USE_VDL", "DEVICE"}
 
 
@@ -83,13 +88,13 @@ def build_scheduler(cfg):
     return paddle.optimizer.lr.LinearWarmup(decay, warmup_steps=cfg["WARMUP_ITERS"], start_lr=0.0, end_lr=cfg["LR"])
 
 
-def load_split(cfg, task):
-    """Labels (DataFrame name, y), checked against the pictures, and the seeded stratified train/validation split:
-    stratified by tag for Task 1, multi-label stratified for Task 2 (every class spread over the folds)."""
-    dataset_dir = Path(cfg["DATASET_DIR"])
-    refs = task.read_labels(dataset_dir / task.label_file, data_dir=dataset_dir / "train", ext=".png")
+def load_split(cfg, task, family=None, log=None):
+    """Labels (DataFrame name, y), checked against the family's inputs, and the seeded stratified train/validation
+    split: stratified by tag for Task 1, multi-label stratified for Task 2 (every class spread over the folds)."""
+    family = family or get_family(cfg.get("ARCH", "resnet50"))
+    refs = family.labels(cfg, task, log or logging.getLogger("ecg"))
     if len(refs) == 0:
-        raise SystemExit(f"error: {dataset_dir / task.label_file}: the training set is empty")
+        raise SystemExit(f"error: {task.label_file}: the training set is empty")
     if not 0 <= cfg["VAL_FOLD"] < cfg["NUM_FOLDS"] or cfg["NUM_FOLDS"] < 2:
         raise SystemExit(f"error: need NUM_FOLDS >= 2 and 0 <= VAL_FOLD < NUM_FOLDS (got {cfg['NUM_FOLDS']}, {cfg['VAL_FOLD']})")
     y = task.label_array(refs["y"])
@@ -101,19 +106,29 @@ def load_split(cfg, task):
     return refs, train, val
 
 
-def build_loaders(cfg, task, train_df, val_df, world):
-    """Training loader (seeded shuffled batches, augmented) and validation loader (fixed order, plain)."""
-    n_rows = LAYOUTS[read_render_config(cfg["DATASET_DIR"]).get("layout", "12x1")][0]
-    img_dir = Path(cfg["DATASET_DIR"]) / "train"
-    train_ds = ECGImageDataset(img_dir, train_df["name"], task.label_array(train_df["y"]), cfg["IMAGE_SIZE"],
-                               build_transforms(True, n_rows))
-    val_ds = ECGImageDataset(img_dir, val_df["name"], task.label_array(val_df["y"]), cfg["IMAGE_SIZE"], build_transforms(False))
+def build_loaders(cfg, task, train_df, val_df, world, family=None, log=None):
+    """Training loader (seeded shuffled batches, augmented), validation loader (fixed order, plain) and the
+    model's input description for model.json."""
+    family = family or get_family(cfg.get("ARCH", "resnet50"))
+    train_ds, val_ds, inp = family.datasets(cfg, task, train_df, val_df, log or logging.getLogger("ecg"))
     drop_last = len(train_ds) >= cfg["BATCH_SIZE"] * world
     sampler = SeededBatchSampler(train_ds, cfg["BATCH_SIZE"], cfg["SEED"], drop_last=drop_last)
     workers = cfg["NUM_WORKERS"]
     loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=workers, return_list=True, persistent_workers=workers > 0)
     val_loader = DataLoader(val_ds, batch_size=cfg["BATCH_SIZE"], shuffle=False, num_workers=min(workers, 2), return_list=True)
-    return sampler, loader, val_loader
+    return sampler, loader, val_loader, inp
+
+
+def build_optimizer(cfg, family, scheduler, model):
+    """Momentum with L2 decay (the original) or Adam with the same decay; `auto` is the family's choice."""
+    name = family.optimizer if cfg["OPTIMIZER"] == "auto" else cfg["OPTIMIZER"]
+    decay = paddle.regularizer.L2Decay(cfg["WEIGHT_DECAY"])
+    if name == "momentum":
+        return paddle.optimizer.Momentum(learning_rate=scheduler, momentum=cfg["MOMENTUM"], parameters=model.parameters(),
+                                         weight_decay=decay)
+    if name == "adam":
+        return paddle.optimizer.Adam(learning_rate=scheduler, parameters=model.parameters(), weight_decay=decay)
+    raise ConfigError(f"--optimizer must be auto, momentum or adam, got {name!r}")
 
 
 def run_signature(cfg, world, train_df, val_df):
@@ -230,19 +245,18 @@ def main(argv=None):
     np.random.seed(cfg["SEED"] + rank)
     paddle.seed(cfg["SEED"])  # same initial weights on every rank
 
-    task = get_task(cfg["TASK"])
+    task, family = get_task(cfg["TASK"]), get_family(cfg["ARCH"])
     select = select_metric(cfg, task)
-    refs, train_df, val_df = load_split(cfg, task)
+    refs, train_df, val_df = load_split(cfg, task, family, log)
     task.setup(train_df["y"], cfg)
-    sampler, loader, val_loader = build_loaders(cfg, task, train_df, val_df, world)
+    sampler, loader, val_loader, inp = build_loaders(cfg, task, train_df, val_df, world, family, log)
     log.info(f"data (task {task.number}): {len(refs)} labelled records -> train {len(train_df)} "
              f"({task.describe(train_df['y'])}), validation {len(val_df)} ({task.describe(val_df['y'])}), "
              f"fold {cfg['VAL_FOLD']} of {cfg['NUM_FOLDS']}; {len(sampler)} iterations per epoch")
 
-    model = build_model(task.num_outputs, cfg["PRETRAINED"])
+    model = family.build(cfg["ARCH"], task.num_outputs, cfg["PRETRAINED"])
     scheduler = build_scheduler(cfg)
-    optimizer = paddle.optimizer.Momentum(learning_rate=scheduler, momentum=cfg["MOMENTUM"], parameters=model.parameters(),
-                                          weight_decay=paddle.regularizer.L2Decay(cfg["WEIGHT_DECAY"]))
+    optimizer = build_optimizer(cfg, family, scheduler, model)
     amp_dtype, scaler = setup_amp(cfg, device, log)
     state = start_or_resume(cfg, out, run_signature(cfg, world, train_df, val_df), model, optimizer, scaler, log)
     if world > 1:
@@ -259,8 +273,8 @@ def main(argv=None):
     eval_interval = cfg["EVAL_INTERVAL"] or per_epoch
     progress = Progress(log, state, iters, vdl)
     model.train()
-    log.info(f"run {state['run_id']}: {iters} iterations, batch {cfg['BATCH_SIZE']} x {world} process(es), "
-             f"image {cfg['IMAGE_SIZE']} px, device {device}, pretrained {cfg['PRETRAINED']}")
+    log.info(f"run {state['run_id']}: {cfg['ARCH']} ({family.name}), {iters} iterations, batch {cfg['BATCH_SIZE']} x {world} "
+             f"process(es), input {family.input_spec(inp)[1:]}, device {device}, pretrained {cfg['PRETRAINED']}")
     while it < iters:
         epoch, skip = divmod(it, per_epoch)
         sampler.set_epoch(epoch, skip)  # a mid-epoch resume starts at the batch the killed run would have drawn next
@@ -276,7 +290,7 @@ def main(argv=None):
                 progress.report(it, epoch, lr)
 
             if rank == 0 and (it % eval_interval == 0 or it == iters):
-                rec = evaluate_and_keep_best(model, val_loader, task, select, state, it, cfg, fallback, out, log)
+                rec = evaluate_and_keep_best(model, val_loader, task, select, state, it, cfg, (fallback, inp, val_df), out, log)
                 if vdl:
                     vdl.eval(rec)
             state["iter"] = it
@@ -307,7 +321,10 @@ def select_metric(cfg, task):
     return name
 
 
-def evaluate_and_keep_best(model, val_loader, task, select, state, it, cfg, fallback, out, log):
+def evaluate_and_keep_best(model, val_loader, task, select, state, it, cfg, context, out, log):
+    """Evaluate; when the selected metric improves, save best_model with its model.json and the validation
+    predictions it was chosen on (val_predictions.csv: the out-of-fold predictions fusion tunes on)."""
+    fallback, inp, val_df = context
     loss, probs, labels = evaluate(model, val_loader, task)
     metrics, rec, lines, thresholds = task.evaluate(labels, probs)
     for line in lines:
@@ -320,9 +337,10 @@ def evaluate_and_keep_best(model, val_loader, task, select, state, it, cfg, fall
         save_model_dir(out / BEST_DIR, model, {
             "run_id": state["run_id"], "task": task.number, "iter": it, "best_metric": value, "selected_by": select,
             "metrics": {"val_loss": loss, **metrics}, "thresholds": thresholds,
-            "class_names": list(task.class_names), "num_classes": task.num_outputs, "image_size": cfg["IMAGE_SIZE"],
-            "fallback_answer": fallback, "render_config": read_render_config(cfg["DATASET_DIR"]), "config": cfg,
-        })
+            "class_names": list(task.class_names), "num_classes": task.num_outputs, "arch": cfg["ARCH"], "input": inp,
+            "image_size": inp.get("image_size"), "render_config": inp.get("render_config"),
+            "fallback_answer": fallback, "config": cfg,
+        }, tables={VAL_PREDICTIONS: task.prediction_table(val_df["name"], labels, probs)})
     log.info(f"[EVAL] The model with the best validation {select} ({state['best_metric']:.4f}) was saved at iter {state['best_iter']}.")
     return rec
 

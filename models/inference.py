@@ -17,14 +17,17 @@ def is_exported(model_dir):
     return (Path(model_dir) / f"{EXPORT_PREFIX}.pdiparams").is_file()
 
 
-def export_model(model, out_dir, image_size, info):
-    """Save `model` as a static inference model in `out_dir`, with our model.json beside it."""
+def export_model(model, out_dir, shape, info):
+    """Save `model` as a static inference model in `out_dir`, with our model.json beside it. `shape`: the input
+    spec ([None, 3, S, S] for a picture model, [None, 12, L] for a signal model; an int S means the former)."""
     from paddle.static import InputSpec
 
+    if isinstance(shape, int):
+        shape = [None, 3, shape, shape]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
-    paddle.jit.save(model, str(out_dir / EXPORT_PREFIX), input_spec=[InputSpec([None, 3, image_size, image_size], "float32", "image")])
+    paddle.jit.save(model, str(out_dir / EXPORT_PREFIX), input_spec=[InputSpec(shape, "float32", "x")])
     write_text(out_dir / INFO_FILE, json.dumps({**info, "exported": True}, indent=2, default=str) + "\n")
     return out_dir
 

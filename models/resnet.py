@@ -1,28 +1,29 @@
-"""ResNet50 from paddle.vision with a new classification head, and ImageNet weight loading (PaddleClas style:
-load what matches by name and shape, skip the mismatched head with a note)."""
+"""Picture backbones (ResNet18/34/50/101 from paddle.vision) with a new classification head, and ImageNet weight
+loading (PaddleClas style: load what matches by name and shape, skip the mismatched head with a note)."""
 import logging
 import os
 import socket
 import urllib.parse
 
 import paddle
-from paddle.vision.models import resnet50
+from paddle.vision.models import resnet18, resnet34, resnet50, resnet101
 from paddle.vision.models.resnet import model_urls
 
 from utils.errors import PipelineError
 
 log = logging.getLogger("ecg")
 PROBE_TIMEOUT_S = 5
+PICTURE_ARCHS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101}
 
 
 class PretrainedWeightsError(PipelineError, RuntimeError):
     """ImageNet weights could not be found, fetched, or matched to the model."""
 
 
-def _cache_path():
+def _cache_path(arch="resnet50"):
     from paddle.utils.download import WEIGHTS_HOME
 
-    url, _ = model_urls["resnet50"]
+    url, _ = model_urls[arch]
     return os.path.join(WEIGHTS_HOME, os.path.basename(urllib.parse.urlparse(url).path))
 
 
@@ -35,26 +36,26 @@ def _reachable(url, timeout=PROBE_TIMEOUT_S):
         return False, f"{type(e).__name__}: {e}"
 
 
-def imagenet_weights_available():
+def imagenet_weights_available(arch="resnet50"):
     """True when `--pretrained auto` can work: the weights are cached or the download host answers."""
-    return os.path.exists(_cache_path()) or _reachable(model_urls["resnet50"][0])[0]
+    return os.path.exists(_cache_path(arch)) or _reachable(model_urls[arch][0])[0]
 
 
-def fetch_imagenet_weights():
-    """Path of Paddle's ImageNet ResNet50 weights, downloaded into Paddle's cache if needed.
+def fetch_imagenet_weights(arch="resnet50"):
+    """Path of Paddle's ImageNet weights for `arch`, downloaded into Paddle's cache if needed.
 
     Offline, fail within seconds: Paddle's downloader retries, and in non-zero ranks it waits forever for
     rank 0's file, so every rank probes the host first.
     """
-    url, md5 = model_urls["resnet50"]
-    cached = _cache_path()
+    url, md5 = model_urls[arch]
+    cached = _cache_path(arch)
     if os.path.exists(cached):
         return cached
     ok, why = _reachable(url)
     if not ok:
         raise PretrainedWeightsError(
-            f"cannot download the ImageNet ResNet50 weights from {url} ({why}). Offline? Either put that file "
-            f"at {cached}, or pass --pretrained /path/to/resnet50.pdparams, or --pretrained none to train from scratch.")
+            f"cannot download the ImageNet {arch} weights from {url} ({why}). Offline? Either put that file "
+            f"at {cached}, or pass --pretrained /path/to/{arch}.pdparams, or --pretrained none to train from scratch.")
     from paddle.utils.download import get_weights_path_from_url
 
     return get_weights_path_from_url(url, md5)
@@ -76,7 +77,7 @@ def load_pretrained(model, path):
         else:
             skipped.append(f"{key} {list(value.shape)}" + (f" vs {list(own[key].shape)}" if key in own else " (not in model)"))
     if not matched:
-        raise PretrainedWeightsError(f"{path}: no tensor matches this ResNet50 (is it a ResNet50 .pdparams?)")
+        raise PretrainedWeightsError(f"{path}: no tensor matches this model (are they weights of the same architecture?)")
     model.set_state_dict({**own, **matched})  # the head keeps its fresh initial values
     missing = [k for k in own if k not in matched]
     log.info(f"pretrained: loaded {len(matched)}/{len(own)} tensors from {path}")
@@ -87,11 +88,11 @@ def load_pretrained(model, path):
     return matched.keys()
 
 
-def build_model(num_classes=2, pretrained="none"):
-    """ResNet50 with a `num_classes` head. `pretrained`: 'auto' (ImageNet via Paddle), 'none', or a .pdparams path."""
-    model = resnet50(pretrained=False, num_classes=num_classes)
+def build_model(num_classes=2, pretrained="none", arch="resnet50"):
+    """A picture ResNet with a `num_classes` head. `pretrained`: 'auto' (ImageNet via Paddle), 'none', or a .pdparams path."""
+    model = PICTURE_ARCHS[arch](pretrained=False, num_classes=num_classes)
     if pretrained == "auto":
-        load_pretrained(model, fetch_imagenet_weights())
+        load_pretrained(model, fetch_imagenet_weights(arch))
     elif pretrained and pretrained != "none":
         load_pretrained(model, pretrained)
     return model

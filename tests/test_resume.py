@@ -35,7 +35,7 @@ def _loader_batches(dataset_dir, workers, seed, n=4):
     name = sorted(p.stem for p in (dataset_dir / "train").glob("*.png"))[0]
     df = pd.DataFrame({"name": [name] * (2 * n), "y": [1] * (2 * n)})
     cfg = {"DATASET_DIR": str(dataset_dir), "IMAGE_SIZE": 64, "BATCH_SIZE": 2, "SEED": seed, "NUM_WORKERS": workers}
-    sampler, loader, _ = train.build_loaders(cfg, get_task(1), df, df, 1)
+    sampler, loader, _, _ = train.build_loaders(cfg, get_task(1), df, df, 1)
     sampler.set_epoch(0)
     return np.concatenate([images.numpy() for images, _ in loader])
 

@@ -35,6 +35,8 @@ def parse_config(defaults, argv=None, description=None, source_file=None, choice
               "choices": choices.get(key)}
         if isinstance(value, bool):
             p.add_argument(flag_name(key), type=_bool, nargs="?", const=True, metavar="BOOL", **kw)
+        elif isinstance(value, list):  # one or more values: --model A B C
+            p.add_argument(flag_name(key), type=type(value[0]) if value else str, nargs="+", **kw)
         elif value is None:
             p.add_argument(flag_name(key), type=str, **kw)
         else:

@@ -46,6 +46,7 @@ def task1_path(out):
 class Task1:
     number, label_file, class_names, num_outputs = 1, "trainreference.csv", TAG_NAMES, 2
     select_metrics = ("f1", "auc")
+    headline = ("f1", "auc", "accuracy")  # the scores of a side-by-side table
 
     # -- labels -------------------------------------------------------------------------------------------------
     def read_labels(self, csv_path, data_dir=None, ext=".mat"):
@@ -96,6 +97,35 @@ class Task1:
         """Scores standing in for the probabilities of a record answered without the model (for AUC)."""
         return float(answer)
 
+    # -- out-of-fold predictions (val_predictions.csv) ------------------------------------------------------------
+    def prediction_table(self, names, y, probs):
+        """DataFrame name, truth, p_<class> per output: Task 1 truth is the tag, Task 2 the 1-based classes."""
+        probs = np.asarray(probs, dtype=np.float64).reshape(len(names), -1)
+        if probs.shape[1] == 1:  # Task 1: P(abnormal) -> both outputs
+            probs = np.hstack([1 - probs, probs])
+        table = pd.DataFrame({"name": list(names), "truth": [self.truth_text(t) for t in y]})
+        for k, c in enumerate(self.class_names):
+            table[f"p_{c.replace(' ', '_')}"] = probs[:, k]
+        return table
+
+    def read_prediction_table(self, path):
+        """val_predictions.csv -> (names, labels as label_array, probabilities as task.probs gives them)."""
+        df = pd.read_csv(path, dtype={"name": str, "truth": str}, keep_default_na=False)
+        cols = [f"p_{c.replace(' ', '_')}" for c in self.class_names]
+        if "name" not in df or "truth" not in df or any(c not in df for c in cols):
+            raise ConfigError(f"{path}: not a Task {self.number} validation prediction table (needs name, truth, {', '.join(cols)})")
+        y = self.label_array([self.truth_value(t) for t in df["truth"]])
+        return df["name"].tolist(), y, self.table_probs(df[cols].to_numpy(np.float64))
+
+    def truth_text(self, y):
+        return str(int(y))
+
+    def truth_value(self, text):
+        return int(text)
+
+    def table_probs(self, p):
+        return p[:, 1]
+
     def write_answer(self, names, answers, out):
         def rows(f):
             w = csv.writer(f, lineterminator="\n")
@@ -123,6 +153,7 @@ class Task1:
 class Task2(Task1):
     number, label_file, class_names, num_outputs = 2, "trainreference_task2.csv", CLASS_NAMES, len(CLASS_NAMES)
     select_metrics = ("macro_f1", "macro_auc")
+    headline = ("macro_f1", "macro_auc", "micro_f1")
 
     def read_labels(self, csv_path, data_dir=None, ext=".mat"):
         """DataFrame[name, y]: y a 0/1 vector of the 12 classes."""
@@ -195,6 +226,15 @@ class Task2(Task1):
 
     def as_probs(self, answer):
         return self.encode(answer)
+
+    def truth_text(self, y):
+        return " ".join(str(k + 1) for k in np.flatnonzero(np.asarray(y) > 0.5))
+
+    def truth_value(self, text):
+        return self.encode([int(k) for k in text.split()])
+
+    def table_probs(self, p):
+        return p
 
     def indicator(self, answers):
         return np.stack([self.encode(a) for a in answers]) if answers else np.zeros((0, self.num_outputs), np.float32)
