@@ -23,11 +23,12 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 from paddle.io import DataLoader  # noqa: E402
+import pandas as pd  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from models.families import arch_of, family_of, input_of, list_test_records  # noqa: E402
 from models.inference import InferencePredictor, export_model, is_exported  # noqa: E402
-from utils.atomic import resolve_dir, write_text  # noqa: E402
+from utils.atomic import atomic_path, resolve_dir, write_text  # noqa: E402
 from utils.checkpoint import CheckpointError, MODEL_FILE, load_weights, read_model_info  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.fusion import fuse, out_of_fold_fusion, parse_weights, read_out_of_fold  # noqa: E402
@@ -187,11 +188,23 @@ def main(argv=None):
             report["per_class_figure"] = str(fig)
         if len(results) > 1:
             report["members"] = score_members(task, cfg, names, results, metrics, log)
+    report["probabilities"] = str(write_probabilities(task, report_path, names, results, probs))
     report["seconds"] = round(time.time() - t0, 2)
     write_text(report_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
     zips = ", ".join(v for k, v in report.items() if k.endswith("zip"))
     log.info(f"wrote {cfg['OUT']} ({len(answers)} rows) and {zips}; report {report_path}")
     return report
+
+
+def write_probabilities(task, report_path, names, results, fused):
+    """Every model's probabilities per test record (and the fusion's), beside the report: model, name, p_<class>."""
+    tables = [task.prob_table(list(r["probs"]), [r["probs"][n] for n in r["probs"]], model=str(r["dir"])) for r in results]
+    if len(results) > 1:
+        tables.append(task.prob_table(list(fused), [fused[n] for n in fused], model="fusion"))
+    path = report_path.with_name(report_path.stem + "_probabilities.csv")
+    with atomic_path(path) as tmp:
+        pd.concat(tables, ignore_index=True).to_csv(tmp, index=False, float_format="%.6g")
+    return path
 
 
 def score_members(task, cfg, names, results, fused_metrics, log):

@@ -28,7 +28,7 @@ import paddle  # noqa: E402
 from paddle.io import DataLoader  # noqa: E402
 
 from models.families import get_family  # noqa: E402
-from utils.atomic import resolve_dir  # noqa: E402
+from utils.atomic import resolve_dir, write_text  # noqa: E402
 from utils.checkpoint import (BEST_DIR, INFO_FILE, STATE_FILE, VAL_PREDICTIONS, CheckpointError, find_resumable, load_checkpoint,  # noqa: E402
                               prune_checkpoints, read_json, refuse_foreign_outputs, restore_trainer_state,
                               save_checkpoint, save_model_dir, signature_diff)
@@ -74,6 +74,8 @@ SELECT_METRIC = "auto"  # best_model chosen by: auto = f1 (task 1) / macro_f1 (t
 POS_WEIGHT = "sqrt"  # task 2: weight of each class's positives in the loss: none | sqrt | balanced (negatives/positives)
 MAX_POS_WEIGHT = 10.0  # task 2: cap on that weight
 # ------------------------------------------------------------------------------------------------------------
+
+FINISHED_FILE = "finished.json"  # written when a run completes (tools/train_kfold.py skips such folds)
 
 # Settings a resumed run may change: they do not alter which samples it sees, its updates, or its evaluations.
 RESUME_MAY_CHANGE = {"DATASET_DIR", "DATA_DIR", "OUTPUT_DIR", "NUM_WORKERS", "LOG_ITERS", "SAVE_INTERVAL", "KEEP_CHECKPOINTS",
@@ -272,6 +274,8 @@ def main(argv=None):
     per_epoch = max(1, len(sampler))
     eval_interval = cfg["EVAL_INTERVAL"] or per_epoch
     progress = Progress(log, state, iters, vdl)
+    if rank == 0 and it < iters:
+        (out / FINISHED_FILE).unlink(missing_ok=True)  # an earlier run's; this one is not finished
     model.train()
     log.info(f"run {state['run_id']}: {cfg['ARCH']} ({family.name}), {iters} iterations, batch {cfg['BATCH_SIZE']} x {world} "
              f"process(es), input {family.input_spec(inp)[1:]}, device {device}, pretrained {cfg['PRETRAINED']}")
@@ -308,6 +312,8 @@ def main(argv=None):
         best = read_json(out / BEST_DIR / INFO_FILE)
         if "per_class" in best.get("metrics", {}):
             plot_per_class(best["metrics"]["per_class"], out / "per_class.png", f"validation, best model (iter {best['iter']})")
+        write_text(out / FINISHED_FILE, json.dumps({"run_id": state["run_id"], "iter": state["iter"], "best_iter": state["best_iter"],
+                                                   "best_metric": state["best_metric"], "selected_by": select}, indent=2) + "\n")
         log.info(f"done: best validation {select} {state['best_metric']:.4f} at iter {state['best_iter']} -> {out / BEST_DIR}; "
                  f"curves: {out / 'training_curves.png'}" + (f"; VisualDL: visualdl --logdir {out / 'vdl'}" if vdl else ""))
     return state

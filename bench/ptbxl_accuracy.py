@@ -1,7 +1,11 @@
 """Accuracy on real patients: PTB-XL subset -> competition layout -> process -> train -> predict.
 
-    python bench/ptbxl_accuracy.py [--task 1|2] [--src PTBXL_DIR] [--test-fold 8] [--work-dir DIR] [--iters 700]
-                                   [--image-size 160] [--batch-size 16] [--lr 0.01] [--json PATH] [-- TRAIN_FLAGS]
+    python bench/ptbxl_accuracy.py [--task 1|2] [--arch resnet50|resnet18|...|resnet1d] [--src PTBXL_DIR] [--test-fold 8]
+                                   [--work-dir DIR] [--iters N] [--image-size 160] [--batch-size B] [--lr LR] [--json PATH]
+                                   [-- TRAIN_FLAGS]
+
+Defaults per family (CPU-sized): pictures 160 px, batch 16, 700 iterations, LR 0.01 (Momentum); resnet1d batch 32,
+600 iterations, LR 0.001 (Adam). A signal model needs no pictures: the process stage is skipped.
 
 The test fold (default 8) is the test set, the other folds train and validate (PTB-XL folds separate patients).
 The configuration is sized to finish in under an hour on a 2-core CPU, and trains from scratch: ImageNet weights
@@ -51,11 +55,22 @@ def external_truth(parser, raw_dir, task):
     return truth
 
 
+BENCH_DEFAULTS = {  # CPU-sized configurations per family: (batch, iterations, LR, warmup)
+    "picture": {"batch_size": 16, "iters": 700, "lr": 0.01, "warmup_iters": 50},
+    "signal": {"batch_size": 32, "iters": 600, "lr": 0.001, "warmup_iters": 30},
+}
+
+
+def is_picture(arch):
+    return arch != "resnet1d"
+
+
 def run_external(a, truth, work, out, times):
-    """Render the external set into the work dir and predict it with the same best model -> its metrics."""
+    """Render the external set into the work dir (picture models) and predict it with the same best model."""
     ds = work / "external_dataset"
     report = out / "external_predict_report.json"
-    stage("process external", ["process.py", "--data-dir", a.external, "--out-dir", ds, "--size", a.image_size], times)
+    if is_picture(a.arch):
+        stage("process external", ["process.py", "--data-dir", a.external, "--out-dir", ds, "--size", a.image_size], times)
     stage("predict external", ["predict.py", "--task", a.task, "--data-dir", a.external, "--dataset-dir", ds,
                                "--model", out / "best_model", "--out", out / "external_answer.csv", "--truth", truth,
                                "--report", report], times)
@@ -77,10 +92,11 @@ def main():
     p.add_argument("--work-dir", default=None, help="default: a new temporary directory")
     p.add_argument("--test-fold", type=int, default=8)
     p.add_argument("--image-size", type=int, default=160)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--iters", type=int, default=700)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--warmup-iters", type=int, default=50)
+    p.add_argument("--arch", default="resnet50", help="resnet18 | resnet34 | resnet50 | resnet101 | resnet1d")
+    p.add_argument("--batch-size", type=int, default=None, help="default: per family (see above)")
+    p.add_argument("--iters", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--warmup-iters", type=int, default=None)
     p.add_argument("--eval-interval", type=int, default=100)
     p.add_argument("--pretrained", default="none")
     p.add_argument("--num-workers", type=int, default=2)
@@ -91,6 +107,9 @@ def main():
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     a = p.parse_args(argv[:len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
+    for k, v in BENCH_DEFAULTS["picture" if is_picture(a.arch) else "signal"].items():
+        if getattr(a, k) is None:
+            setattr(a, k, v)
 
     if a.external:  # the stages run in the repository: resolve from here
         a.external = str(Path(a.external).resolve())
@@ -99,8 +118,10 @@ def main():
     raw, ds, out = work / "raw", work / "dataset", work / "output"
     times = {}
     stage("convert", ["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold], times)
-    stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", a.image_size], times)
-    stage("train", ["train.py", "--task", a.task, "--dataset-dir", ds, "--output-dir", out, "--image-size", a.image_size,
+    if is_picture(a.arch):
+        stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", a.image_size], times)
+    stage("train", ["train.py", "--task", a.task, "--arch", a.arch, "--data-dir", raw, "--dataset-dir", ds,
+                    "--output-dir", out, "--image-size", a.image_size,
                     "--batch-size", a.batch_size, "--iters", a.iters, "--lr", a.lr, "--warmup-iters", a.warmup_iters,
                     "--eval-interval", a.eval_interval, "--save-interval", a.iters, "--pretrained", a.pretrained,
                     "--num-workers", a.num_workers, "--log-iters", 20, *extra], times)
@@ -112,8 +133,10 @@ def main():
     m = json.loads((out / "predict_report.json").read_text())["metrics"]
     info = json.loads((out / "best_model" / "model.json").read_text())
     n_train = sum(1 for _ in open(raw / "trainreference.csv")) - 1
-    config = (f"ResNet50 (pretrained {a.pretrained}), {a.image_size} px, batch {a.batch_size}, {a.iters} iterations, "
+    inp = f"{a.image_size} px" if is_picture(a.arch) else f"raw signal {info['input']['fs']} Hz"
+    config = (f"{a.arch} (pretrained {a.pretrained}), {inp}, batch {a.batch_size}, {a.iters} iterations, "
               f"lr {a.lr} (warmup {a.warmup_iters}, poly 0.9), CPU, {os.cpu_count()} cores" + (f", {' '.join(extra)}" if extra else ""))
+    throughput = a.iters * a.batch_size / times["train"]
     print(f"\n=== PTB-XL accuracy, Task {a.task}")
     print(f"data: {n_train} labelled records from folds != {a.test_fold} (90/10 train/validation), "
           f"{m['n']} test records from fold {a.test_fold}; real patients, patients never cross folds")
@@ -122,13 +145,14 @@ def main():
     if ext_m is not None:
         print(f"external: {ext_m['n']} test records of {a.external} (other hospitals; same model and thresholds)")
         print_scores("external test", a.task, ext_m)
-    print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f", total {sum(times.values()) / 60:.1f} min")
+    print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f", total {sum(times.values()) / 60:.1f} min; "
+          f"training throughput {throughput:.1f} records/s (including evaluations)")
     print(f"outputs: {out} (training_curves.png, train.log{', per_class.png' if a.task == 2 else ''})")
     if a.json:
         Path(a.json).write_text(json.dumps({"task": a.task, "src": str(a.src), "test_fold": a.test_fold, "config": config,
                                             "args": vars(a), "n_train": n_train, "test": m, "best_model": {
                                                 k: info[k] for k in ("iter", "selected_by", "best_metric", "thresholds")},
-                                            "seconds": times, **({"external": {"raw_dir": str(a.external), "truth": str(ext_truth),
+                                            "seconds": times, "train_records_per_s": throughput, **({"external": {"raw_dir": str(a.external), "truth": str(ext_truth),
                                                                               "test": ext_m}} if ext_m is not None else {})},
                                            indent=2, default=str) + "\n")
         print(f"figures: {a.json}")

@@ -7,7 +7,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline_fixtures import tiny_damaged, tiny_dataset, tiny_raw, tiny_trained, tiny_trained2  # noqa: E402,F401
+from pipeline_fixtures import tiny_damaged, tiny_dataset, tiny_raw, tiny_signal, tiny_trained, tiny_trained2  # noqa: E402,F401
 
 
 @pytest.fixture(scope="session")

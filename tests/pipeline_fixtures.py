@@ -63,3 +63,19 @@ def tiny_damaged(tiny_raw, tmp_path_factory):
     ds = tmp_path_factory.mktemp("damaged_ds")
     process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", "--workers", "1"])
     return raw, ds
+
+
+SIGNAL = ["--arch", "resnet1d", "--batch-size", "8", "--warmup-iters", "2", "--lr", "0.003", "--log-iters", "5",
+          "--pretrained", "none"]
+
+
+@pytest.fixture(scope="session")
+def tiny_signal(tiny_raw, tmp_path_factory):
+    """(output dir, train state) of a resnet1d Task 1 model on the raw sample: 24 iterations, 2 workers,
+    evaluations at 8, 16, 24, checkpoints at 12 and 24."""
+    import train
+
+    out = tmp_path_factory.mktemp("signal")
+    state = train.main(["--data-dir", str(tiny_raw), "--output-dir", str(out), "--iters", "24", "--eval-interval", "8",
+                        "--save-interval", "12", "--num-workers", "2", *SIGNAL])
+    return out, state

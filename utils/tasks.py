@@ -98,20 +98,27 @@ class Task1:
         return float(answer)
 
     # -- out-of-fold predictions (val_predictions.csv) ------------------------------------------------------------
-    def prediction_table(self, names, y, probs):
-        """DataFrame name, truth, p_<class> per output: Task 1 truth is the tag, Task 2 the 1-based classes."""
+    def prob_columns(self):
+        return [f"p_{c.replace(' ', '_')}" for c in self.class_names]
+
+    def prob_table(self, names, probs, **columns):
+        """DataFrame name, [columns], p_<class> per output (Task 1: P(normal), P(abnormal))."""
         probs = np.asarray(probs, dtype=np.float64).reshape(len(names), -1)
         if probs.shape[1] == 1:  # Task 1: P(abnormal) -> both outputs
             probs = np.hstack([1 - probs, probs])
-        table = pd.DataFrame({"name": list(names), "truth": [self.truth_text(t) for t in y]})
-        for k, c in enumerate(self.class_names):
-            table[f"p_{c.replace(' ', '_')}"] = probs[:, k]
+        table = pd.DataFrame({"name": list(names), **columns})
+        for k, col in enumerate(self.prob_columns()):
+            table[col] = probs[:, k]
         return table
+
+    def prediction_table(self, names, y, probs):
+        """DataFrame name, truth, p_<class> per output: Task 1 truth is the tag, Task 2 the 1-based classes."""
+        return self.prob_table(names, probs, truth=[self.truth_text(t) for t in y])
 
     def read_prediction_table(self, path):
         """val_predictions.csv -> (names, labels as label_array, probabilities as task.probs gives them)."""
         df = pd.read_csv(path, dtype={"name": str, "truth": str}, keep_default_na=False)
-        cols = [f"p_{c.replace(' ', '_')}" for c in self.class_names]
+        cols = self.prob_columns()
         if "name" not in df or "truth" not in df or any(c not in df for c in cols):
             raise ConfigError(f"{path}: not a Task {self.number} validation prediction table (needs name, truth, {', '.join(cols)})")
         y = self.label_array([self.truth_value(t) for t in df["truth"]])

@@ -1,0 +1,128 @@
+"""Fusion on real patients: k folds of each member family trained on PTB-XL, each family's folds fused, then all
+members fused; every one scored on the same unseen test patients.
+
+    python bench/fusion_accuracy.py [--src PTBXL_DIR] [--test-fold 8] [--members resnet1d,resnet50] [--task 1|2]
+                                    [--num-folds 3] [--picture-folds 1] [--external RAW_DIR] [--work-dir DIR] [--json PATH]
+
+Each member family trains with tools/train_kfold.py on the same seeded --num-folds split of the training folds
+(CPU-sized configurations of bench/ptbxl_accuracy.py). A picture model costs ~10x a signal model here, so picture
+members train only the first --picture-folds folds. predict.py then scores each family (its folds fused) and the
+fusion of every member, with thresholds tuned on out-of-fold predictions (a record is fused over the members that
+validated it). Prints one table: a row per member family and one for the fusion (F1/AUC for Task 1, macro F1/AUC
+for Task 2, train minutes); --json writes every figure.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from utils.runtime import configure_cpu_threads  # noqa: E402
+
+configure_cpu_threads()  # before paddle is imported: the scripts we start inherit the environment
+
+from bench.ptbxl_accuracy import BENCH_DEFAULTS, is_picture  # noqa: E402
+from utils.metrics import fmt  # noqa: E402
+
+IMAGE_SIZE = 160
+
+
+def stage(name, args, times):
+    print(f"\n=== {name}: {' '.join(map(str, args))}", flush=True)
+    t = time.time()
+    subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, check=True)
+    times[name] = time.time() - t
+
+
+def train_flags(arch, task, raw, ds):
+    d = BENCH_DEFAULTS["picture" if is_picture(arch) else "signal"]
+    return ["--task", task, "--arch", arch, "--data-dir", raw, "--dataset-dir", ds, "--image-size", IMAGE_SIZE,
+            "--batch-size", d["batch_size"], "--iters", d["iters"], "--lr", d["lr"], "--warmup-iters", d["warmup_iters"],
+            "--eval-interval", 100, "--save-interval", 100, "--pretrained", "none", "--num-workers", 2, "--log-iters", 50]
+
+
+def predict(name, models, a, raw, ds, out, times, truth):
+    """predict.py on `raw`'s test records with `models` fused -> its report."""
+    report = out / f"predict_{name}.json"
+    stage(f"predict {name}", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model", *models,
+                              "--out", out / f"answer_{name}.csv", "--truth", truth, "--report", report], times)
+    return json.loads(report.read_text())
+
+
+def run_external(a, dirs, every, work, times):
+    """The same rows on an external converted set (its val/ records): {row: predict report}."""
+    ext = Path(a.external).resolve()
+    truth = ext / ("val_reference.csv" if a.task == 1 else "val_reference_task2.csv")
+    ds, out = work / "external_dataset", work / "output"
+    if any(is_picture(m) for m in dirs):
+        stage("process external", ["process.py", "--data-dir", ext, "--out-dir", ds, "--size", IMAGE_SIZE], times)
+    reps = {arch: predict(f"external_{arch}", d, a, ext, ds, out, times, truth) for arch, d in dirs.items()}
+    reps["fusion"] = predict("external_fusion", every, a, ext, ds, out, times, truth)
+    return reps
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src", default=str(ROOT.parent / "shared" / "data" / "ptbxl"))
+    p.add_argument("--test-fold", type=int, default=8)
+    p.add_argument("--members", default="resnet1d,resnet50", help="comma-separated --arch of each member family")
+    p.add_argument("--task", type=int, default=1, choices=(1, 2))
+    p.add_argument("--num-folds", type=int, default=3)
+    p.add_argument("--picture-folds", type=int, default=1, help="folds a picture member trains (CPU cost)")
+    p.add_argument("--external", default=None, metavar="RAW_DIR", help="also score every row on this converted set")
+    p.add_argument("--work-dir", default=None)
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    members = a.members.split(",")
+    work = Path(a.work_dir or tempfile.mkdtemp(prefix="fusion_accuracy_")).resolve()
+    raw, ds, out = work / "raw", work / "dataset", work / "output"
+    times = {}
+    stage("convert", ["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold], times)
+    if any(is_picture(m) for m in members):
+        stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", IMAGE_SIZE], times)
+    truth = raw / ("val_reference.csv" if a.task == 1 else "val_reference_task2.csv")
+
+    dirs = {}
+    for arch in members:
+        k = min(a.picture_folds, a.num_folds) if is_picture(arch) else a.num_folds
+        folds = ",".join(map(str, range(k)))
+        stage(f"train {arch}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--folds", folds, "--output-dir",
+                                out / arch, "--", *train_flags(arch, a.task, raw, ds)], times)
+        dirs[arch] = [out / arch / f"fold_{i}" / "best_model" for i in range(k)]
+    rows = {f"{arch} ({len(d)} fold{'s' * (len(d) > 1)})": (predict(arch, d, a, raw, ds, out, times, truth), times[f"train {arch}"])
+            for arch, d in dirs.items()}
+    every = [m for d in dirs.values() for m in d]
+    rows["fusion (mean)"] = (predict("fusion", every, a, raw, ds, out, times, truth), sum(times[f"train {m}"] for m in members))
+    external = run_external(a, dirs, every, work, times) if a.external else {}
+
+    keys = ("f1", "auc") if a.task == 1 else ("macro_f1", "macro_auc")
+    ext_keys = tuple(f"ext_{k}" for k in keys) if external else ()
+    print(f"\n=== PTB-XL fusion, Task {a.task}: test fold {a.test_fold} "
+          f"({rows['fusion (mean)'][0]['metrics']['n']} unseen patients), {a.num_folds}-fold split of the rest, CPU {os.cpu_count()} cores")
+    print(f"{'member':<28} " + " ".join(f"{k:>10}" for k in keys + ext_keys) + f" {'train min':>10}")
+    table = {}
+    for (name, (rep, secs)), ext in zip(rows.items(), external.values() if external else [None] * len(rows)):
+        m = rep["metrics"]
+        table[name] = {**{k: m[k] for k in keys}, "train_minutes": secs / 60, "oof": rep.get("fusion", {}).get("out_of_fold")}
+        if ext is not None:
+            table[name].update({f"ext_{k}": ext["metrics"][k] for k in keys})
+        print(f"{name:<28} " + " ".join(f"{fmt(table[name][k]):>10}" for k in keys + ext_keys) + f" {secs / 60:>10.1f}")
+    if external:
+        print(f"ext_*: {a.external} ({next(iter(external.values()))['metrics']['n']} records of other hospitals, same models and thresholds)")
+    print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f", total {sum(times.values()) / 60:.1f} min")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"task": a.task, "src": a.src, "test_fold": a.test_fold, "members": members,
+                                            "num_folds": a.num_folds, "picture_folds": a.picture_folds,
+                                            "configs": {m: train_flags(m, a.task, "RAW", "DATASET") for m in members},
+                                            "table": table, "reports": {k: r for k, (r, _) in rows.items()},
+                                            "seconds": times}, indent=2, default=str) + "\n")
+        print(f"figures: {a.json}")
+
+
+if __name__ == "__main__":
+    main()

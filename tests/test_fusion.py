@@ -1,0 +1,137 @@
+"""k-fold training (tools/train_kfold.py) with a killed fold, and fusion of models in predict.py: the fused
+probability is the (weighted) mean, its thresholds come from out-of-fold predictions, and bad mixes fail clearly."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import predict
+from pipeline_fixtures import SIGNAL
+from utils.checkpoint import CheckpointError
+from utils.ecg_io import ECGDataError
+from utils.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+T1 = get_task(1)
+KFOLD_TRAIN = ["--iters", "12", "--eval-interval", "4", "--save-interval", "4", "--num-workers", "0", *SIGNAL]
+
+
+def _kfold(raw, out, *train_flags, **kw):
+    return subprocess.Popen([sys.executable, "tools/train_kfold.py", "--num-folds", "2", "--output-dir", str(out), "--",
+                             "--data-dir", str(raw), *KFOLD_TRAIN, *train_flags], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def kfold(tiny_raw, tmp_path_factory):
+    """2 folds of resnet1d; the command is killed (kill -9, whole process group) during fold 1, then re-run."""
+    out = tmp_path_factory.mktemp("kfold")
+    proc = _kfold(tiny_raw, out)
+    deadline = time.time() + 240
+    while not (out / "fold_1" / "iter_4").is_dir():
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (out / "fold_0" / "finished.json").is_file() and not (out / "fold_1" / "finished.json").is_file()
+    fold0_weights = (out / "fold_0" / "best_model" / "model.pdparams").stat().st_mtime_ns
+    rerun = _kfold(tiny_raw, out)
+    log = rerun.communicate(timeout=300)[0]
+    assert rerun.returncode == 0, log
+    return out, log, fold0_weights
+
+
+def test_kfold_resumes_after_a_killed_fold(kfold, tiny_raw):
+    out, log, fold0_weights = kfold
+    assert "fold 0/2: finished" in log and "skipped" in log  # the finished fold is not trained again
+    assert (out / "fold_0" / "best_model" / "model.pdparams").stat().st_mtime_ns == fold0_weights
+    assert "resumed run" in (out / "fold_1" / "train.log").read_text()  # the killed fold continues its checkpoint
+    assert all((out / f"fold_{k}" / "finished.json").is_file() for k in (0, 1))
+    oof = pd.read_csv(out / "oof_predictions.csv", dtype={"name": str})
+    labelled = pd.read_csv(tiny_raw / "trainreference.csv", dtype={"name": str})
+    assert sorted(oof["name"]) == sorted(labelled["name"])  # every record validated exactly once across the folds
+    assert set(oof["fold"]) == {0, 1}
+    summary = json.loads((out / "kfold_summary.json").read_text())
+    assert summary["out_of_fold"]["n"] == len(labelled)
+    _, y, p = T1.read_prediction_table(out / "oof_predictions.csv")
+    assert summary["out_of_fold"]["f1"] == pytest.approx(T1.evaluate(y, p)[0]["at_threshold"]["f1"])
+
+
+def test_kfold_refuses_other_flags_in_the_same_directory(kfold, tiny_raw):
+    out, _, _ = kfold
+    proc = _kfold(tiny_raw, out, "--seed", "5")
+    log = proc.communicate(timeout=120)[0]
+    assert proc.returncode != 0 and "started with other flags" in log
+
+
+def _probabilities(report):
+    return pd.read_csv(report["probabilities"], dtype={"name": str})
+
+
+def test_fusion_is_the_weighted_mean_with_out_of_fold_thresholds(kfold, tiny_raw, tmp_path):
+    out, _, _ = kfold
+    members = [str(out / f"fold_{k}" / "best_model") for k in (0, 1)]
+    for weights, w in (([], (1, 1)), (["--weights", "1,3"], (1, 3))):
+        rep = predict.main(["--data-dir", str(tiny_raw), "--model", *members, *weights,
+                            "--out", str(tmp_path / "a.csv"), "--num-workers", "0", "--truth",
+                            str(tiny_raw / "val_reference.csv"), "--report", str(tmp_path / "r.json")])
+        probs = _probabilities(rep).pivot(index="name", columns="model", values="p_abnormal")
+        want = (w[0] * probs[members[0]] + w[1] * probs[members[1]]) / sum(w)
+        np.testing.assert_allclose(probs["fusion"], want, rtol=1e-5)
+        # thresholds: tuned on the out-of-fold predictions (each record validated by one fold), not on the test set
+        tables = [T1.read_prediction_table(Path(m) / "val_predictions.csv") for m in members]
+        y = np.concatenate([t[1] for t in tables])
+        p = np.concatenate([t[2] for t in tables])
+        assert rep["thresholds"] == pytest.approx(T1.evaluate(y, p)[3])
+        assert rep["fusion"]["out_of_fold"]["n"] == len(y) == 60
+        assert [m["model"] for m in rep["members"]] == members and rep["metrics"]["n"] == 20
+    answers = pd.read_csv(tmp_path / "a.csv", dtype={"name": str})
+    assert list(answers["name"]) == sorted(p.stem for p in (tiny_raw / "val").glob("*.mat"))
+
+
+def test_fusing_a_picture_and_a_signal_model(kfold, tiny_raw, tiny_dataset, tiny_trained, tmp_path):
+    """Records validated by one member only are fused over that member alone (README: Fusion)."""
+    out, _, _ = kfold
+    picture, sig = str(tiny_trained[0] / "best_model"), str(out / "fold_0" / "best_model")
+    rep = predict.main(["--data-dir", str(tiny_raw), "--dataset-dir", str(tiny_dataset), "--model", picture, sig,
+                        "--out", str(tmp_path / "a.csv"), "--num-workers", "0", "--report", str(tmp_path / "r.json")])
+    probs = _probabilities(rep).pivot(index="name", columns="model", values="p_abnormal")
+    np.testing.assert_allclose(probs["fusion"], (probs[picture] + probs[sig]) / 2, rtol=1e-5)
+    a, b = (T1.read_prediction_table(Path(m) / "val_predictions.csv") for m in (picture, sig))
+    pa, pb = dict(zip(a[0], a[2])), dict(zip(b[0], b[2]))
+    truth = {**dict(zip(a[0], a[1])), **dict(zip(b[0], b[1]))}
+    both = set(pa) & set(pb)
+    assert 0 < len(both) < len(truth)  # some records validated by both members, others by one
+    names = sorted(truth)
+    fused = [(pa[n] + pb[n]) / 2 if n in both else pa.get(n, pb.get(n)) for n in names]
+    assert rep["thresholds"] == pytest.approx(T1.evaluate(np.array([truth[n] for n in names]), np.array(fused))[3])
+    assert rep["fusion"]["out_of_fold"]["n"] == len(names)
+
+
+def test_bad_fusions_fail_clearly(kfold, tiny_raw, tiny_trained2, tmp_path):
+    out, _, _ = kfold
+    sig = str(out / "fold_0" / "best_model")
+    args = ["--data-dir", str(tiny_raw), "--out", str(tmp_path / "a.csv"), "--num-workers", "0"]
+    with pytest.raises(CheckpointError, match="different tasks.*Task 1.*Task 2"):
+        predict.main([*args, "--model", sig, str(tiny_trained2[0] / "best_model")])
+    with pytest.raises(CheckpointError, match="--weights"):
+        predict.main([*args, "--model", sig, sig, "--weights", "1"])
+    no_oof = tmp_path / "no_oof"
+    shutil.copytree(sig, no_oof)
+    (no_oof / "val_predictions.csv").unlink()
+    with pytest.raises(CheckpointError, match="no val_predictions.csv"):
+        predict.main([*args, "--model", sig, str(no_oof)])
+    empty = tmp_path / "raw_without_test_records"
+    (empty / "val").mkdir(parents=True)
+    with pytest.raises(ECGDataError, match="no test records"):
+        predict.main([*args, "--data-dir", str(empty), "--model", sig])
+    with pytest.raises(ECGDataError, match="no pictures.*run process.py first"):  # a picture model's pictures missing
+        predict.main([*args, "--dataset-dir", str(tmp_path), "--model", str(tiny_trained2[0] / "best_model"), "--task", "2"])

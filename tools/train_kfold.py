@@ -1,0 +1,127 @@
+"""Train every fold of a seeded k-fold split, each into its own directory, then score the out-of-fold predictions.
+
+    python tools/train_kfold.py --num-folds 5 --output-dir output/kfold [--folds 0,1] -- <train.py flags>
+
+Fold k runs `train.py <flags> --num-folds N --val-fold k --output-dir OUT/fold_k --resume auto`: the folds share
+train.py's seeded split (same --seed, same records), so every labelled record is validated by exactly one fold.
+A fold whose run finished (OUT/fold_k/finished.json) is skipped, and a killed fold continues from its latest
+checkpoint (`--resume auto`; set --save-interval to checkpoint often), so re-running the command after a kill
+picks up where it stopped. Changing the train.py flags between runs into the same OUT is refused.
+
+At the end: OUT/oof_predictions.csv (every fold's best_model/val_predictions.csv, i.e. one out-of-fold prediction
+per record), its scores with thresholds tuned on it, and OUT/kfold_summary.json. Fuse the folds with
+    python predict.py --model OUT/fold_*/best_model ...
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from utils.runtime import configure_cpu_threads  # noqa: E402
+
+configure_cpu_threads()  # before paddle is imported: the train.py processes inherit the environment
+
+from utils.atomic import write_text  # noqa: E402
+
+FINISHED = "finished.json"  # written by train.py when a run completes
+MARKER = "kfold.json"  # the train.py flags a fold was started with
+OWN_FLAGS = ("--output-dir", "--num-folds", "--val-fold", "--resume")
+
+
+def fold_command(train_flags, num_folds, k, out):
+    return [sys.executable, str(ROOT / "train.py"), *train_flags, "--num-folds", str(num_folds), "--val-fold", str(k),
+            "--output-dir", str(out), "--resume", "auto"]
+
+
+def check_marker(fold_dir, train_flags, num_folds):
+    """Refuse to continue a fold started with other flags; record the flags of a new one."""
+    marker = fold_dir / MARKER
+    want = {"train_flags": train_flags, "num_folds": num_folds}
+    if marker.is_file():
+        had = json.loads(marker.read_text())
+        if had != want:
+            raise SystemExit(f"error: {marker}: this fold was started with other flags ({' '.join(had['train_flags'])}, "
+                             f"{had['num_folds']} folds); use another --output-dir or delete {fold_dir}")
+    else:
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        write_text(marker, json.dumps(want, indent=2) + "\n")
+
+
+def run_fold(train_flags, num_folds, k, out):
+    fold_dir = out / f"fold_{k}"
+    check_marker(fold_dir, train_flags, num_folds)
+    if (fold_dir / FINISHED).is_file():
+        print(f"=== fold {k}/{num_folds}: finished ({fold_dir / FINISHED}), skipped", flush=True)
+        return 0.0
+    cmd = fold_command(train_flags, num_folds, k, fold_dir)
+    if not any(fold_dir.glob("iter_*")):  # nothing to continue: a run killed before its first checkpoint starts afresh
+        cmd.append("--overwrite")
+    print(f"\n=== fold {k}/{num_folds}: {' '.join(cmd[1:])}", flush=True)
+    t = time.time()
+    r = subprocess.run(cmd, cwd=ROOT)
+    if r.returncode != 0:
+        raise SystemExit(f"error: fold {k} failed (train.py exit status {r.returncode}); re-run this command to "
+                         f"continue from its latest checkpoint")
+    return time.time() - t
+
+
+def summarize(out, folds):
+    """Out-of-fold predictions of all folds -> OUT/oof_predictions.csv, scores, OUT/kfold_summary.json."""
+    import pandas as pd
+
+    from utils.checkpoint import BEST_DIR, INFO_FILE, VAL_PREDICTIONS
+    from utils.tasks import get_task
+
+    infos = {k: json.loads((out / f"fold_{k}" / BEST_DIR / INFO_FILE).read_text()) for k in folds}
+    task = get_task(next(iter(infos.values())).get("task", 1))
+    tables = [pd.read_csv(out / f"fold_{k}" / BEST_DIR / VAL_PREDICTIONS, dtype={"name": str, "truth": str},
+                          keep_default_na=False).assign(fold=k) for k in folds]
+    oof = pd.concat(tables, ignore_index=True).sort_values("name")
+    oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6g")
+    _, y, probs = task.read_prediction_table(out / "oof_predictions.csv")
+    metrics, rec, lines, thresholds = task.evaluate(y, probs)
+    print(f"\n=== out-of-fold ({len(oof)} records, {len(folds)} folds; thresholds tuned on them):")
+    for line in lines:
+        print(line.replace("[EVAL] ", "").replace("{loss}, ", ""))
+    for k, info in infos.items():
+        print(f"fold {k}: best validation {info['selected_by']} {info['best_metric']:.4f} at iter {info['iter']}")
+    summary = {"task": task.number, "folds": {k: {"best_metric": i["best_metric"], "selected_by": i["selected_by"],
+                                                  "iter": i["iter"]} for k, i in infos.items()},
+               "out_of_fold": {"n": len(oof), **rec}, "thresholds": thresholds}
+    write_text(out / "kfold_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    models = " ".join(str(out / f"fold_{k}" / BEST_DIR) for k in folds)
+    print(f"fuse the folds: python predict.py --task {task.number} --model {models} ...")
+    return summary
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    own, train_flags = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog="flags after -- go to train.py")
+    p.add_argument("--num-folds", type=int, default=5)
+    p.add_argument("--output-dir", default="output/kfold")
+    p.add_argument("--folds", default="", help="comma-separated fold numbers to train (default: all)")
+    a = p.parse_args(own)
+    clash = [f for f in train_flags if f.split("=")[0] in OWN_FLAGS]
+    if clash:
+        p.error(f"{', '.join(clash)}: set by this tool for each fold; pass --num-folds/--output-dir before --")
+    if a.num_folds < 2:
+        p.error("--num-folds must be at least 2")
+    folds = [int(k) for k in a.folds.split(",")] if a.folds else list(range(a.num_folds))
+    if any(not 0 <= k < a.num_folds for k in folds):
+        p.error(f"--folds {a.folds}: folds are 0..{a.num_folds - 1}")
+    out = Path(a.output_dir).resolve()
+    t0 = time.time()
+    for k in folds:
+        run_fold(train_flags, a.num_folds, k, out)
+    summary = summarize(out, folds)
+    print(f"done: {len(folds)} folds in {out} ({(time.time() - t0) / 60:.1f} min this run)")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
