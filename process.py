@@ -18,7 +18,7 @@ from tqdm import tqdm
 from utils.atomic import atomic_path, write_text
 from utils.config import parse_config, script_constants
 from utils.ecg_io import ECGDataError, list_records, read_record, read_reference, read_reference_task2, write_reference, write_reference_task2
-from utils.render import LAYOUTS, render_image
+from utils.render import LAYOUTS, SCALES, render_image
 from utils.runtime import run_script
 
 # -- configuration (every constant is also a command-line flag: DATA_DIR -> --data-dir) --------------------
@@ -28,6 +28,7 @@ SIZE = 640  # picture is SIZE x SIZE pixels
 LINE_WIDTH = 1  # pixels
 LAYOUT = "12x1"  # 12 bands of full width; or 6x2
 MV_RANGE = 4.0  # mV spanned by one lead's band (fixed for all records: amplitude is diagnostic)
+SCALE = "fixed"  # fixed (MV_RANGE for every lead and record) | per-lead (each lead fills its band, as the original drew them)
 WORKERS = os.cpu_count() or 1
 FORCE = False  # re-render images that are newer than their record
 PREVIEW = 0  # write DATASET_DIR/preview.png with this many rendered train records
@@ -44,7 +45,7 @@ def render_one(job):
     except ECGDataError as e:
         png.unlink(missing_ok=True)  # never leave a stale picture of a record that is now bad
         return split, name, "failed", e.problem
-    img = render_image(sig, cfg["SIZE"], cfg["LINE_WIDTH"], cfg["LAYOUT"], cfg["MV_RANGE"])
+    img = render_image(sig, cfg["SIZE"], cfg["LINE_WIDTH"], cfg["LAYOUT"], cfg["MV_RANGE"], cfg["SCALE"])
     with atomic_path(png) as tmp:  # a killed run never leaves a half-written PNG that looks up to date
         img.save(tmp, format="PNG", compress_level=1)
     return split, name, "rendered", ""
@@ -77,7 +78,7 @@ def write_preview(out_dir, refs, n):
 
 def main(argv=None):
     cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__,
-                       choices={"LAYOUT": sorted(LAYOUTS)})
+                       choices={"LAYOUT": sorted(LAYOUTS), "SCALE": SCALES})
     data_dir, out_dir = Path(cfg["DATA_DIR"]), Path(cfg["OUT_DIR"])
     if not (data_dir / "train").is_dir() and not (data_dir / "val").is_dir():
         sys.exit(f"error: {data_dir} has neither train/ nor val/ (expected the competition layout)")
@@ -86,7 +87,7 @@ def main(argv=None):
             sys.exit(f"error: --{key.lower().replace('_', '-')} must be >= 1")
 
     # Pictures are "up to date" only if drawn with the same settings: on a change, re-render everything.
-    settings = {k.lower(): cfg[k] for k in ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE")}
+    settings = {k.lower(): cfg[k] for k in ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE", "SCALE")}
     cfg_path = out_dir / "render_config.json"
     try:
         prev = json.loads(cfg_path.read_text()) if cfg_path.exists() else None

@@ -70,7 +70,8 @@ def run_external(a, truth, work, out, times):
     ds = work / "external_dataset"
     report = out / "external_predict_report.json"
     if is_picture(a.arch):
-        stage("process external", ["process.py", "--data-dir", a.external, "--out-dir", ds, "--size", a.image_size], times)
+        stage("process external", ["process.py", "--data-dir", a.external, "--out-dir", ds, "--size", a.image_size,
+                                   *a.render.split()], times)
     stage("predict external", ["predict.py", "--task", a.task, "--data-dir", a.external, "--dataset-dir", ds,
                                "--model", out / "best_model", "--out", out / "external_answer.csv", "--truth", truth,
                                "--report", report], times)
@@ -98,6 +99,7 @@ def main():
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--warmup-iters", type=int, default=None)
     p.add_argument("--eval-interval", type=int, default=100)
+    p.add_argument("--render", default="", help='process.py flags for the pictures, e.g. "--mv-range 2 --line-width 2"')
     p.add_argument("--pretrained", default="none")
     p.add_argument("--num-workers", type=int, default=2)
     p.add_argument("--task", type=int, default=1, choices=(1, 2))
@@ -119,7 +121,7 @@ def main():
     times = {}
     stage("convert", ["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold], times)
     if is_picture(a.arch):
-        stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", a.image_size], times)
+        stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", a.image_size, *a.render.split()], times)
     stage("train", ["train.py", "--task", a.task, "--arch", a.arch, "--data-dir", raw, "--dataset-dir", ds,
                     "--output-dir", out, "--image-size", a.image_size,
                     "--batch-size", a.batch_size, "--iters", a.iters, "--lr", a.lr, "--warmup-iters", a.warmup_iters,
@@ -133,7 +135,7 @@ def main():
     m = json.loads((out / "predict_report.json").read_text())["metrics"]
     info = json.loads((out / "best_model" / "model.json").read_text())
     n_train = sum(1 for _ in open(raw / "trainreference.csv")) - 1
-    inp = f"{a.image_size} px" if is_picture(a.arch) else f"raw signal {info['input']['fs']} Hz"
+    inp = f"{a.image_size} px{(' ' + a.render) if a.render else ''}" if is_picture(a.arch) else f"raw signal {info['input']['fs']} Hz"
     config = (f"{a.arch} (pretrained {a.pretrained}), {inp}, batch {a.batch_size}, {a.iters} iterations, "
               f"lr {a.lr} (warmup {a.warmup_iters}, poly 0.9), CPU, {os.cpu_count()} cores" + (f", {' '.join(extra)}" if extra else ""))
     throughput = a.iters * a.batch_size / times["train"]

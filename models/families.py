@@ -27,7 +27,8 @@ from .resnet1d import resnet1d
 log = logging.getLogger("ecg")
 # Render settings whose change alters what a picture shows (band placement, mV per pixel, stroke): a model
 # trained on one cannot read the other. Only the size may differ: pictures are resized to the model's input anyway.
-FATAL_RENDER_KEYS = ("layout", "mv_range", "line_width")
+FATAL_RENDER_KEYS = ("layout", "mv_range", "line_width", "scale")
+RENDER_DEFAULTS = {"scale": "fixed"}  # settings added later: what pictures drawn before them used
 
 
 class PictureFamily:
@@ -154,6 +155,7 @@ def check_render_settings(info, dataset_dir, model_dir, log):
     if not path.is_file():
         raise ECGDataError(path, "missing: cannot tell how these pictures were drawn; run process.py")
     drawn = json.loads(path.read_text())
+    trained, drawn = {**RENDER_DEFAULTS, **trained}, {**RENDER_DEFAULTS, **drawn}
     diff = [f"{k}: model {trained.get(k)!r}, pictures {drawn.get(k)!r}" for k in FATAL_RENDER_KEYS if trained.get(k) != drawn.get(k)]
     if diff:
         raise ECGDataError(path, f"pictures drawn with other settings than {model_dir}'s training pictures ({'; '.join(diff)}); "

@@ -129,8 +129,12 @@ def test_main_command_end_to_end_on_a_few_records(tmp_path):
     truth.to_csv(raw / "val_reference.csv", index=False)
     r = subprocess.run([sys.executable, "tools/run_sample.py", "--data-dir", str(raw), "--dataset-dir", str(tmp_path / "ds"),
                         "--output-dir", str(tmp_path / "out"), "--image-size", "64", "--batch-size", "4", "--iters", "4",
-                        "--warmup-iters", "1", "--num-workers", "0", "--pretrained", "none"],
+                        "--warmup-iters", "1", "--num-workers", "0", "--pretrained", "none", "--signal-iters", "6"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "test F1" in r.stdout and f"submission: {tmp_path / 'out' / 'answer.zip'}" in r.stdout
+    table = r.stdout[r.stdout.index("test F1"):].splitlines()
+    assert [line.split()[0] for line in table[1:4]] == ["resnet50", "resnet1d", "fusion"]  # both models and their fusion
+    report = json.loads((tmp_path / "out" / "predict_report.json").read_text())
+    assert len(report["models"]) == 2 and report["fusion"]["out_of_fold"]["n"] > 0
     assert len(pd.read_csv(tmp_path / "out" / "answer.csv")) == 4

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 LAYOUTS = {"12x1": (12, 1), "6x2": (6, 2)}  # rows x columns of leads; leads fill columns top to bottom
+SCALES = ("fixed", "per-lead")  # one mV-to-pixel scale for all | each lead stretched to fill its band (the original's look)
 
 
 def band_edges(size, n_rows):
@@ -29,15 +30,21 @@ def _trace_columns(y, width):
     return np.minimum(lo, prev), np.maximum(hi, prev)
 
 
-def render_mask(sig, size=640, line_width=1, layout="12x1", mv_range=4.0):
-    """Boolean (size, size) ink mask of `sig` (12, n) in mV. Each band spans `mv_range` mV top to bottom."""
+def render_mask(sig, size=640, line_width=1, layout="12x1", mv_range=4.0, scale="fixed"):
+    """Boolean (size, size) ink mask of `sig` (12, n) in mV. Each band spans `mv_range` mV top to bottom, or
+    (scale "per-lead", as the original's matplotlib subplots drew them) each lead's own range."""
     n_rows, n_cols = LAYOUTS[layout]
     sig = np.asarray(sig, dtype=np.float32)
-    sig = sig - np.median(sig, axis=1, keepdims=True)
+    if scale == "per-lead":
+        lo, hi = sig.min(axis=1, keepdims=True), sig.max(axis=1, keepdims=True)
+        sig = (sig - (lo + hi) / 2) / np.maximum(hi - lo, 1e-3)  # each lead spans 1 unit, centred
+        mv_range = 1.0
+    else:
+        sig = sig - np.median(sig, axis=1, keepdims=True)
     rows = band_edges(size, n_rows)
     cols = band_edges(size, n_cols)
     mask = np.zeros((size, size), dtype=bool)
-    px_per_mv = (size / n_rows) / mv_range  # the same for every band and record
+    px_per_mv = (size / n_rows) / mv_range  # the same for every band and record (fixed scale)
     r = np.arange(size)[:, None]
     for c in range(n_cols):
         x0, x1 = cols[c], cols[c + 1]
@@ -55,6 +62,6 @@ def render_mask(sig, size=640, line_width=1, layout="12x1", mv_range=4.0):
     return mask
 
 
-def render_image(sig, size=640, line_width=1, layout="12x1", mv_range=4.0):
+def render_image(sig, size=640, line_width=1, layout="12x1", mv_range=4.0, scale="fixed"):
     """Bilevel PIL image (mode '1'): black ink on white."""
-    return Image.fromarray(~render_mask(sig, size, line_width, layout, mv_range))
+    return Image.fromarray(~render_mask(sig, size, line_width, layout, mv_range, scale))
