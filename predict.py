@@ -21,7 +21,6 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import paddle  # noqa: E402
 from paddle.io import DataLoader  # noqa: E402
 import pandas as pd  # noqa: E402
 from tqdm import tqdm  # noqa: E402
@@ -29,9 +28,9 @@ from tqdm import tqdm  # noqa: E402
 from models.families import arch_of, family_of, input_of, list_test_records  # noqa: E402
 from models.inference import InferencePredictor, export_model, is_exported  # noqa: E402
 from utils.atomic import atomic_path, resolve_dir, write_text  # noqa: E402
-from utils.checkpoint import CheckpointError, MODEL_FILE, load_weights, read_model_info  # noqa: E402
+from utils.checkpoint import CheckpointError, read_model_info  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
-from utils.fusion import fuse, out_of_fold_fusion, parse_weights, read_out_of_fold  # noqa: E402
+from utils.fusion import fit_weights, fuse, out_of_fold_fusion, parse_weights, read_out_of_fold  # noqa: E402
 from utils.metrics import fmt  # noqa: E402
 from utils.plots import plot_per_class  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
@@ -42,7 +41,7 @@ TASK = 1  # 1: answer.csv holds name,tag | 2: header-less rows name,i1,i2,... (t
 DATA_DIR = "dataset/sample"  # raw competition layout: the test records are DATA_DIR/val/*.mat
 DATASET_DIR = "dataset"  # pictures from process.py: DATASET_DIR/val/<name>.png (picture models)
 MODEL = ["output/best_model"]  # one or more model directories (from train.py or --export); several are fused
-WEIGHTS = ""  # fusion: one weight per --model, comma-separated (default: equal)
+WEIGHTS = ""  # fusion: one weight per --model, comma-separated (default: equal), or auto (fitted on out-of-fold predictions)
 OUT = "answer.csv"  # answer.zip is written beside it
 BATCH_SIZE = 16
 NUM_WORKERS = 2
@@ -55,20 +54,15 @@ TENSORRT = False  # exported models on GPU: use TensorRT
 
 
 def load_predictor(model_dir, info, device, log, tensorrt=False):
-    """A function batch -> logits, from an exported model (Paddle Inference) or a train.py model (dygraph)."""
+    """A function batch -> logits (an exported model via Paddle Inference, else the family's own loader) and the
+    dygraph model (None for an exported or a non-network model)."""
     if is_exported(model_dir):
         pred = InferencePredictor(model_dir, device, tensorrt=tensorrt)
         log.info(f"model: exported {model_dir} ({arch_of(info)}) via Paddle Inference on {pred.device}")
         return pred, None
-    model = family_of(info).build(arch_of(info), info["num_classes"], "none")
-    load_weights(model, Path(model_dir) / MODEL_FILE, "model")
-    model.eval()
+    run, model = family_of(info).load_runner(model_dir, arch_of(info), info)
     log.info(f"model: {model_dir} ({arch_of(info)}, task {info.get('task', 1)}, iter {info.get('iter')}, validation "
-             f"{info.get('selected_by', 'F1')} {fmt(info.get('best_metric'))}) in dygraph on {device}")
-
-    @paddle.no_grad()
-    def run(batch):
-        return model(paddle.to_tensor(batch)).numpy()
+             f"{info.get('selected_by', 'F1')} {fmt(info.get('best_metric'))}) on {device}")
     return run, model
 
 
@@ -111,9 +105,22 @@ def predict_member(model_dir, info, task, cfg, names, device, log):
     return dict(zip(have, probs)), missing, model
 
 
-def fusion_thresholds(model_dirs, weights, task, log):
+def fusion_weights(text, members, task, log):
+    """(weight per member, the fitted description or None): --weights W1,W2,..., equal, or auto (fitted)."""
+    if text != "auto":
+        return parse_weights(text, len(members)), None
+    if len(members) == 1:
+        return np.ones(1), None
+    groups = [arch_of(info) for _, info in members]
+    weights, per_group, n = fit_weights(read_out_of_fold([d for d, _ in members], task), groups, task)
+    log.info(f"--weights auto: fitted on {n} out-of-fold records validated by every family: "
+             + ", ".join(f"{g} {w:.3f}" for g, w in per_group.items()))
+    return weights, {"per_family": per_group, "n_records": n}
+
+
+def fusion_thresholds(model_dirs, weights, task, log, groups=None):
     """The fusion's thresholds, tuned on the members' fused out-of-fold predictions, and their scores there."""
-    names, y, probs = out_of_fold_fusion(read_out_of_fold(model_dirs, task), weights, task)
+    names, y, probs = out_of_fold_fusion(read_out_of_fold(model_dirs, task), weights, task, groups)
     metrics, rec, lines, thresholds = task.evaluate(y, probs)
     log.info(f"fusion thresholds tuned on {len(names)} out-of-fold validation records of the members:")
     for line in lines:
@@ -142,7 +149,7 @@ def main(argv=None):
     if len(dirs) > 1:
         check_same_task(dirs)
     members = [load_model_info(d, task) for d in dirs]
-    weights = parse_weights(cfg["WEIGHTS"], len(members))
+    weights, fitted = fusion_weights(cfg["WEIGHTS"], members, task, log)
     if cfg["EXPORT"] and len(members) > 1:
         raise CheckpointError("--export saves one model: pass a single --model")
     names = list_test_records(cfg["DATA_DIR"])
@@ -153,7 +160,8 @@ def main(argv=None):
         results.append({"dir": model_dir, "info": info, "probs": probs, "missing": missing})
         if cfg["EXPORT"]:
             if model is None:
-                raise CheckpointError(f"{model_dir}: --export needs a train.py model directory, not an exported one")
+                raise CheckpointError(f"{model_dir}: --export needs a train.py network model directory (not an "
+                                      f"exported one, nor a features model, which has no network)")
             export_model(model, cfg["EXPORT"], family_of(info).input_spec(input_of(info)), info)
             log.info(f"exported static inference model to {cfg['EXPORT']}")
 
@@ -163,7 +171,7 @@ def main(argv=None):
         thresholds, oof = info0.get("thresholds", info0.get("threshold", 0.5)), None
         probs = results[0]["probs"]
     else:
-        thresholds, oof = fusion_thresholds([d for d, _ in members], weights, task, log)
+        thresholds, oof = fusion_thresholds([d for d, _ in members], weights, task, log, [arch_of(i) for _, i in members])
         probs = fuse([r["probs"] for r in results], weights, names)
     answers, metrics, lines = score(task, cfg, names, probs, thresholds, fallback)
     missing = {n: "; ".join(f"{r['dir'].name if len(results) == 1 else r['dir']}: {r['missing'][n]}" for r in results
@@ -175,7 +183,7 @@ def main(argv=None):
               **task.write_answers(names, answers, cfg["OUT"]),
               "fallback": [{"name": n, "reason": r, "answer": fallback} for n, r in missing.items()]}
     if oof is not None:
-        report["fusion"] = {"weights": weights.tolist(), "out_of_fold": oof}
+        report["fusion"] = {"weights": weights.tolist(), "out_of_fold": oof, **({"fitted": fitted} if fitted else {})}
 
     report_path = Path(cfg["REPORT"]) if cfg["REPORT"] else members[0][0].parent / "predict_report.json"
     if metrics is not None:

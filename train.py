@@ -29,13 +29,14 @@ from paddle.io import DataLoader  # noqa: E402
 
 from models.families import get_family  # noqa: E402
 from utils.atomic import resolve_dir, write_text  # noqa: E402
-from utils.checkpoint import (BEST_DIR, INFO_FILE, STATE_FILE, VAL_PREDICTIONS, CheckpointError, find_resumable, load_checkpoint,  # noqa: E402
+from utils.checkpoint import (BEST_DIR, IMPORTANCE_FILE, INFO_FILE, STATE_FILE, VAL_PREDICTIONS, CheckpointError, find_resumable, load_checkpoint,  # noqa: E402
                               prune_checkpoints, read_json, refuse_foreign_outputs, restore_trainer_state,
                               save_checkpoint, save_model_dir, signature_diff)
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.data import SeededBatchSampler, multilabel_folds, stratified_folds  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
-from utils.plots import plot_per_class, plot_training_curves  # noqa: E402
+from utils.metrics import fmt  # noqa: E402
+from utils.plots import plot_importance, plot_per_class, plot_training_curves  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
 from utils.tasks import get_task  # noqa: E402
 from utils.timer import Progress  # noqa: E402
@@ -251,6 +252,8 @@ def main(argv=None):
     select = select_metric(cfg, task)
     refs, train_df, val_df = load_split(cfg, task, family, log)
     task.setup(train_df["y"], cfg)
+    if not family.iterative:  # fitted at once (features + gradient boosting): no loop, no checkpoints
+        return fit_at_once(cfg, task, family, select, refs, train_df, val_df, out, log)
     sampler, loader, val_loader, inp = build_loaders(cfg, task, train_df, val_df, world, family, log)
     log.info(f"data (task {task.number}): {len(refs)} labelled records -> train {len(train_df)} "
              f"({task.describe(train_df['y'])}), validation {len(val_df)} ({task.describe(val_df['y'])}), "
@@ -316,6 +319,38 @@ def main(argv=None):
                                                    "best_metric": state["best_metric"], "selected_by": select}, indent=2) + "\n")
         log.info(f"done: best validation {select} {state['best_metric']:.4f} at iter {state['best_iter']} -> {out / BEST_DIR}; "
                  f"curves: {out / 'training_curves.png'}" + (f"; VisualDL: visualdl --logdir {out / 'vdl'}" if vdl else ""))
+    return state
+
+
+def fit_at_once(cfg, task, family, select, refs, train_df, val_df, out, log):
+    """Fit a non-iterative model (features + gradient boosting), evaluate it on the validation fold and save it
+    as best_model, with the same model.json, val_predictions.csv and report as the networks."""
+    state = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], "iter": 0, "best_iter": 0,
+             "history": {"train": [], "eval": []}}
+    refuse_foreign_outputs(out, state["run_id"], cfg["OVERWRITE"], log)
+    (out / FINISHED_FILE).unlink(missing_ok=True)
+    t0 = time.time()
+    log.info(f"run {state['run_id']}: {cfg['ARCH']} ({family.name}), fitted at once: --iters, --lr, --batch-size and the "
+             f"other loop settings do not apply")
+    model, probs, inp = family.fit(cfg, task, train_df, val_df, log)
+    labels = task.label_array(val_df["y"])
+    metrics, rec, lines, thresholds = task.evaluate(labels, probs)
+    for line in lines:
+        log.info(line.replace("{loss}, ", ""))
+    value = rec[select] if rec[select] is not None else -1.0
+    state.update(best_metric=value, iter=1, best_iter=1)
+    state["history"]["eval"].append({"iter": 1, **rec})
+    info = {"run_id": state["run_id"], "task": task.number, "iter": 1, "best_metric": value, "selected_by": select,
+            "metrics": metrics, "thresholds": thresholds, "class_names": list(task.class_names),
+            "num_classes": task.num_outputs, "arch": cfg["ARCH"], "input": inp, "fallback_answer": task.most_frequent(refs["y"]),
+            "fit_seconds": round(time.time() - t0, 1), "config": cfg}
+    importance = family.importance(model, task, val_df, labels)
+    save_model_dir(out / BEST_DIR, None, info, tables={VAL_PREDICTIONS: task.prediction_table(val_df["name"], labels, probs),
+                                                       IMPORTANCE_FILE: importance}, write=model.save)
+    plot_importance(importance, out / BEST_DIR / "importance.png", f"{cfg['ARCH']}: permutation importance on validation")
+    write_text(out / FINISHED_FILE, json.dumps({"run_id": state["run_id"], "best_metric": value, "selected_by": select}) + "\n")
+    log.info(f"done in {time.time() - t0:.0f} s: validation {select} {fmt(value)} -> {out / BEST_DIR} "
+             f"(importance.png: the measurements that matter most per class)")
     return state
 
 

@@ -3,6 +3,8 @@ and predict.py ask `get_family(arch)` (or `family_of(model.json)`) and never bra
 
 - picture (`resnet18/34/50/101`): reads process.py's pictures (DATASET_DIR), ImageNet-style input (3, S, S).
 - signal (`resnet1d`): reads the MAT records themselves (DATA_DIR), preprocessed as `utils.signal` says, (12, L).
+- features (`features`): ECG measurements of the MAT records (utils/ecg_features.py), gradient-boosted trees
+  (models/gbm.py); fitted at once, no iterations (`iterative = False`).
 
 model.json records `arch` and `input` (the picture size and render settings, or the signal preprocessing), so
 predict.py feeds each model what it was trained on.
@@ -31,7 +33,28 @@ FATAL_RENDER_KEYS = ("layout", "mv_range", "line_width", "scale")
 RENDER_DEFAULTS = {"scale": "fixed"}  # settings added later: what pictures drawn before them used
 
 
-class PictureFamily:
+class NetworkFamily:
+    """What the Paddle networks share: trained by train.py's loop, loaded as dygraph models."""
+
+    iterative = True
+
+    def load_runner(self, model_dir, arch, info):
+        """(batch -> logits, the dygraph model) of a train.py model directory."""
+        import paddle
+
+        from utils.checkpoint import MODEL_FILE, load_weights
+
+        model = self.build(arch, info["num_classes"], "none")
+        load_weights(model, Path(model_dir) / MODEL_FILE, "model")
+        model.eval()
+
+        @paddle.no_grad()
+        def run(batch):
+            return model(paddle.to_tensor(batch)).numpy()
+        return run, model
+
+
+class PictureFamily(NetworkFamily):
     """Pictures rendered by process.py (DATASET_DIR/train, DATASET_DIR/val), ResNets from paddle.vision."""
 
     name, optimizer = "picture", "momentum"  # the original design: Momentum fine-tuning of an ImageNet backbone
@@ -71,7 +94,7 @@ class PictureFamily:
         return ECGImageDataset(img_dir, have, None, info["image_size"], build_transforms(False)), have, missing
 
 
-class SignalFamily:
+class SignalFamily(NetworkFamily):
     """The MAT records themselves (DATA_DIR/train, DATA_DIR/val), a 1D ResNet."""
 
     name, optimizer = "signal", "adam"  # trained from scratch: Adam needs no LR search per dataset
@@ -121,8 +144,81 @@ class SignalFamily:
         return ECGSignalDataset([s for s in signals if s is not None]), have, missing
 
 
-FAMILIES = {"picture": PictureFamily, "signal": SignalFamily}
-ARCHS = {**{a: "picture" for a in PICTURE_ARCHS}, "resnet1d": "signal"}
+class FeaturesFamily:
+    """ECG measurements of the MAT records (cached beside the data, DATA_DIR/features_cache), gradient boosting."""
+
+    name, optimizer, iterative = "features", None, False
+
+    def labels(self, cfg, task, log):
+        from utils.ecg_features import features_for_records
+
+        d = Path(cfg["DATA_DIR"])
+        refs = task.read_labels(d / task.label_file, data_dir=d / "train", ext=".mat")
+        X, bad = features_for_records([d / "train" / f"{n}.mat" for n in refs["name"]], cache_dir=d / FEATURE_CACHE)
+        for path, problem in bad.items():
+            log.warning(f"{path}: {problem} -> left out of training")
+        keep = ~refs["name"].map(lambda n: str(d / "train" / f"{n}.mat") in bad).to_numpy()
+        self._features = dict(zip(refs["name"][keep], X[keep]))
+        return refs[keep].reset_index(drop=True)
+
+    def fit(self, cfg, task, train_df, val_df, log):
+        """(fitted model, validation probabilities as task.probs gives them, model.json `input`)."""
+        from models.gbm import GBMModel
+        from utils.ecg_features import FEATURE_NAMES, FEATURES_VERSION
+
+        X = np.stack([self._features[n] for n in train_df["name"]])
+        Y = task.label_array(train_df["y"])
+        model = GBMModel(task.num_outputs if task.num_outputs > 2 else 1, seed=cfg["SEED"]).fit(X, Y)
+        p = model.predict_proba(np.stack([self._features[n] for n in val_df["name"]]))
+        return model, (p[:, 0] if p.shape[1] == 1 else p), {
+            "kind": "features", "version": FEATURES_VERSION, "n_features": len(FEATURE_NAMES)}
+
+    def importance(self, model, task, val_df, labels, top=10, repeats=5):
+        """Permutation importance on the validation fold, per class: DataFrame class, feature, importance (the
+        mean drop in ROC AUC when the measurement is shuffled), std; the `top` measurements of each class."""
+        import pandas as pd
+        from sklearn.inspection import permutation_importance
+
+        from utils.ecg_features import FEATURE_NAMES
+
+        X = np.stack([self._features[n] for n in val_df["name"]])
+        Y = np.asarray(labels).reshape(len(X), -1)
+        names = task.class_names[1:] if task.num_outputs == 2 else task.class_names  # Task 1: the abnormal output
+        rows = []
+        for k, (cls, est) in enumerate(zip(names, model.models)):
+            if isinstance(est, float) or Y[:, k].min() == Y[:, k].max():
+                continue  # a constant, or a class the fold lacks: AUC undefined
+            r = permutation_importance(est, X, Y[:, k].astype(int), scoring="roc_auc", n_repeats=repeats, random_state=0)
+            for i in np.argsort(-r.importances_mean)[:top]:
+                rows.append({"class": cls, "feature": FEATURE_NAMES[i], "importance": r.importances_mean[i],
+                             "std": r.importances_std[i]})
+        return pd.DataFrame(rows, columns=["class", "feature", "importance", "std"])
+
+    def input_spec(self, inp):
+        return [None, inp["n_features"]]
+
+    def load_runner(self, model_dir, arch, info):
+        from models.gbm import GBMModel, as_logits
+
+        model = GBMModel.load(model_dir)
+        return (lambda batch: as_logits(model.predict_proba(batch), info["num_classes"])), None
+
+    def test_inputs(self, info, cfg, names, model_dir, log):
+        from utils.ecg_features import FEATURES_VERSION, features_for_records
+
+        if input_of(info).get("version") != FEATURES_VERSION:
+            raise ECGDataError(model_dir, f"measured with features version {input_of(info).get('version')}, this "
+                                          f"code measures version {FEATURES_VERSION}: retrain it")
+        d = Path(cfg["DATA_DIR"])
+        X, bad = features_for_records([d / "val" / f"{n}.mat" for n in names], cache_dir=d / FEATURE_CACHE)
+        bad_names = {Path(p).stem: f"could not be read: {why}" for p, why in bad.items()}
+        have = [n for n in names if n not in bad_names]
+        return [x for n, x in zip(names, X) if n not in bad_names], have, bad_names
+
+
+FEATURE_CACHE = "features_cache"  # per-record measurements, beside the data: a second run does not recompute
+FAMILIES = {"picture": PictureFamily, "signal": SignalFamily, "features": FeaturesFamily}
+ARCHS = {**{a: "picture" for a in PICTURE_ARCHS}, "resnet1d": "signal", "features": "features"}
 
 
 def get_family(arch):

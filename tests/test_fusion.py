@@ -97,23 +97,56 @@ def test_fusion_is_the_weighted_mean_with_out_of_fold_thresholds(kfold, tiny_raw
     assert list(answers["name"]) == sorted(p.stem for p in (tiny_raw / "val").glob("*.mat"))
 
 
-def test_fusing_a_picture_and_a_signal_model(kfold, tiny_raw, tiny_dataset, tiny_trained, tmp_path):
-    """Records validated by one member only are fused over that member alone (README: Fusion)."""
+def test_fusing_a_picture_model_with_k_folds_of_a_signal_model(kfold, tiny_raw, tiny_dataset, tiny_trained, tmp_path):
+    """The README's rule: a record's out-of-fold probability is, per family, that of the family's fold that
+    validated it, and the families are fused with their total weight; a record the picture model did not validate
+    is fused over the signal family alone."""
     out, _, _ = kfold
-    picture, sig = str(tiny_trained[0] / "best_model"), str(out / "fold_0" / "best_model")
-    rep = predict.main(["--data-dir", str(tiny_raw), "--dataset-dir", str(tiny_dataset), "--model", picture, sig,
+    picture = str(tiny_trained[0] / "best_model")
+    folds = [str(out / f"fold_{k}" / "best_model") for k in (0, 1)]
+    rep = predict.main(["--data-dir", str(tiny_raw), "--dataset-dir", str(tiny_dataset), "--model", picture, *folds,
                         "--out", str(tmp_path / "a.csv"), "--num-workers", "0", "--report", str(tmp_path / "r.json")])
     probs = _probabilities(rep).pivot(index="name", columns="model", values="p_abnormal")
-    np.testing.assert_allclose(probs["fusion"], (probs[picture] + probs[sig]) / 2, rtol=1e-5)
-    a, b = (T1.read_prediction_table(Path(m) / "val_predictions.csv") for m in (picture, sig))
-    pa, pb = dict(zip(a[0], a[2])), dict(zip(b[0], b[2]))
-    truth = {**dict(zip(a[0], a[1])), **dict(zip(b[0], b[1]))}
-    both = set(pa) & set(pb)
-    assert 0 < len(both) < len(truth)  # some records validated by both members, others by one
+    np.testing.assert_allclose(probs["fusion"], (probs[picture] + probs[folds[0]] + probs[folds[1]]) / 3, rtol=1e-5)
+    a = T1.read_prediction_table(Path(picture) / "val_predictions.csv")
+    pa = dict(zip(a[0], a[2]))
+    sig, truth = {}, {}
+    for f in folds:
+        names, y, p = T1.read_prediction_table(Path(f) / "val_predictions.csv")
+        sig.update(zip(names, p))
+        truth.update(zip(names, y))
+    assert 0 < len(set(pa) & set(sig)) < len(sig) == 60  # the picture model validated a few, the folds all
     names = sorted(truth)
-    fused = [(pa[n] + pb[n]) / 2 if n in both else pa.get(n, pb.get(n)) for n in names]
+    fused = [(2 * sig[n] + pa[n]) / 3 if n in pa else sig[n] for n in names]  # the signal family weighs 2 members
     assert rep["thresholds"] == pytest.approx(T1.evaluate(np.array([truth[n] for n in names]), np.array(fused))[3])
-    assert rep["fusion"]["out_of_fold"]["n"] == len(names)
+    assert rep["fusion"]["out_of_fold"]["n"] == 60
+
+
+def test_fitted_weights_minimise_out_of_fold_loss(kfold, tiny_raw, tiny_dataset, tiny_trained, tmp_path):
+    from utils.fusion import fit_weights, read_out_of_fold
+
+    out, _, _ = kfold
+    members = [str(tiny_trained[0] / "best_model"), *(str(out / f"fold_{k}" / "best_model") for k in (0, 1))]
+    groups = ["resnet50", "resnet1d", "resnet1d"]
+    oof = read_out_of_fold(members, T1)
+    w, per_group, n = fit_weights(oof, groups, T1)
+    assert sum(per_group.values()) == pytest.approx(1) and w[1] == w[2] == pytest.approx(per_group["resnet1d"] / 2)
+    pic = dict(zip(oof[0][0], zip(oof[0][1], oof[0][2])))
+    sig = {nm: p for o in oof[1:] for nm, p in zip(o[0], o[2])}
+    assert n == len(pic)  # the records both families validated
+
+    def loss(wp):
+        y = np.array([pic[k][0] for k in pic])
+        q = np.clip(np.array([wp * pic[k][1] + (1 - wp) * sig[k] for k in pic]), 1e-6, 1 - 1e-6)
+        return -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
+    best = loss(per_group["resnet50"])
+    assert all(best <= loss(x) + 1e-4 for x in np.linspace(0, 1, 21))  # no weight on a grid does better
+    rep = predict.main(["--data-dir", str(tiny_raw), "--dataset-dir", str(tiny_dataset), "--model", *members,
+                        "--weights", "auto", "--out", str(tmp_path / "a.csv"), "--num-workers", "0",
+                        "--report", str(tmp_path / "r.json")])
+    assert rep["fusion"]["weights"] == pytest.approx(list(w)) and rep["fusion"]["fitted"]["n_records"] == n
+    probs = _probabilities(rep).pivot(index="name", columns="model", values="p_abnormal")
+    np.testing.assert_allclose(probs["fusion"], sum(wi * probs[m] for wi, m in zip(w, members)), rtol=1e-5)
 
 
 def test_bad_fusions_fail_clearly(kfold, tiny_raw, tiny_trained2, tmp_path):

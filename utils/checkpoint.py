@@ -13,6 +13,7 @@ from .atomic import atomic_dir, resolve_dir
 from .errors import ConfigError, PipelineError
 
 MODEL_FILE, OPT_FILE, STATE_FILE, INFO_FILE = "model.pdparams", "model.pdopt", "state.json", "model.json"
+IMPORTANCE_FILE = "importance.csv"  # features models: permutation importance per class on validation
 VAL_PREDICTIONS = "val_predictions.csv"  # in best_model: name, truth, probability per output, on its validation records
 TRAINER_FILE = "trainer.pkl"  # random generators' states and the fp16 loss scaler: what exact resume needs besides weights
 BEST_DIR = "best_model"
@@ -27,12 +28,15 @@ def _unwrap(model):
     return model._layers if isinstance(model, paddle.DataParallel) else model
 
 
-def save_model_dir(path, model, info, tables=None):
+def save_model_dir(path, model, info, tables=None, write=None):
     """`path/model.pdparams` + `path/model.json` (iteration, metrics, threshold, classes, input, config), and
-    `tables` ({file name: DataFrame}) as CSV files, all swapped in together."""
+    `tables` ({file name: DataFrame}) as CSV files, all swapped in together. A model that is not a Paddle
+    network is saved by `write(directory)` instead."""
     with atomic_dir(path) as tmp:
         if model is not None:
             paddle.save(_unwrap(model).state_dict(), str(tmp / MODEL_FILE))
+        if write is not None:
+            write(tmp)
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
         for name, df in (tables or {}).items():
             df.to_csv(tmp / name, index=False, float_format="%.6g")

@@ -12,9 +12,11 @@ import numpy as np
 
 from .checkpoint import VAL_PREDICTIONS, CheckpointError
 
+MIN_COMMON = 5  # --weights auto: fewer records validated by every family cannot say anything
+
 
 def parse_weights(text, n):
-    """--weights "1,2,1" -> n floats (default: all 1)."""
+    """--weights "1,2,1" -> n floats (default: all 1). "auto" is fitted instead: see fit_weights."""
     if not text:
         return np.ones(n)
     try:
@@ -53,16 +55,65 @@ def read_out_of_fold(model_dirs, task):
     return out
 
 
-def out_of_fold_fusion(oof, weights, task):
-    """(names, labels, fused out-of-fold probabilities) over every record some member validated."""
-    truth, per_member = {}, []
-    for names, y, probs in oof:
-        per_member.append(dict(zip(names, probs)))
+def out_of_fold_fusion(oof, weights, task, groups=None):
+    """(names, labels, fused out-of-fold probabilities) over every record some member validated.
+
+    `groups`: one label per member (predict.py uses the architecture): the folds of one k-fold run validate
+    disjoint records, so within a group a record's probability is that of the group's members that validated
+    it, and the groups are fused with the group's total weight, as they are at test time. Without groups every
+    member is its own group."""
+    groups = list(range(len(oof))) if groups is None else list(groups)
+    truth = {}
+    for names, y, _ in oof:
         for n, t in zip(names, y):
             if n in truth and not np.array_equal(truth[n], t):
                 raise CheckpointError(f"record {n} has different labels in the members' {VAL_PREDICTIONS}: "
                                       f"were they trained on the same label file?")
             truth[n] = t
     names = sorted(truth)
-    fused = fuse(per_member, weights, names)
+    per_group, group_w = [], []
+    for g in dict.fromkeys(groups):  # in order of first appearance
+        idx = [i for i, grp in enumerate(groups) if grp == g]
+        per_group.append(fuse([dict(zip(oof[i][0], oof[i][2])) for i in idx], [weights[i] for i in idx], names))
+        group_w.append(sum(weights[i] for i in idx))
+    fused = fuse(per_group, group_w, names)
     return names, task.label_array([truth[n] for n in names]), np.array([fused[n] for n in names])
+
+
+def fit_weights(oof, groups, task):
+    """Member weights fitted on out-of-fold predictions ("--weights auto").
+
+    Members of one group (one architecture: the folds of a k-fold run) validate disjoint records, so a weight is
+    fitted per group, on the group's pooled out-of-fold predictions, and shared equally by its members. The
+    weights (non-negative, summing to 1) minimise the binary cross-entropy of the fused probabilities (every
+    output) over the records that every group validated. Returns (weights per member, {group: weight}, n records).
+    """
+    from scipy.optimize import minimize
+    from scipy.special import softmax
+
+    names = sorted(set(groups))
+    pooled = []
+    for g in names:  # name -> mean probability over the group's members that validated it
+        acc = {}
+        for (ns, y, p), grp in zip(oof, groups):
+            if grp == g:
+                for n, t, q in zip(ns, y, p):
+                    acc.setdefault(n, [t, []])[1].append(np.asarray(q, dtype=np.float64))
+        pooled.append({n: (t, np.mean(qs, axis=0)) for n, (t, qs) in acc.items()})
+    common = sorted(set.intersection(*(set(d) for d in pooled)))
+    if len(names) > 1 and len(common) < MIN_COMMON:
+        raise CheckpointError(f"--weights auto: only {len(common)} records were validated by every model family "
+                              f"({', '.join(names)}); train them on the same split (same --seed and --num-folds)")
+    if len(names) == 1:
+        group_w = np.ones(1)
+    else:
+        y = np.asarray(task.label_array([pooled[0][n][0] for n in common]), dtype=np.float64).reshape(len(common), -1)
+        P = np.stack([np.stack([d[n][1] for n in common]).reshape(len(common), -1) for d in pooled])  # (G, N, K)
+
+        def loss(z):
+            q = np.clip(np.tensordot(softmax(z), P, axes=1), 1e-6, 1 - 1e-6)
+            return -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
+        group_w = softmax(minimize(loss, np.zeros(len(names)), method="Nelder-Mead").x)
+    per_group = dict(zip(names, group_w))
+    sizes = {g: groups.count(g) for g in names}
+    return np.array([per_group[g] / sizes[g] for g in groups]), {g: float(w) for g, w in per_group.items()}, len(common)

@@ -63,3 +63,25 @@ def plot_per_class(rows, path, title):
     ax.legend()
     ax.grid(alpha=0.3, axis="y")
     _save(fig, path, plt)
+
+
+def plot_importance(df, path, title):
+    """Bar charts of the most important measurements per class (DataFrame class, feature, importance, std)."""
+    plt = _pyplot()
+    classes = list(dict.fromkeys(df["class"]))
+    if not classes:
+        return None
+    cols = min(3, len(classes))
+    rows = (len(classes) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, cls in zip(axes.flat, classes):
+        d = df[df["class"] == cls].iloc[::-1]
+        ax.barh(d["feature"], d["importance"], xerr=d["std"], color="tab:blue")
+        ax.set_title(cls, fontsize=10)
+        ax.tick_params(labelsize=7)
+        ax.set_xlabel("drop in ROC AUC when shuffled", fontsize=8)
+    for ax in list(axes.flat)[len(classes):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    _save(fig, path, plt)
+    return path
