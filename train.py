@@ -33,7 +33,7 @@ from utils.checkpoint import (BEST_DIR, IMPORTANCE_FILE, INFO_FILE, STATE_FILE, 
                               prune_checkpoints, read_json, refuse_foreign_outputs, restore_trainer_state,
                               save_checkpoint, save_model_dir, signature_diff)
 from utils.config import parse_config, script_constants  # noqa: E402
-from utils.data import SeededBatchSampler, multilabel_folds, stratified_folds  # noqa: E402
+from utils.data import SeededBatchSampler, derive_seed, multilabel_folds, stratified_folds  # noqa: E402
 from utils.errors import ConfigError  # noqa: E402
 from utils.metrics import fmt  # noqa: E402
 from utils.plots import plot_importance, plot_per_class, plot_training_curves  # noqa: E402
@@ -290,6 +290,9 @@ def main(argv=None):
             reader_seconds = time.perf_counter() - batch_start
             it += 1
             lr = optimizer.get_lr()
+            # Paddle's random draws in the step (dropout) come from a seed fixed by (run seed, iteration, rank): a
+            # resumed run redraws them exactly on any Paddle (2.6 cannot restore a pickled generator state).
+            paddle.seed(derive_seed(cfg["SEED"], it, rank))
             loss = train_step(model, task, images, labels, optimizer, amp_dtype, scaler)
             scheduler.step()
             progress.step(loss, time.perf_counter() - batch_start, reader_seconds, len(labels))

@@ -1,15 +1,16 @@
 """Fusion on real patients: k folds of each member family trained on PTB-XL, each family's folds fused, then all
 members fused; every one scored on the same unseen test patients.
 
-    python bench/fusion_accuracy.py [--src PTBXL_DIR] [--test-fold 8] [--members resnet1d,resnet50] [--task 1|2]
+    python bench/fusion_accuracy.py [--src PTBXL_DIR] [--test-fold 8] [--members resnet1d,features[,resnet50]] [--task 1|2]
                                     [--num-folds 3] [--picture-folds 1] [--external RAW_DIR] [--work-dir DIR] [--json PATH]
 
 Each member family trains with tools/train_kfold.py on the same seeded --num-folds split of the training folds
 (CPU-sized configurations of bench/ptbxl_accuracy.py). A picture model costs ~10x a signal model here, so picture
 members train only the first --picture-folds folds. predict.py then scores each family (its folds fused) and the
 fusion of every member, with thresholds tuned on out-of-fold predictions (a record is fused over the members that
-validated it). Prints one table: a row per member family and one for the fusion (F1/AUC for Task 1, macro F1/AUC
-for Task 2, train minutes); --json writes every figure.
+validated it), once with the plain mean and once with --weights auto (fitted on out-of-fold predictions). Prints
+one table: a row per member family and two for the fusion (F1/AUC for Task 1, macro F1/AUC for Task 2, train
+minutes); --json writes every figure.
 """
 import argparse
 import json
@@ -26,7 +27,7 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 
 configure_cpu_threads()  # before paddle is imported: the scripts we start inherit the environment
 
-from bench.ptbxl_accuracy import BENCH_DEFAULTS, is_picture  # noqa: E402
+from bench.ptbxl_accuracy import BENCH_DEFAULTS, family, is_picture  # noqa: E402
 from utils.metrics import fmt  # noqa: E402
 
 IMAGE_SIZE = 160
@@ -40,17 +41,17 @@ def stage(name, args, times):
 
 
 def train_flags(arch, task, raw, ds):
-    d = BENCH_DEFAULTS["picture" if is_picture(arch) else "signal"]
+    d = BENCH_DEFAULTS[family(arch)]
     return ["--task", task, "--arch", arch, "--data-dir", raw, "--dataset-dir", ds, "--image-size", IMAGE_SIZE,
             "--batch-size", d["batch_size"], "--iters", d["iters"], "--lr", d["lr"], "--warmup-iters", d["warmup_iters"],
             "--eval-interval", 100, "--save-interval", 100, "--pretrained", "none", "--num-workers", 2, "--log-iters", 50]
 
 
-def predict(name, models, a, raw, ds, out, times, truth):
+def predict(name, models, a, raw, ds, out, times, truth, *extra):
     """predict.py on `raw`'s test records with `models` fused -> its report."""
     report = out / f"predict_{name}.json"
     stage(f"predict {name}", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model", *models,
-                              "--out", out / f"answer_{name}.csv", "--truth", truth, "--report", report], times)
+                              "--out", out / f"answer_{name}.csv", "--truth", truth, "--report", report, *extra], times)
     return json.loads(report.read_text())
 
 
@@ -63,6 +64,8 @@ def run_external(a, dirs, every, work, times):
         stage("process external", ["process.py", "--data-dir", ext, "--out-dir", ds, "--size", IMAGE_SIZE], times)
     reps = {arch: predict(f"external_{arch}", d, a, ext, ds, out, times, truth) for arch, d in dirs.items()}
     reps["fusion"] = predict("external_fusion", every, a, ext, ds, out, times, truth)
+    if len(dirs) > 1:
+        reps["fusion_auto"] = predict("external_fusion_auto", every, a, ext, ds, out, times, truth, "--weights", "auto")
     return reps
 
 
@@ -97,7 +100,10 @@ def main():
     rows = {f"{arch} ({len(d)} fold{'s' * (len(d) > 1)})": (predict(arch, d, a, raw, ds, out, times, truth), times[f"train {arch}"])
             for arch, d in dirs.items()}
     every = [m for d in dirs.values() for m in d]
-    rows["fusion (mean)"] = (predict("fusion", every, a, raw, ds, out, times, truth), sum(times[f"train {m}"] for m in members))
+    train_all = sum(times[f"train {m}"] for m in members)
+    rows["fusion (mean)"] = (predict("fusion", every, a, raw, ds, out, times, truth), train_all)
+    if len(members) > 1:
+        rows["fusion (weights auto)"] = (predict("fusion_auto", every, a, raw, ds, out, times, truth, "--weights", "auto"), train_all)
     external = run_external(a, dirs, every, work, times) if a.external else {}
 
     keys = ("f1", "auc") if a.task == 1 else ("macro_f1", "macro_auc")
@@ -108,7 +114,8 @@ def main():
     table = {}
     for (name, (rep, secs)), ext in zip(rows.items(), external.values() if external else [None] * len(rows)):
         m = rep["metrics"]
-        table[name] = {**{k: m[k] for k in keys}, "train_minutes": secs / 60, "oof": rep.get("fusion", {}).get("out_of_fold")}
+        table[name] = {**{k: m[k] for k in keys}, "train_minutes": secs / 60, "oof": rep.get("fusion", {}).get("out_of_fold"),
+                       "weights": rep.get("fusion", {}).get("fitted")}
         if ext is not None:
             table[name].update({f"ext_{k}": ext["metrics"][k] for k in keys})
         print(f"{name:<28} " + " ".join(f"{fmt(table[name][k]):>10}" for k in keys + ext_keys) + f" {secs / 60:>10.1f}")

@@ -55,14 +55,21 @@ def external_truth(parser, raw_dir, task):
     return truth
 
 
-BENCH_DEFAULTS = {  # CPU-sized configurations per family: (batch, iterations, LR, warmup)
+BENCH_DEFAULTS = {  # CPU-sized configurations per family: (batch, iterations, LR, warmup); features ignore them
     "picture": {"batch_size": 16, "iters": 700, "lr": 0.01, "warmup_iters": 50},
     "signal": {"batch_size": 32, "iters": 600, "lr": 0.001, "warmup_iters": 30},
+    "features": {"batch_size": 32, "iters": 1, "lr": 0.001, "warmup_iters": 0},
 }
 
 
+def family(arch):
+    from models.families import ARCHS
+
+    return ARCHS[arch]
+
+
 def is_picture(arch):
-    return arch != "resnet1d"
+    return family(arch) == "picture"
 
 
 def run_external(a, truth, work, out, times):
@@ -109,7 +116,7 @@ def main():
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     a = p.parse_args(argv[:len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
-    for k, v in BENCH_DEFAULTS["picture" if is_picture(a.arch) else "signal"].items():
+    for k, v in BENCH_DEFAULTS[family(a.arch)].items():
         if getattr(a, k) is None:
             setattr(a, k, v)
 
@@ -135,10 +142,13 @@ def main():
     m = json.loads((out / "predict_report.json").read_text())["metrics"]
     info = json.loads((out / "best_model" / "model.json").read_text())
     n_train = sum(1 for _ in open(raw / "trainreference.csv")) - 1
-    inp = f"{a.image_size} px{(' ' + a.render) if a.render else ''}" if is_picture(a.arch) else f"raw signal {info['input']['fs']} Hz"
-    config = (f"{a.arch} (pretrained {a.pretrained}), {inp}, batch {a.batch_size}, {a.iters} iterations, "
-              f"lr {a.lr} (warmup {a.warmup_iters}, poly 0.9), CPU, {os.cpu_count()} cores" + (f", {' '.join(extra)}" if extra else ""))
-    throughput = a.iters * a.batch_size / times["train"]
+    inp = {"picture": f"{a.image_size} px{(' ' + a.render) if a.render else ''}", "features": "ECG measurements",
+           "signal": f"raw signal {info['input'].get('fs')} Hz"}[family(a.arch)]
+    loop = (f"batch {a.batch_size}, {a.iters} iterations, lr {a.lr} (warmup {a.warmup_iters}, poly 0.9)"
+            if family(a.arch) != "features" else "gradient boosting, fitted at once")
+    config = (f"{a.arch} (pretrained {a.pretrained}), {inp}, {loop}, CPU, {os.cpu_count()} cores"
+              + (f", {' '.join(extra)}" if extra else ""))
+    throughput = (a.iters * a.batch_size if family(a.arch) != "features" else n_train) / times["train"]
     print(f"\n=== PTB-XL accuracy, Task {a.task}")
     print(f"data: {n_train} labelled records from folds != {a.test_fold} (90/10 train/validation), "
           f"{m['n']} test records from fold {a.test_fold}; real patients, patients never cross folds")

@@ -1,0 +1,77 @@
+"""The features + gradient-boosting member through train.py and predict.py, on the real sample: the same
+model.json, val_predictions.csv and answers as the networks, an importance figure, cached measurements, and
+fusion with a signal model."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import predict
+import train
+from models.families import FEATURE_CACHE
+from utils.checkpoint import read_json
+from utils.tasks import get_task
+
+T1, T2 = get_task(1), get_task(2)
+
+
+@pytest.fixture(scope="module")
+def features_model(tiny_raw, tmp_path_factory):
+    out = tmp_path_factory.mktemp("features")
+    state = train.main(["--arch", "features", "--data-dir", str(tiny_raw), "--output-dir", str(out), "--num-folds", "5"])
+    return out, state
+
+
+def test_features_model_trains_like_the_networks(features_model, tiny_raw):
+    out, state = features_model
+    best = out / "best_model"
+    info = read_json(best / "model.json")
+    assert info["arch"] == "features" and info["input"]["kind"] == "features" and (best / "model.pkl").is_file()
+    assert (out / "finished.json").is_file() and (best / "importance.png").stat().st_size > 1000
+    imp = pd.read_csv(best / "importance.csv")
+    assert list(imp.columns) == ["class", "feature", "importance", "std"] and len(imp) > 0
+    # val_predictions.csv: the validation fold of train.py's split, scored as model.json says
+    table = pd.read_csv(best / "val_predictions.csv", dtype={"name": str, "truth": str})
+    _, _, val = train.load_split(info["config"], T1)
+    assert list(table["name"]) == list(val["name"])
+    metrics = T1.evaluate(val["y"].to_numpy(), table["p_abnormal"].to_numpy())[0]
+    assert info["best_metric"] == pytest.approx(metrics["at_threshold"]["f1"])
+    # measurements are cached beside the data
+    assert len(list((tiny_raw / FEATURE_CACHE).rglob("*.npy"))) >= 60
+
+
+def test_features_model_predicts_and_fuses_with_a_signal_model(features_model, tiny_signal, tiny_raw, tmp_path):
+    out, _ = features_model
+    feat, sig = str(out / "best_model"), str(tiny_signal[0] / "best_model")
+    rep = predict.main(["--data-dir", str(tiny_raw), "--model", feat, "--out", str(tmp_path / "a.csv"),
+                        "--truth", str(tiny_raw / "val_reference.csv"), "--num-workers", "0"])
+    assert rep["n_predicted"] == 20 and rep["metrics"]["n"] == 20
+    # the probabilities predict.py reports are the GBM's own
+    from models.gbm import GBMModel
+    from utils.ecg_features import features_for_records
+
+    names = sorted(p.stem for p in (tiny_raw / "val").glob("*.mat"))
+    X, _ = features_for_records([tiny_raw / "val" / f"{n}.mat" for n in names])
+    want = GBMModel.load(out / "best_model").predict_proba(X)[:, 0]
+    got = pd.read_csv(rep["probabilities"], dtype={"name": str}).set_index("name").loc[names, "p_abnormal"]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    fused = predict.main(["--data-dir", str(tiny_raw), "--model", feat, sig, "--weights", "auto", "--out",
+                          str(tmp_path / "b.csv"), "--num-workers", "0", "--report", str(tmp_path / "r.json")])
+    assert len(fused["models"]) == 2 and sum(fused["fusion"]["fitted"]["per_family"].values()) == pytest.approx(1)
+    with pytest.raises(Exception, match="no network"):
+        predict.main(["--data-dir", str(tiny_raw), "--model", feat, "--out", str(tmp_path / "c.csv"),
+                      "--export", str(tmp_path / "exp"), "--num-workers", "0"])
+
+
+def test_features_model_task2(tiny_raw, tmp_path):
+    out = tmp_path / "f2"
+    train.main(["--task", "2", "--arch", "features", "--data-dir", str(tiny_raw), "--output-dir", str(out), "--num-folds", "5"])
+    info = read_json(out / "best_model" / "model.json")
+    assert len(info["thresholds"]) == 12 and info["selected_by"] == "macro_f1"
+    rep = predict.main(["--task", "2", "--data-dir", str(tiny_raw), "--model", str(out / "best_model"),
+                        "--out", str(tmp_path / "a2.csv"), "--num-workers", "0"])
+    rows = (tmp_path / "a2.csv").read_text().splitlines()
+    assert len(rows) == 20 and all(1 <= int(c) <= 12 for r in rows for c in r.split(",")[1:])
+    assert json.loads((tmp_path / "a2_task1.csv").read_text().splitlines()[0].replace("name,tag", '"ok"')) == "ok"
+    assert rep["task1_zip"]
