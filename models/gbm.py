@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 MODEL_PKL = "model.pkl"
+MIN_FOR_EARLY_STOP = 20  # positives (and negatives) a class needs for its early-stopping hold-out
 
 
 class GBMModel:
@@ -32,7 +33,9 @@ class GBMModel:
             if y.min() == y.max():
                 self.models.append(float(y[0]))
                 continue
-            self.models.append(HistGradientBoostingClassifier(**self.params).fit(X, y))
+            # early stopping holds out a stratified share of the training records: too few positives for that, fixed size
+            early = np.bincount(y).min() >= MIN_FOR_EARLY_STOP
+            self.models.append(HistGradientBoostingClassifier(**{**self.params, "early_stopping": early}).fit(X, y))
         return self
 
     def predict_proba(self, X):

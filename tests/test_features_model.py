@@ -75,3 +75,65 @@ def test_features_model_task2(tiny_raw, tmp_path):
     assert len(rows) == 20 and all(1 <= int(c) <= 12 for r in rows for c in r.split(",")[1:])
     assert json.loads((tmp_path / "a2_task1.csv").read_text().splitlines()[0].replace("name,tag", '"ok"')) == "ok"
     assert rep["task1_zip"]
+
+
+def test_saved_model_reloads_to_the_probabilities_it_was_chosen_on(features_model, tiny_raw):
+    """The pickled model, loaded back, gives exactly the validation probabilities train.py wrote from the fitted one."""
+    from models.gbm import GBMModel
+    from utils.ecg_features import features_for_records
+
+    out, _ = features_model
+    names, _, p = T1.read_prediction_table(out / "best_model" / "val_predictions.csv")
+    X, _ = features_for_records([tiny_raw / "train" / f"{n}.mat" for n in names], progress=False)
+    np.testing.assert_allclose(GBMModel.load(out / "best_model").predict_proba(X)[:, 0], p, rtol=1e-5, atol=1e-6)
+
+
+def test_fused_thresholds_come_from_out_of_fold_predictions(features_model, tiny_signal, tiny_raw, tmp_path):
+    """Features (5 folds) + resnet1d (10 folds), each validated on its fold 0: the fused threshold is tuned on
+    their validation predictions (a record both validated: the mean; one validated: that one's), not on the test
+    records."""
+    out, _ = features_model
+    members = [str(out / "best_model"), str(tiny_signal[0] / "best_model")]
+    rep = predict.main(["--data-dir", str(tiny_raw), "--model", *members, "--out", str(tmp_path / "a.csv"),
+                        "--num-workers", "0", "--report", str(tmp_path / "r.json")])
+    tables = [T1.read_prediction_table(f"{m}/val_predictions.csv") for m in members]
+    by_name = [dict(zip(t[0], t[2])) for t in tables]
+    truth = {**dict(zip(tables[0][0], tables[0][1])), **dict(zip(tables[1][0], tables[1][1]))}
+    names = sorted(truth)
+    assert set(by_name[0]) & set(by_name[1]) and len(names) == rep["fusion"]["out_of_fold"]["n"]
+    fused = np.array([np.mean([b[n] for b in by_name if n in b]) for n in names])
+    assert rep["thresholds"] == pytest.approx(T1.evaluate(np.array([truth[n] for n in names]), fused)[3])
+
+
+def test_a_record_without_r_peaks_is_still_measured_and_answered(features_model, tiny_raw, tmp_path):
+    """A flat test record (no beats): its measurements are mostly missing, the trees still answer it (no fallback)."""
+    import shutil
+
+    import scipy.io
+
+    from utils.ecg_features import FEATURE_NAMES, features_for_records
+
+    out, _ = features_model
+    raw = tmp_path / "raw"
+    shutil.copytree(tiny_raw, raw, ignore=shutil.ignore_patterns(FEATURE_CACHE))
+    scipy.io.savemat(raw / "val" / "zz_flat.mat", {"ecgdata": np.zeros((12, 5000), np.float32)})
+    X, bad = features_for_records([raw / "val" / "zz_flat.mat"], progress=False)
+    assert bad == {} and np.isnan(X[0, FEATURE_NAMES.index("hr")]) and np.isnan(X).mean() > 0.5
+    rep = predict.main(["--data-dir", str(raw), "--model", str(out / "best_model"), "--out", str(tmp_path / "a.csv"),
+                        "--num-workers", "0", "--report", str(tmp_path / "r.json")])
+    answers = pd.read_csv(tmp_path / "a.csv", dtype={"name": str})
+    assert len(answers) == 21 and "zz_flat" in set(answers["name"]) and rep["fallback"] == []
+    probs = pd.read_csv(rep["probabilities"], dtype={"name": str}).set_index("name")
+    assert 0 <= probs.loc["zz_flat", "p_abnormal"] <= 1
+
+
+def test_measurements_without_a_writable_cache_still_work(tmp_path, tiny_raw):
+    """A cache folder that cannot be made (here: under a file) warns and measures anyway."""
+    from utils.ecg_features import features_for_records
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("x")
+    paths = sorted((tiny_raw / "val").glob("*.mat"))[:2]
+    X, bad = features_for_records(paths, cache_dir=blocker / "cache", progress=False)
+    want, _ = features_for_records(paths, progress=False)
+    assert bad == {} and np.array_equal(X, want, equal_nan=True)

@@ -134,7 +134,7 @@ def test_main_command_end_to_end_on_a_few_records(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "test F1" in r.stdout and f"submission: {tmp_path / 'out' / 'answer.zip'}" in r.stdout
     table = r.stdout[r.stdout.index("test F1"):].splitlines()
-    assert [line.split()[0] for line in table[1:4]] == ["resnet50", "resnet1d", "fusion"]  # both models and their fusion
+    assert [line.split()[0] for line in table[1:5]] == ["resnet50", "resnet1d", "features", "fusion"]  # every model, their fusion
     report = json.loads((tmp_path / "out" / "predict_report.json").read_text())
-    assert len(report["models"]) == 2 and report["fusion"]["out_of_fold"]["n"] > 0
+    assert len(report["models"]) == 3 and report["fusion"]["out_of_fold"]["n"] > 0
     assert len(pd.read_csv(tmp_path / "out" / "answer.csv")) == 4

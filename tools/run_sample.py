@@ -1,6 +1,7 @@
 """The main job on the embedded sample, sized for a 2-core CPU (under 10 minutes): process.py -> train.py for the
-picture model (ResNet50) and the signal model (resnet1d) -> predict.py with both fused, then print each model's and
-the fusion's test F1/AUC and the path of answer.zip (the fusion's answer).
+picture model (ResNet50), the signal model (resnet1d) and the features model (ECG measurements + gradient boosting)
+-> predict.py with the three fused, then print each model's and the fusion's test F1/AUC and the path of answer.zip
+(the fusion's answer).
 
     python tools/run_sample.py [--iters 120] [--signal-iters 150] [--image-size 224] [--batch-size 8] [--pretrained auto|none|PATH]
 
@@ -55,7 +56,7 @@ def main(argv=None):
             pretrained = "none"
     out = Path(out)
     answer = out / "answer.csv"
-    signal_out = out / "signal"
+    signal_out, features_out = out / "signal", out / "features"
     times = {
         "process": run("process", ["process.py", "--data-dir", data_dir, "--out-dir", dataset_dir, "--size", str(a.image_size)]),
         "train": run("train", ["train.py", "--dataset-dir", dataset_dir, "--output-dir", str(out),
@@ -68,9 +69,11 @@ def main(argv=None):
                                              "--warmup-iters", str(a.warmup_iters), "--eval-interval", "10",
                                              "--num-workers", str(a.num_workers), "--save-interval", str(a.signal_iters),
                                              "--log-iters", "10", "--overwrite"]),
+        "train features": run("train features", ["train.py", "--arch", "features", "--data-dir", data_dir,
+                                                 "--output-dir", str(features_out), "--overwrite"]),
     }
     predict = ["predict.py", "--data-dir", data_dir, "--dataset-dir", dataset_dir, "--model", str(out / "best_model"),
-               str(signal_out / "best_model"), "--out", str(answer)]
+               str(signal_out / "best_model"), str(features_out / "best_model"), "--out", str(answer)]
     truth = Path(data_dir) / "val_reference.csv"
     if truth.exists():
         predict += ["--truth", str(truth)]
