@@ -74,13 +74,14 @@ AMP = False  # GPU only: automatic mixed precision (bf16 where supported, else f
 SELECT_METRIC = "auto"  # best_model chosen by: auto = f1 (task 1) / macro_f1 (task 2); or auc / macro_auc (threshold-free)
 POS_WEIGHT = "sqrt"  # task 2: weight of each class's positives in the loss: none | sqrt | balanced (negatives/positives)
 MAX_POS_WEIGHT = 10.0  # task 2: cap on that weight
+IMPORTANCE_REPEATS = 5  # features: shuffles per measurement for the permutation-importance figure; 0 skips it
 # ------------------------------------------------------------------------------------------------------------
 
 FINISHED_FILE = "finished.json"  # written when a run completes (tools/train_kfold.py skips such folds)
 
 # Settings a resumed run may change: they do not alter which samples it sees, its updates, or its evaluations.
 RESUME_MAY_CHANGE = {"DATASET_DIR", "DATA_DIR", "OUTPUT_DIR", "NUM_WORKERS", "LOG_ITERS", "SAVE_INTERVAL", "KEEP_CHECKPOINTS",
-                     "RESUME", "OVERWRITE", "USE_VDL", "DEVICE"}
+                     "RESUME", "OVERWRITE", "USE_VDL", "DEVICE", "IMPORTANCE_REPEATS"}
 
 
 def build_scheduler(cfg):
@@ -330,7 +331,8 @@ def fit_at_once(cfg, task, family, select, refs, train_df, val_df, out, log):
     as best_model, with the same model.json, val_predictions.csv and report as the networks."""
     state = {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], "iter": 0, "best_iter": 0,
              "history": {"train": [], "eval": []}}
-    refuse_foreign_outputs(out, state["run_id"], cfg["OVERWRITE"], log)
+    signature = run_signature(cfg, 1, train_df, val_df)
+    refuse_foreign_outputs(out, state["run_id"], cfg["OVERWRITE"] or refit_allowed(cfg, out, signature, log), log)
     (out / FINISHED_FILE).unlink(missing_ok=True)
     t0 = time.time()
     log.info(f"run {state['run_id']}: {cfg['ARCH']} ({family.name}), fitted at once: --iters, --lr, --batch-size and the "
@@ -346,15 +348,32 @@ def fit_at_once(cfg, task, family, select, refs, train_df, val_df, out, log):
     info = {"run_id": state["run_id"], "task": task.number, "iter": 1, "best_metric": value, "selected_by": select,
             "metrics": metrics, "thresholds": thresholds, "class_names": list(task.class_names),
             "num_classes": task.num_outputs, "arch": cfg["ARCH"], "input": inp, "fallback_answer": task.most_frequent(refs["y"]),
-            "fit_seconds": round(time.time() - t0, 1), "config": cfg}
-    importance = family.importance(model, task, val_df, labels)
-    save_model_dir(out / BEST_DIR, None, info, tables={VAL_PREDICTIONS: task.prediction_table(val_df["name"], labels, probs),
-                                                       IMPORTANCE_FILE: importance}, write=model.save)
-    plot_importance(importance, out / BEST_DIR / "importance.png", f"{cfg['ARCH']}: permutation importance on validation")
+            "fit_seconds": round(time.time() - t0, 1), "config": cfg, "signature": signature}
+    tables = {VAL_PREDICTIONS: task.prediction_table(val_df["name"], labels, probs)}
+    if cfg["IMPORTANCE_REPEATS"] > 0:
+        tables[IMPORTANCE_FILE] = family.importance(model, task, val_df, labels, repeats=cfg["IMPORTANCE_REPEATS"])
+    save_model_dir(out / BEST_DIR, None, info, tables=tables, write=model.save)
+    if IMPORTANCE_FILE in tables:
+        plot_importance(tables[IMPORTANCE_FILE], out / BEST_DIR / "importance.png",
+                        f"{cfg['ARCH']}: permutation importance on validation")
     write_text(out / FINISHED_FILE, json.dumps({"run_id": state["run_id"], "best_metric": value, "selected_by": select}) + "\n")
-    log.info(f"done in {time.time() - t0:.0f} s: validation {select} {fmt(value)} -> {out / BEST_DIR} "
-             f"(importance.png: the measurements that matter most per class)")
+    log.info(f"done in {time.time() - t0:.0f} s: validation {select} {fmt(value)} -> {out / BEST_DIR}"
+             + (" (importance.png: the measurements that matter most per class)" if IMPORTANCE_FILE in tables else ""))
     return state
+
+
+def refit_allowed(cfg, out, signature, log):
+    """--resume on a model fitted at once: there is nothing to continue, so it is fitted again, replacing an
+    earlier best_model of the same settings and split (a k-fold fold killed before it wrote finished.json)."""
+    best = out / BEST_DIR / INFO_FILE
+    if not cfg["RESUME"] or not best.is_file():
+        return False
+    diff = signature_diff(read_json(best).get("signature"), signature)
+    if diff:
+        raise ConfigError(f"{best.parent}: --resume {cfg['RESUME']}: this model was fitted with other settings "
+                          f"({'; '.join(diff)}). Use the same settings, another --output-dir, or --overwrite")
+    log.info(f"--resume {cfg['RESUME']}: a features model has no checkpoints; fitting it again over {best.parent}")
+    return True
 
 
 def select_metric(cfg, task):

@@ -66,7 +66,9 @@ def test_features_model_predicts_and_fuses_with_a_signal_model(features_model, t
 
 def test_features_model_task2(tiny_raw, tmp_path):
     out = tmp_path / "f2"
-    train.main(["--task", "2", "--arch", "features", "--data-dir", str(tiny_raw), "--output-dir", str(out), "--num-folds", "5"])
+    train.main(["--task", "2", "--arch", "features", "--data-dir", str(tiny_raw), "--output-dir", str(out), "--num-folds", "5",
+                "--importance-repeats", "0"])  # the figure is tested on Task 1; 12 classes of it cost a minute here
+    assert not (out / "best_model" / "importance.csv").exists()
     info = read_json(out / "best_model" / "model.json")
     assert len(info["thresholds"]) == 12 and info["selected_by"] == "macro_f1"
     rep = predict.main(["--task", "2", "--data-dir", str(tiny_raw), "--model", str(out / "best_model"),
@@ -137,3 +139,27 @@ def test_measurements_without_a_writable_cache_still_work(tmp_path, tiny_raw):
     X, bad = features_for_records(paths, cache_dir=blocker / "cache", progress=False)
     want, _ = features_for_records(paths, progress=False)
     assert bad == {} and np.array_equal(X, want, equal_nan=True)
+
+
+def test_resume_refits_its_own_unfinished_model_and_refuses_other_settings(features_model, tmp_path):
+    """A k-fold fold killed after best_model but before finished.json: `--resume auto` (what train_kfold.py passes)
+    fits it again over its own best_model; with other settings it refuses, naming them."""
+    import shutil
+
+    from utils.errors import ConfigError
+
+    out, _ = features_model
+    work = tmp_path / "fold"
+    shutil.copytree(out, work)
+    (work / "finished.json").unlink()
+    before = read_json(work / "best_model" / "model.json")
+    cfg = before["config"]
+    args = ["--arch", "features", "--data-dir", cfg["DATA_DIR"], "--output-dir", str(work), "--num-folds", "5"]
+    with pytest.raises(ConfigError, match="another run's best_model"):
+        train.main(args)  # a new run without --resume still refuses another run's outputs
+    with pytest.raises(ConfigError, match="SEED: 2021 -> 5"):
+        train.main([*args, "--resume", "auto", "--seed", "5"])
+    train.main([*args, "--resume", "auto", "--importance-repeats", "0"])  # not part of the settings compared
+    after = read_json(work / "best_model" / "model.json")
+    assert after["run_id"] != before["run_id"] and (work / "finished.json").is_file()
+    assert after["best_metric"] == pytest.approx(before["best_metric"])  # the same fit again
