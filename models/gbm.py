@@ -3,13 +3,16 @@ measurements of utils/ecg_features.py, one classifier per output (Task 1: abnorm
 
 Rare classes get balanced class weights. Early stopping holds out part of the TRAINING records only, never the
 validation fold, whose predictions tune the thresholds and the fusion. scikit-learn models can only be saved
-with pickle: `model.pkl` in the model directory, loaded only from directories train.py wrote (pickle runs code).
+with pickle: `model.pkl` in the model directory. Unpickling can run any code a file names, so `load` admits only
+what a GBMModel is made of (scikit-learn classes, numpy arrays and generators) and refuses anything else.
 """
 import pickle
 from pathlib import Path
 
 import numpy as np
 from sklearn.ensemble import HistGradientBoostingClassifier
+
+from utils.checkpoint import CheckpointError
 
 MODEL_PKL = "model.pkl"
 MIN_FOR_EARLY_STOP = 20  # positives (and negatives) a class needs for its early-stopping hold-out
@@ -50,8 +53,38 @@ class GBMModel:
 
     @staticmethod
     def load(directory):
-        with open(Path(directory) / MODEL_PKL, "rb") as f:
-            return pickle.load(f)
+        path = Path(directory) / MODEL_PKL
+        if not path.is_file():
+            raise CheckpointError(f"{path}: not found (a features model directory holds model.pkl)")
+        try:
+            with open(path, "rb") as f:
+                model = _ModelUnpickler(f).load()
+        except pickle.UnpicklingError as e:
+            raise CheckpointError(f"{path}: not a features model written by train.py ({e}); refusing to load it") from None
+        if not isinstance(model, GBMModel):
+            raise CheckpointError(f"{path}: holds a {type(model).__name__}, not a features model")
+        return model
+
+
+# numpy's own names in a pickled array or random generator; every other numpy name (memmap opens files) is refused
+NUMPY_NAMES = {"dtype", "ndarray", "_reconstruct", "scalar", "PCG64", "MT19937", "SeedSequence", "Generator",
+               "RandomState", "__bit_generator_ctor", "__generator_ctor", "__randomstate_ctor",
+               "__pyx_unpickle_SeedSequence"}
+
+
+class _ModelUnpickler(pickle.Unpickler):
+    """Unpickles a GBMModel and nothing else: scikit-learn classes (building one runs no code of the file's
+    choosing), numpy's array and generator names, and this module's GBMModel."""
+
+    def find_class(self, module, name):
+        top = module.split(".")[0]
+        if (module, name) == (__name__, "GBMModel") or (top == "numpy" and name in NUMPY_NAMES):
+            return super().find_class(module, name)
+        if top == "sklearn":
+            obj = super().find_class(module, name)
+            if isinstance(obj, type):
+                return obj
+        raise pickle.UnpicklingError(f"it refers to {module}.{name}")
 
 
 def as_logits(p, task_outputs):

@@ -163,3 +163,35 @@ def test_resume_refits_its_own_unfinished_model_and_refuses_other_settings(featu
     after = read_json(work / "best_model" / "model.json")
     assert after["run_id"] != before["run_id"] and (work / "finished.json").is_file()
     assert after["best_metric"] == pytest.approx(before["best_metric"])  # the same fit again
+
+
+class _RunsAShellCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_model_pickle_that_would_run_code_is_refused(features_model, tiny_raw, tmp_path):
+    """Unpickling runs what the file names: model.pkl may only name what a GBMModel is made of."""
+    import pickle
+    import shutil
+
+    from models.gbm import GBMModel
+    from utils.checkpoint import CheckpointError
+
+    out, _ = features_model
+    bad = tmp_path / "bad_model"
+    shutil.copytree(out / "best_model", bad)
+    marker = tmp_path / "ran"
+    (bad / "model.pkl").write_bytes(pickle.dumps(_RunsAShellCommand(marker)))
+    with pytest.raises(CheckpointError, match=r"model.pkl: not a features model written by train.py \(it refers to posix.system\)"):
+        predict.main(["--data-dir", str(tiny_raw), "--model", str(bad), "--out", str(tmp_path / "a.csv"), "--num-workers", "0"])
+    assert not marker.exists()
+    (bad / "model.pkl").write_bytes(pickle.dumps({"not": "a model"}))
+    with pytest.raises(CheckpointError, match="holds a dict"):
+        GBMModel.load(bad)
+    assert isinstance(GBMModel.load(out / "best_model"), GBMModel)  # the real one loads
