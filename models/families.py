@@ -9,7 +9,6 @@ and predict.py ask `get_family(arch)` (or `family_of(model.json)`) and never bra
 model.json records `arch` and `input` (the picture size and render settings, or the signal preprocessing), so
 predict.py feeds each model what it was trained on.
 """
-import json
 import logging
 from pathlib import Path
 
@@ -248,9 +247,7 @@ def check_render_settings(info, dataset_dir, model_dir, log):
         log.warning(f"{model_dir}: model.json records no render settings; cannot check the pictures against them")
         return
     path = Path(dataset_dir) / "render_config.json"
-    if not path.is_file():
-        raise ECGDataError(path, "missing: cannot tell how these pictures were drawn; run process.py")
-    drawn = json.loads(path.read_text())
+    drawn = read_render_config(dataset_dir, required=True)
     trained, drawn = {**RENDER_DEFAULTS, **trained}, {**RENDER_DEFAULTS, **drawn}
     diff = [f"{k}: model {trained.get(k)!r}, pictures {drawn.get(k)!r}" for k in FATAL_RENDER_KEYS if trained.get(k) != drawn.get(k)]
     if diff:

@@ -222,3 +222,6 @@ def test_predict_refuses_pictures_drawn_with_other_settings(tiny_raw, tiny_datas
     rc_path.unlink()
     with pytest.raises(ECGDataError, match="render_config.json: missing"):
         _predict(tiny_raw, ds, out / "best_model", tmp_path / "a.csv")
+    rc_path.write_text('{"size": 64, "layout"')  # cut short: a one-line error naming the file, no traceback
+    with pytest.raises(ECGDataError, match="render_config.json: not valid JSON"):
+        _predict(tiny_raw, ds, out / "best_model", tmp_path / "a.csv")

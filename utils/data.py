@@ -113,7 +113,18 @@ def _fold_numbers(splitter, y):
     return folds
 
 
-def read_render_config(dataset_dir):
-    """The render settings process.py wrote (layout decides the band count for augmentation)."""
+def read_render_config(dataset_dir, required=False):
+    """The render settings process.py wrote (layout decides the band count for augmentation); without the file
+    the default layout, or with `required` an error. A corrupt file is an error naming it."""
     path = Path(dataset_dir) / "render_config.json"
-    return json.loads(path.read_text()) if path.exists() else {"layout": "12x1"}
+    if not path.is_file():
+        if required:
+            raise ECGDataError(path, "missing: cannot tell how these pictures were drawn; run process.py")
+        return {"layout": "12x1"}
+    try:
+        cfg = json.loads(path.read_text())
+    except ValueError as e:
+        raise ECGDataError(path, f"not valid JSON ({e}); run process.py again") from None
+    if not isinstance(cfg, dict):
+        raise ECGDataError(path, "not a render settings object; run process.py again")
+    return cfg
