@@ -114,7 +114,8 @@ def fusion_weights(text, members, task, log):
     groups = [arch_of(info) for _, info in members]
     weights, per_group, n = fit_weights(read_out_of_fold([d for d, _ in members], task), groups, task)
     log.info(f"--weights auto: fitted on {n} out-of-fold records validated by every family: "
-             + ", ".join(f"{g} {w:.3f}" for g, w in per_group.items()))
+             + ", ".join(f"{g} {np.round(w, 3).tolist()}" for g, w in per_group.items())
+             + (" (one weight per class)" if np.ndim(weights) > 1 else ""))
     return weights, {"per_family": per_group, "n_records": n}
 
 

@@ -168,3 +168,37 @@ def test_bad_fusions_fail_clearly(kfold, tiny_raw, tiny_trained2, tmp_path):
         predict.main([*args, "--data-dir", str(empty), "--model", sig])
     with pytest.raises(ECGDataError, match="no pictures.*run process.py first"):  # a picture model's pictures missing
         predict.main([*args, "--dataset-dir", str(tmp_path), "--model", str(tiny_trained2[0] / "best_model"), "--task", "2"])
+
+
+def test_task2_weights_are_fitted_per_class(tiny_raw, tiny_dataset, tiny_trained2, tmp_path):
+    """Task 2: --weights auto fits one weight per family and class, each class on its own out-of-fold loss, and
+    predict.py fuses each class with its own weights."""
+    import train
+    from utils.fusion import fit_weights
+
+    T2 = get_task(2)
+    # unit check: family a knows class 1 and guesses class 2, family b the reverse -> each class trusts its expert
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, (200, 2))
+    noise = rng.uniform(0.2, 0.8, (200, 2))
+    names = [f"r{i}" for i in range(200)]
+    a = np.column_stack([np.where(y[:, 0], 0.9, 0.1), noise[:, 1]])
+    b = np.column_stack([noise[:, 0], np.where(y[:, 1], 0.9, 0.1)])
+    _, per_group, n = fit_weights([(names, y, a), (names, y, b)], ["a", "b"], T2)
+    assert n == 200 and np.array(per_group["a"]) == pytest.approx([1, 0], abs=0.05)
+    assert np.array(per_group["b"]) == pytest.approx([0, 1], abs=0.05)
+    # real members: the Task 2 picture model and a Task 2 features model on the same 5-fold split
+    feat = tmp_path / "features2"
+    train.main(["--task", "2", "--arch", "features", "--data-dir", str(tiny_raw), "--output-dir", str(feat),
+                "--num-folds", "5", "--importance-repeats", "0"])
+    members = [str(tiny_trained2[0] / "best_model"), str(feat / "best_model")]
+    rep = predict.main(["--task", "2", "--data-dir", str(tiny_raw), "--dataset-dir", str(tiny_dataset), "--model", *members,
+                        "--weights", "auto", "--out", str(tmp_path / "a.csv"), "--num-workers", "0",
+                        "--report", str(tmp_path / "r.json")])
+    w = np.array(rep["fusion"]["weights"])
+    assert w.shape == (2, 12) and w.sum(axis=0) == pytest.approx(np.ones(12))
+    probs = _probabilities(rep).set_index(["model", "name"])
+    cols = [c for c in probs.columns if c.startswith("p_")]
+    got = probs.loc["fusion", cols].sort_index().to_numpy()
+    want = sum(w[i] * probs.loc[m, cols].sort_index().to_numpy() for i, m in enumerate(members))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)

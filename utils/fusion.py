@@ -31,15 +31,16 @@ def parse_weights(text, n):
 def fuse(member_probs, weights, names):
     """{name: fused probability} for every name that at least one member predicted.
 
-    `member_probs`: one {name: probability (scalar or vector)} per member."""
+    `member_probs`: one {name: probability (scalar or vector)} per member; `weights`: one per member, a number
+    or (fitted for Task 2) one per output."""
     out = {}
     for n in names:
         have = [(w, p[n]) for w, p in zip(weights, member_probs) if n in p]
         if have:
             ws = np.array([w for w, _ in have], dtype=np.float64)
-            if ws.sum() <= 0:
-                ws = np.ones(len(have))
-            out[n] = sum(w * np.asarray(p, dtype=np.float64) for w, p in zip(ws, (p for _, p in have))) / ws.sum()
+            if (ws.sum(axis=0) <= 0).any():  # every member that read it has weight 0 (for some output)
+                ws = np.ones_like(ws)
+            out[n] = sum(w * np.asarray(p, dtype=np.float64) for w, p in zip(ws, (p for _, p in have))) / ws.sum(axis=0)
     return out
 
 
@@ -80,17 +81,28 @@ def out_of_fold_fusion(oof, weights, task, groups=None):
     return names, task.label_array([truth[n] for n in names]), np.array([fused[n] for n in names])
 
 
+def _fit_simplex(P, y):
+    """Weights (non-negative, summing to 1) of the G probability sets P (G, N, K) minimising the binary
+    cross-entropy of their weighted mean against y (N, K)."""
+    from scipy.optimize import minimize
+    from scipy.special import softmax
+
+    def loss(z):
+        q = np.clip(np.tensordot(softmax(z), P, axes=1), 1e-6, 1 - 1e-6)
+        return -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
+    return softmax(minimize(loss, np.zeros(len(P)), method="Nelder-Mead").x)
+
+
 def fit_weights(oof, groups, task):
     """Member weights fitted on out-of-fold predictions ("--weights auto").
 
     Members of one group (one architecture: the folds of a k-fold run) validate disjoint records, so a weight is
     fitted per group, on the group's pooled out-of-fold predictions, and shared equally by its members. The
-    weights (non-negative, summing to 1) minimise the binary cross-entropy of the fused probabilities (every
-    output) over the records that every group validated. Returns (weights per member, {group: weight}, n records).
+    weights (non-negative, summing to 1) minimise the binary cross-entropy of the fused probabilities over the
+    records that every group validated: for Task 1 one weight per group; for Task 2 one per group and class,
+    each class fitted on its own (the families are good at different diagnoses). Returns (weights per member:
+    (M,) or (M, classes), {group: weight or [weight per class]}, n records).
     """
-    from scipy.optimize import minimize
-    from scipy.special import softmax
-
     names = sorted(set(groups))
     pooled = []
     for g in names:  # name -> mean probability over the group's members that validated it
@@ -109,11 +121,10 @@ def fit_weights(oof, groups, task):
     else:
         y = np.asarray(task.label_array([pooled[0][n][0] for n in common]), dtype=np.float64).reshape(len(common), -1)
         P = np.stack([np.stack([d[n][1] for n in common]).reshape(len(common), -1) for d in pooled])  # (G, N, K)
-
-        def loss(z):
-            q = np.clip(np.tensordot(softmax(z), P, axes=1), 1e-6, 1 - 1e-6)
-            return -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
-        group_w = softmax(minimize(loss, np.zeros(len(names)), method="Nelder-Mead").x)
+        # one set of weights per output (Task 2: per class); Task 1 has one output (P(abnormal)): one set
+        group_w = np.stack([_fit_simplex(P[:, :, k:k + 1], y[:, k:k + 1]) for k in range(P.shape[2])], axis=1)
+        group_w = group_w[:, 0] if P.shape[2] == 1 else group_w
     per_group = dict(zip(names, group_w))
     sizes = {g: groups.count(g) for g in names}
-    return np.array([per_group[g] / sizes[g] for g in groups]), {g: float(w) for g, w in per_group.items()}, len(common)
+    described = {g: (w.round(6).tolist() if np.ndim(w) else float(w)) for g, w in per_group.items()}
+    return np.array([per_group[g] / sizes[g] for g in groups]), described, len(common)
