@@ -4,7 +4,7 @@ and predict.py ask `get_family(arch)` (or `family_of(model.json)`) and never bra
 - picture (`resnet18/34/50/101`): reads process.py's pictures (DATASET_DIR), ImageNet-style input (3, S, S).
 - signal (`resnet1d`): reads the MAT records themselves (DATA_DIR), preprocessed as `utils.signal` says, (12, L).
 - features (`features`): ECG measurements of the MAT records (utils/ecg_features.py), gradient-boosted trees
-  (models/gbm.py); fitted at once, no iterations (`iterative = False`).
+  (models/gbm.py, LightGBM); fitted at once, no iterations (`iterative = False`).
 
 model.json records `arch` and `input` (the picture size and render settings, or the signal preprocessing), so
 predict.py feeds each model what it was trained on.

@@ -1,34 +1,40 @@
-"""The machine-learning member: gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier) on the ECG
-measurements of utils/ecg_features.py, one classifier per output (Task 1: abnormal; Task 2: each class).
+"""The machine-learning member: gradient-boosted trees (LightGBM) on the ECG measurements of utils/ecg_features.py,
+one classifier per output (Task 1: abnormal; Task 2: each class).
 
 Rare classes get balanced class weights. Early stopping holds out part of the TRAINING records only, never the
-validation fold, whose predictions tune the thresholds and the fusion. scikit-learn models can only be saved
-with pickle: `model.pkl` in the model directory. Unpickling can run any code a file names, so `load` admits only
-what a GBMModel is made of (scikit-learn classes, numpy arrays and generators) and refuses anything else.
+validation fold, whose predictions tune the thresholds and the fusion. Saved as LightGBM's own text model, one file
+per output (`gbm_<k>.txt`) and `gbm.json` saying which output is which: no pickle, so loading runs no code.
+LightGBM over scikit-learn's HistGradientBoostingClassifier: on the PTB-XL bench it scored the same Task 1 ROC AUC
+(0.943 vs 0.945) and a higher Task 2 macro AUC (0.942 vs 0.932) in a third of the time (README).
 """
-import pickle
+import json
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.model_selection import train_test_split
 
+from utils.atomic import write_text
 from utils.checkpoint import CheckpointError
 
-MODEL_PKL = "model.pkl"
+INDEX_FILE = "gbm.json"
 MIN_FOR_EARLY_STOP = 20  # positives (and negatives) a class needs for its early-stopping hold-out
+EARLY_STOP_FRACTION, EARLY_STOP_ROUNDS = 0.15, 30
 
 
 class GBMModel:
-    def __init__(self, n_outputs, seed=0, max_iter=400, learning_rate=0.05):
+    def __init__(self, n_outputs, seed=0, n_estimators=400, learning_rate=0.05):
         self.n_outputs, self.seed = n_outputs, seed
-        self.params = dict(max_iter=max_iter, learning_rate=learning_rate, max_leaf_nodes=15, min_samples_leaf=10,
-                           l2_regularization=1.0, early_stopping=True, validation_fraction=0.15, n_iter_no_change=30,
-                           class_weight="balanced", random_state=seed)
-        self.models = []
+        # deterministic + row-wise histograms: the same fit on every run, whatever the thread timing
+        self.params = dict(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=15, min_child_samples=10,
+                           reg_lambda=1.0, class_weight="balanced", random_state=seed, deterministic=True,
+                           force_row_wise=True, verbose=-1)
+        self.models = []  # per output: an LGBMClassifier (fitted here), a Booster (loaded) or a constant
 
     def fit(self, X, Y):
         """Y: (N,) 0/1 for Task 1, (N, C) 0/1 for Task 2. A class with no positive (or no negative) in the
         training records gets a constant instead of a classifier."""
+        X = np.asarray(X, dtype=np.float32)
         Y = np.asarray(Y).reshape(len(X), -1)
         self.models = []
         for k in range(Y.shape[1]):
@@ -36,55 +42,63 @@ class GBMModel:
             if y.min() == y.max():
                 self.models.append(float(y[0]))
                 continue
-            # early stopping holds out a stratified share of the training records: too few positives for that, fixed size
-            early = np.bincount(y).min() >= MIN_FOR_EARLY_STOP
-            self.models.append(HistGradientBoostingClassifier(**{**self.params, "early_stopping": early}).fit(X, y))
+            self.models.append(self._fit_one(X, y))
         return self
+
+    def _fit_one(self, X, y):
+        """Early stopping on a stratified hold-out of the training records; a class with too few positives for
+        that trains all its trees on every record."""
+        clf = lgb.LGBMClassifier(**self.params)
+        if np.bincount(y).min() < MIN_FOR_EARLY_STOP:
+            return clf.fit(X, y)
+        X_fit, X_stop, y_fit, y_stop = train_test_split(X, y, test_size=EARLY_STOP_FRACTION, stratify=y,
+                                                        random_state=self.seed)
+        return clf.fit(X_fit, y_fit, eval_set=[(X_stop, y_stop)],
+                       callbacks=[lgb.early_stopping(EARLY_STOP_ROUNDS, verbose=False)])
 
     def predict_proba(self, X):
         """(N, C) probability of each output being positive."""
         X = np.asarray(X, dtype=np.float32)
-        cols = [np.full(len(X), m) if isinstance(m, float) else m.predict_proba(X)[:, 1] for m in self.models]
+        cols = [np.full(len(X), m) if isinstance(m, float)
+                else m.predict_proba(X)[:, 1] if isinstance(m, lgb.LGBMClassifier) else m.predict(X)
+                for m in self.models]
         return np.stack(cols, axis=1)
 
     def save(self, directory):
-        with open(Path(directory) / MODEL_PKL, "wb") as f:
-            pickle.dump(self, f)
+        """gbm.json (an entry per output: a model file or a constant) and gbm_<k>.txt, each written atomically."""
+        directory = Path(directory)
+        index = []
+        for k, m in enumerate(self.models):
+            if isinstance(m, float):
+                index.append({"constant": m})
+                continue
+            name = f"gbm_{k}.txt"
+            write_text(directory / name, m.booster_.model_to_string())  # the early-stopped best iteration
+            index.append({"file": name})
+        write_text(directory / INDEX_FILE, json.dumps({"n_outputs": self.n_outputs, "outputs": index}, indent=2) + "\n")
 
-    @staticmethod
-    def load(directory):
-        path = Path(directory) / MODEL_PKL
+    @classmethod
+    def load(cls, directory):
+        directory = Path(directory)
+        path = directory / INDEX_FILE
         if not path.is_file():
-            raise CheckpointError(f"{path}: not found (a features model directory holds model.pkl)")
+            raise CheckpointError(f"{path}: not found (a features model directory holds {INDEX_FILE} and gbm_<k>.txt)")
         try:
-            with open(path, "rb") as f:
-                model = _ModelUnpickler(f).load()
-        except pickle.UnpicklingError as e:
-            raise CheckpointError(f"{path}: not a features model written by train.py ({e}); refusing to load it") from None
-        if not isinstance(model, GBMModel):
-            raise CheckpointError(f"{path}: holds a {type(model).__name__}, not a features model")
+            index = json.loads(path.read_text())
+            entries = index["outputs"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{path}: not a features model index ({e})") from None
+        model = cls(index.get("n_outputs", len(entries)))
+        for e in entries:
+            if "constant" in e:
+                model.models.append(float(e["constant"]))
+                continue
+            file = directory / str(e.get("file"))
+            try:
+                model.models.append(lgb.Booster(model_file=str(file)))
+            except lgb.basic.LightGBMError as err:
+                raise CheckpointError(f"{file}: not a LightGBM model ({str(err).splitlines()[0]})") from None
         return model
-
-
-# numpy's own names in a pickled array or random generator; every other numpy name (memmap opens files) is refused
-NUMPY_NAMES = {"dtype", "ndarray", "_reconstruct", "scalar", "PCG64", "MT19937", "SeedSequence", "Generator",
-               "RandomState", "__bit_generator_ctor", "__generator_ctor", "__randomstate_ctor",
-               "__pyx_unpickle_SeedSequence"}
-
-
-class _ModelUnpickler(pickle.Unpickler):
-    """Unpickles a GBMModel and nothing else: scikit-learn classes (building one runs no code of the file's
-    choosing), numpy's array and generator names, and this module's GBMModel."""
-
-    def find_class(self, module, name):
-        top = module.split(".")[0]
-        if (module, name) == (__name__, "GBMModel") or (top == "numpy" and name in NUMPY_NAMES):
-            return super().find_class(module, name)
-        if top == "sklearn":
-            obj = super().find_class(module, name)
-            if isinstance(obj, type):
-                return obj
-        raise pickle.UnpicklingError(f"it refers to {module}.{name}")
 
 
 def as_logits(p, task_outputs):

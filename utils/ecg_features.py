@@ -1,7 +1,7 @@
 """Hand-made ECG measurements of one record, the input of the gradient-boosting member (models/gbm.py).
 
 A record is (12, 5000) mV at 500 Hz, leads as `utils.ecg_io.LEADS`. Everything uses scipy.signal; a measurement
-that is undefined (no beats, no T wave found, ...) is NaN, which HistGradientBoostingClassifier handles.
+that is undefined (no beats, no T wave found, ...) is NaN, which the gradient-boosted trees handle as missing.
 
 1. Filtering (zero phase): 0.5-40 Hz for morphology, 5-25 Hz for QRS detection, 4-9 Hz for f waves.
 2. R peaks: the 5-25 Hz energy summed over the 12 leads, smoothed over 100 ms, `find_peaks` with a 250 ms
