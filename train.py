@@ -365,7 +365,7 @@ def fit_at_once(cfg, task, family, select, refs, train_df, val_df, out, log):
 def refit_allowed(cfg, out, signature, log):
     """--resume on a model fitted at once: there is nothing to continue, so it is fitted again, replacing an
     earlier best_model of the same settings and split (a k-fold fold killed before it wrote finished.json)."""
-    best = out / BEST_DIR / INFO_FILE
+    best = resolve_dir(out / BEST_DIR) / INFO_FILE  # after a kill mid-swap only best_model.old may be there
     if not cfg["RESUME"] or not best.is_file():
         return False
     diff = signature_diff(read_json(best).get("signature"), signature)

@@ -199,15 +199,17 @@ class FeaturesFamily:
     def load_runner(self, model_dir, arch, info):
         from models.gbm import GBMModel, as_logits
 
-        model = GBMModel.load(model_dir)
+        model = GBMModel.load(model_dir, n_outputs=1 if info["num_classes"] == 2 else info["num_classes"])
         return (lambda batch: as_logits(model.predict_proba(batch), info["num_classes"])), None
 
     def test_inputs(self, info, cfg, names, model_dir, log):
-        from utils.ecg_features import FEATURES_VERSION, features_for_records
+        from utils.ecg_features import FEATURE_NAMES, FEATURES_VERSION, features_for_records
 
-        if input_of(info).get("version") != FEATURES_VERSION:
-            raise ECGDataError(model_dir, f"measured with features version {input_of(info).get('version')}, this "
-                                          f"code measures version {FEATURES_VERSION}: retrain it")
+        inp = input_of(info)
+        if inp.get("version") != FEATURES_VERSION or inp.get("n_features") != len(FEATURE_NAMES):
+            raise ECGDataError(model_dir, f"trained on {inp.get('n_features')} measurements of features version "
+                                          f"{inp.get('version')}; this code measures {len(FEATURE_NAMES)} of version "
+                                          f"{FEATURES_VERSION}: retrain it")
         d = Path(cfg["DATA_DIR"])
         X, bad = features_for_records([d / "val" / f"{n}.mat" for n in names], cache_dir=d / FEATURE_CACHE)
         bad_names = {Path(p).stem: f"could not be read: {why}" for p, why in bad.items()}

@@ -7,6 +7,8 @@ per output (`gbm_<k>.txt`) and `gbm.json` saying which output is which: no pickl
 LightGBM over scikit-learn's HistGradientBoostingClassifier: on the PTB-XL bench it scored a Task 1 ROC AUC within
 noise (0.937 vs 0.945), a higher Task 2 macro AUC (0.942 vs 0.932), in about half the time (README).
 """
+import hashlib
+import inspect
 import json
 from pathlib import Path
 
@@ -53,8 +55,8 @@ class GBMModel:
             return clf.fit(X, y)
         X_fit, X_stop, y_fit, y_stop = train_test_split(X, y, test_size=EARLY_STOP_FRACTION, stratify=y,
                                                         random_state=self.seed)
-        return clf.fit(X_fit, y_fit, eval_set=[(X_stop, y_stop)],
-                       callbacks=[lgb.early_stopping(EARLY_STOP_ROUNDS, verbose=False)])
+        stop = {"eval_X": X_stop, "eval_y": y_stop} if _NEW_EVAL_API else {"eval_set": [(X_stop, y_stop)]}
+        return clf.fit(X_fit, y_fit, **stop, callbacks=[lgb.early_stopping(EARLY_STOP_ROUNDS, verbose=False)])
 
     def predict_proba(self, X):
         """(N, C) probability of each output being positive."""
@@ -65,40 +67,68 @@ class GBMModel:
         return np.stack(cols, axis=1)
 
     def save(self, directory):
-        """gbm.json (an entry per output: a model file or a constant) and gbm_<k>.txt, each written atomically."""
+        """gbm.json (an entry per output: a model file with its SHA-256, or a constant) and gbm_<k>.txt, each
+        written atomically."""
         directory = Path(directory)
         index = []
         for k, m in enumerate(self.models):
             if isinstance(m, float):
                 index.append({"constant": m})
                 continue
-            name = f"gbm_{k}.txt"
-            write_text(directory / name, m.booster_.model_to_string())  # the early-stopped best iteration
-            index.append({"file": name})
+            name, text = f"gbm_{k}.txt", m.booster_.model_to_string()  # the early-stopped best iteration
+            write_text(directory / name, text)
+            index.append({"file": name, "sha256": hashlib.sha256(text.encode()).hexdigest()})
         write_text(directory / INDEX_FILE, json.dumps({"n_outputs": self.n_outputs, "outputs": index}, indent=2) + "\n")
 
     @classmethod
-    def load(cls, directory):
+    def load(cls, directory, n_outputs=None):
+        """The model saved in `directory`; `n_outputs` (1 for Task 1, the classes for Task 2) is checked."""
         directory = Path(directory)
         path = directory / INDEX_FILE
         if not path.is_file():
             raise CheckpointError(f"{path}: not found (a features model directory holds {INDEX_FILE} and gbm_<k>.txt)")
-        try:
-            index = json.loads(path.read_text())
-            entries = index["outputs"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise CheckpointError(f"{path}: not a features model index ({e})") from None
-        model = cls(index.get("n_outputs", len(entries)))
-        for e in entries:
-            if "constant" in e:
-                model.models.append(float(e["constant"]))
-                continue
-            file = directory / str(e.get("file"))
-            try:
-                model.models.append(lgb.Booster(model_file=str(file)))
-            except lgb.basic.LightGBMError as err:
-                raise CheckpointError(f"{file}: not a LightGBM model ({str(err).splitlines()[0]})") from None
+        entries = _read_index(path, n_outputs)
+        model = cls(len(entries))
+        for k, e in enumerate(entries):
+            model.models.append(float(e["constant"]) if "constant" in e else _read_booster(directory / f"gbm_{k}.txt", e))
         return model
+
+
+def _read_index(path, n_outputs):
+    """gbm.json's entries, each {"constant": number} or {"file": "gbm_<k>.txt", "sha256": ...}, one per output."""
+    try:
+        entries = json.loads(path.read_text())["outputs"]
+        ok = isinstance(entries, list) and all(
+            isinstance(e, dict) and (isinstance(e.get("constant"), (int, float))
+                                     or (e.get("file") == f"gbm_{k}.txt" and isinstance(e.get("sha256"), str)))
+            for k, e in enumerate(entries))
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{path}: not a features model index (expected outputs: [{{\"file\": \"gbm_0.txt\", "
+                              f"\"sha256\": ...}} or {{\"constant\": p}}, ...]); retrain this model")
+    if n_outputs is not None and len(entries) != n_outputs:
+        raise CheckpointError(f"{path}: {len(entries)} outputs, its model.json's task needs {n_outputs}")
+    return entries
+
+
+def _read_booster(file, entry):
+    """A LightGBM text model, checked against the SHA-256 saved with it first: LightGBM's parser can crash the
+    whole process (not raise) on a file cut short, e.g. by a partial copy."""
+    try:
+        text = file.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{file}: cannot be read ({e})") from None
+    if hashlib.sha256(text.encode()).hexdigest() != entry["sha256"]:
+        raise CheckpointError(f"{file}: damaged or changed since train.py wrote it (its SHA-256 differs from "
+                              f"{INDEX_FILE}'s); copy the model directory again or retrain")
+    try:
+        return lgb.Booster(model_str=text)
+    except lgb.basic.LightGBMError as err:
+        raise CheckpointError(f"{file}: not a LightGBM model ({str(err).splitlines()[0]})") from None
+
+
+_NEW_EVAL_API = "eval_X" in inspect.signature(lgb.LGBMClassifier.fit).parameters  # LightGBM 4.7 renamed eval_set
 
 
 def as_logits(p, task_outputs):

@@ -84,6 +84,18 @@ def test_beats_and_premature_beats_of_a_synthetic_rhythm():
     assert get["n_beats"] == len(rr) + 1 and get["n_premature"] == 1 and get["n_premature_normal"] == 1
 
 
+def test_a_long_pause_keeps_its_few_beats():
+    """Three beats in 10 s (a pause), with and without noise: exactly three beats, not the noise between them."""
+    times = [1.0, 4.5, 8.0]
+    clean = synthetic(times)
+    noisy = clean + np.random.default_rng(1).normal(0, 0.02, clean.shape).astype(np.float32)
+    for sig in (clean, noisy):
+        get = dict(zip(ef.FEATURE_NAMES, ef.extract_features(sig)))
+        assert get["n_beats"] == 3 and get["hr"] == pytest.approx(60 / 3.5, abs=0.5)
+    one = dict(zip(ef.FEATURE_NAMES, ef.extract_features(synthetic([5.0]))))
+    assert one["n_beats"] == 1 and np.isfinite(one["qrs_dur"])  # one beat still has a shape to measure
+
+
 def test_flat_and_noise_records_do_not_raise():
     for sig in (np.zeros((12, N_SAMPLES), np.float32), np.full((12, N_SAMPLES), 2.5, np.float32)):
         get = dict(zip(ef.FEATURE_NAMES, ef.extract_features(sig)))
@@ -121,15 +133,16 @@ def counting(monkeypatch):
 def test_cache_is_reused(tmp_path, monkeypatch):
     paths = sorted(TRAIN.glob("*.mat"))[:3]
     X1, _ = ef.features_for_records(paths, cache_dir=tmp_path, progress=False)
-    files = sorted((tmp_path / ef.cache_key()).iterdir())
-    assert [f.name for f in files] == [f"{p.stem}.npy" for p in paths]  # no temporaries left
+    files = sorted((tmp_path / ef.cache_key() / "train").iterdir())
+    stamps = [f"{p.stem}.{p.stat().st_size}-{p.stat().st_mtime_ns}.npy" for p in paths]
+    assert [f.name for f in files] == stamps  # one file per record, no temporaries left
     monkeypatch.setattr(ef, "read_record", lambda path: pytest.fail("recomputed a cached record"))
     X2, bad = ef.features_for_records(paths, cache_dir=tmp_path, progress=False)
     assert bad == {}
     np.testing.assert_array_equal(X1, X2)
 
 
-def test_cache_is_invalidated_by_a_newer_mat_file_and_a_new_version(tmp_path, monkeypatch):
+def test_cache_is_invalidated_by_a_rewritten_record_another_split_and_a_new_version(tmp_path, monkeypatch):
     a, b = sorted(TRAIN.glob("*.mat"))[:2]
     rec = tmp_path / "data" / "rec.mat"
     rec.parent.mkdir()
@@ -140,19 +153,26 @@ def test_cache_is_invalidated_by_a_newer_mat_file_and_a_new_version(tmp_path, mo
     first, _ = ef.features_for_records([rec], cache_dir=cache, progress=False)
     ef.features_for_records([rec], cache_dir=cache, progress=False)
     assert len(calls) == 1
-    # another record written over it: newer than the cache, so measured again
+    # another record copied over it keeping an OLDER time (cp -p, unzip): its size/time differ, so measured again
+    old_time = rec.stat().st_mtime_ns - 10**9
     shutil.copy(b, rec)
-    cached = cache / ef.cache_key() / "rec.npy"
-    later = cached.stat().st_mtime_ns + 10**9
-    os.utime(rec, ns=(later, later))
+    os.utime(rec, ns=(old_time, old_time))
     again, _ = ef.features_for_records([rec], cache_dir=cache, progress=False)
     assert len(calls) == 2
     np.testing.assert_array_equal(again[0], want_b)
     assert not np.array_equal(again, first, equal_nan=True)
+    assert len(list((cache / ef.cache_key() / "data").iterdir())) == 1  # the stale entry is gone
+    # a record of the same name in another split folder is another record
+    other = tmp_path / "val" / "rec.mat"
+    other.parent.mkdir()
+    shutil.copy(a, other)
+    os.utime(other, ns=(old_time, old_time))
+    ef.features_for_records([other], cache_dir=cache, progress=False)
+    assert len(calls) == 3
     # a new FEATURES_VERSION measures into a new folder
     monkeypatch.setattr(ef, "FEATURES_VERSION", ef.FEATURES_VERSION + 1)
     ef.features_for_records([rec], cache_dir=cache, progress=False)
-    assert len(calls) == 3 and len(list(cache.iterdir())) == 2
+    assert len(calls) == 4 and len(list(cache.iterdir())) == 2
 
 
 def test_unreadable_record_is_reported_with_a_nan_row(tmp_path):
@@ -162,4 +182,4 @@ def test_unreadable_record_is_reported_with_a_nan_row(tmp_path):
     X, problems = ef.features_for_records([good, bad], cache_dir=tmp_path / "cache", progress=False)
     assert list(problems) == [str(bad)] and "truncated or corrupt" in problems[str(bad)]
     assert np.isnan(X[1]).all() and np.isfinite(X[0]).sum() > 0.9 * X.shape[1]
-    assert not (tmp_path / "cache" / ef.cache_key() / "truncated.npy").exists()
+    assert not list((tmp_path / "cache").rglob("truncated*"))

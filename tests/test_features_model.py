@@ -80,7 +80,7 @@ def test_features_model_task2(tiny_raw, tmp_path):
 
 
 def test_saved_model_reloads_to_the_probabilities_it_was_chosen_on(features_model, tiny_raw):
-    """The pickled model, loaded back, gives exactly the validation probabilities train.py wrote from the fitted one."""
+    """The saved model, loaded back, gives exactly the validation probabilities train.py wrote from the fitted one."""
     from models.gbm import GBMModel
     from utils.ecg_features import features_for_records
 
@@ -129,16 +129,19 @@ def test_a_record_without_r_peaks_is_still_measured_and_answered(features_model,
     assert 0 <= probs.loc["zz_flat", "p_abnormal"] <= 1
 
 
-def test_measurements_without_a_writable_cache_still_work(tmp_path, tiny_raw):
-    """A cache folder that cannot be made (here: under a file) warns and measures anyway."""
+def test_measurements_without_a_writable_cache_still_work(tmp_path, tiny_raw, caplog):
+    """A cache folder that cannot be made (here: under a file) warns once and measures anyway."""
     from utils.ecg_features import features_for_records
 
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("x")
     paths = sorted((tiny_raw / "val").glob("*.mat"))[:2]
-    X, bad = features_for_records(paths, cache_dir=blocker / "cache", progress=False)
+    with caplog.at_level("WARNING", logger="ecg"):
+        X, bad = features_for_records(paths, cache_dir=blocker / "cache", progress=False)
     want, _ = features_for_records(paths, progress=False)
     assert bad == {} and np.array_equal(X, want, equal_nan=True)
+    warned = [r.getMessage() for r in caplog.records if "cannot cache measurements" in r.getMessage()]
+    assert len(warned) == 1 and "measuring without a cache" in warned[0]
 
 
 def test_resume_refits_its_own_unfinished_model_and_refuses_other_settings(features_model, tmp_path):
@@ -166,7 +169,8 @@ def test_resume_refits_its_own_unfinished_model_and_refuses_other_settings(featu
 
 
 def test_a_damaged_model_file_is_a_clear_error(features_model, tiny_raw, tmp_path):
-    """The model is LightGBM's text format (no pickle: loading runs no code); a damaged file names itself."""
+    """The model is LightGBM's text format (no pickle: loading runs no code). A file cut short (LightGBM's own
+    parser would crash the process on it), a changed index or one for another task: one-line errors naming the file."""
     import shutil
 
     from models.gbm import GBMModel
@@ -176,10 +180,39 @@ def test_a_damaged_model_file_is_a_clear_error(features_model, tiny_raw, tmp_pat
     assert not list((out / "best_model").glob("*.pkl"))
     bad = tmp_path / "bad_model"
     shutil.copytree(out / "best_model", bad)
-    (bad / "gbm_0.txt").write_text("tree\nversion=v4\nnot a model\n")
-    with pytest.raises(CheckpointError, match=r"gbm_0.txt: not a LightGBM model"):
+    text = (bad / "gbm_0.txt").read_text()
+    (bad / "gbm_0.txt").write_text(text[: len(text) // 2])  # a partial copy
+    with pytest.raises(CheckpointError, match=r"gbm_0.txt: damaged or changed"):
         predict.main(["--data-dir", str(tiny_raw), "--model", str(bad), "--out", str(tmp_path / "a.csv"), "--num-workers", "0"])
+    index = json.loads((bad / "gbm.json").read_text())
+    for broken in ({"outputs": [1]}, {"outputs": "ab"}, {"outputs": [{"constant": "x"}]}, {"outputs": [{"file": "../x.txt", "sha256": "0"}]}):
+        (bad / "gbm.json").write_text(json.dumps(broken))
+        with pytest.raises(CheckpointError, match=r"gbm.json: not a features model index"):
+            GBMModel.load(bad)
+    (bad / "gbm.json").write_text(json.dumps({**index, "outputs": index["outputs"] + [{"constant": 0.5}]}))
+    with pytest.raises(CheckpointError, match=r"gbm.json: 2 outputs, its model.json's task needs 1"):
+        GBMModel.load(bad, n_outputs=1)
     (bad / "gbm.json").unlink()
     with pytest.raises(CheckpointError, match=r"gbm.json: not found"):
         GBMModel.load(bad)
-    assert len(GBMModel.load(out / "best_model").models) == 1  # the real one loads
+    assert len(GBMModel.load(out / "best_model", n_outputs=1).models) == 1  # the real one loads
+
+
+def test_gbm_early_stops_on_training_records_and_reloads_exactly(tmp_path):
+    """Unit check of models/gbm.py on synthetic measurements: a class with enough positives early-stops on a
+    hold-out of the training records, a rare one fits every tree, a one-valued one is a constant; all reload exactly."""
+    from models.gbm import GBMModel, MIN_FOR_EARLY_STOP
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 8)).astype(np.float32)
+    X[rng.random(X.shape) < 0.05] = np.nan  # missing measurements
+    common = (X[:, 0] + 0.5 * rng.normal(size=300) > 0).astype(int)
+    rare = np.zeros(300, int)
+    rare[np.argsort(-X[:, 1])[:MIN_FOR_EARLY_STOP - 5]] = 1
+    Y = np.column_stack([common, rare, np.zeros(300, int)])
+    m = GBMModel(3, seed=1).fit(X, Y)
+    assert m.models[0].best_iteration_ < 400 and m.models[1].n_estimators_ == 400 and m.models[2] == 0.0
+    m.save(tmp_path)
+    back = GBMModel.load(tmp_path, n_outputs=3)
+    np.testing.assert_allclose(back.predict_proba(X), m.predict_proba(X), rtol=1e-6, atol=1e-9)
+    assert back.predict_proba(X)[:, 0][common == 1].mean() > back.predict_proba(X)[:, 0][common == 0].mean() + 0.3

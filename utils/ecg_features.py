@@ -6,7 +6,8 @@ that is undefined (no beats, no T wave found, ...) is NaN, which the gradient-bo
 1. Filtering (zero phase): 0.5-40 Hz for morphology, 5-25 Hz for QRS detection, 4-9 Hz for f waves.
 2. R peaks: the 5-25 Hz energy summed over the 12 leads, smoothed over 100 ms, `find_peaks` with a 250 ms
    refractory period and a height of 0.3 x a robust reference (median of the taller half of the candidates, so
-   neither big ectopic beats nor small T waves set it); a T wave (small peak < 360 ms after a beat) is dropped, a
+   neither big ectopic beats nor small T waves set it), and at least 0.02 x the tallest (so a record of a few
+   beats, whose taller half is noise, does not count its noise); a T wave (small peak < 360 ms after a beat) is dropped, a
    long gap is searched again at half the height; each peak is moved to the maximum of the 20 ms energy.
 3. Rhythm: heart rate, RR mean/median/std/min/max, RMSSD, pNN50, coefficient of variation, entropy of the
    successive RR differences, fraction of RR changes > 15 %, premature beats (RR < 0.85 x local median, followed
@@ -28,6 +29,8 @@ that is undefined (no beats, no T wave found, ...) is NaN, which the gradient-bo
 """
 import hashlib
 import logging
+import re
+from glob import escape as glob_escape
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +80,7 @@ _INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 def extract_features(sig):
     """(12, N) mV at 500 Hz -> float32 (len(FEATURE_NAMES),), NaN where a measurement is undefined."""
-    raw = np.nan_to_num(np.asarray(sig, dtype=np.float64))
+    raw = np.nan_to_num(np.asarray(sig, dtype=np.float64), posinf=0.0, neginf=0.0)  # one bad sample must not blow up the sums
     if raw.ndim != 2 or len(raw) != len(LEADS):
         raise ValueError(f"expected ({len(LEADS)}, samples), got shape {raw.shape}")
     if raw.shape[1] < PRE + POST:  # not even one beat window (and too short for the filters' padding)
@@ -111,10 +114,10 @@ def detect_r_peaks(xq):
     if len(cand) == 0:
         return np.zeros(0, dtype=int)
     h = env[cand]
-    ref = np.median(np.sort(h)[len(h) // 2:])
-    if ref < 1e-4:  # flat record: no QRS energy at all (a real one is ~1 mV^2)
+    if h.max() < 1e-4:  # flat record: no QRS energy at all (a real one is ~1 mV^2)
         return np.zeros(0, dtype=int)
-    thr = 0.3 * ref
+    # with few beats (a pause) the taller half of the candidates is mostly noise: the tallest one sets a floor
+    thr = max(0.3 * np.median(np.sort(h)[len(h) // 2:]), 0.02 * h.max())
     peaks = _drop_t_waves(cand[h > thr], env)
     peaks = _search_back(peaks, cand, env, 0.5 * thr)
     return _refine(peaks, uniform_filter1d(e, _n(20)))
@@ -461,18 +464,28 @@ def cache_key():
     return f"v{FEATURES_VERSION}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
-def _load_cached(cached, mat):
-    """The cached row if it is newer than the MAT file and well-formed, else None."""
+def _cache_file(folder, mat):
+    """<folder>/<split>/<stem>.<size>-<mtime_ns>.npy: a record of another split, or rewritten (even with an older
+    time, as `cp -p` or unzip leave it), or of another size, has another name, so it is measured again."""
+    st = mat.stat()
+    return folder / mat.parent.name / f"{mat.stem}.{st.st_size}-{st.st_mtime_ns}.npy"
+
+
+def _load_cached(cached):
+    """The cached row if it is there and well-formed, else None."""
     try:
-        if cached.stat().st_mtime_ns <= mat.stat().st_mtime_ns:
-            return None
         row = np.load(cached, allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None
     return row if row.shape == (len(FEATURE_NAMES),) and row.dtype == np.float32 else None
 
 
-def _save_cached(cached, row):
+def _save_cached(cached, row, stem):
+    """Write the row atomically and remove the record's older entries (its other sizes and times)."""
+    mine = re.compile(rf"{re.escape(stem)}\.\d+-\d+\.npy")
+    for old in cached.parent.glob(f"{glob_escape(stem)}.*.npy"):
+        if old != cached and mine.fullmatch(old.name):
+            old.unlink(missing_ok=True)
     # np.save appends ".npy" to a path without it (atomic_path's temporary ends in .tmp): give it a file object
     with atomic_path(cached) as tmp, open(tmp, "wb") as f:
         np.save(f, row)
@@ -482,15 +495,19 @@ def features_for_records(paths, cache_dir=None, progress=True):
     """Measurements of the MAT files `paths` -> (float32 (N, F), {path: problem} of unreadable records).
 
     An unreadable record gets a row of NaN. With `cache_dir`, each record's row is kept as
-    `<cache_dir>/<cache_key()>/<stem>.npy` and reused while it is newer than the MAT file.
+    `<cache_dir>/<cache_key()>/<split folder>/<stem>.<size>-<mtime_ns>.npy` and reused while the MAT file keeps
+    that size and modification time.
     """
     paths = [Path(p) for p in paths]
     X = np.full((len(paths), len(FEATURE_NAMES)), np.nan, dtype=np.float32)
     bad = {}
     folder = Path(cache_dir) / cache_key() if cache_dir is not None else None
     for i, path in enumerate(tqdm(paths, desc="ECG measurements", unit="rec", leave=False, disable=not progress)):
-        cached = folder / f"{path.stem}.npy" if folder is not None else None
-        row = _load_cached(cached, path) if cached is not None else None
+        try:
+            cached = _cache_file(folder, path) if folder is not None else None
+        except OSError:  # the record is missing: read_record says so below
+            cached = None
+        row = _load_cached(cached) if cached is not None else None
         if row is None:
             try:
                 sig = read_record(path)
@@ -500,7 +517,7 @@ def features_for_records(paths, cache_dir=None, progress=True):
             row = extract_features(sig)
             if cached is not None:
                 try:
-                    _save_cached(cached, row)
+                    _save_cached(cached, row, path.stem)
                 except OSError as e:  # a read-only data folder: measure every time rather than fail
                     log.warning(f"{folder}: cannot cache measurements there ({e.strerror}); measuring without a cache")
                     folder = None

@@ -38,8 +38,7 @@ def fuse(member_probs, weights, names):
         have = [(w, p[n]) for w, p in zip(weights, member_probs) if n in p]
         if have:
             ws = np.array([w for w, _ in have], dtype=np.float64)
-            if (ws.sum(axis=0) <= 0).any():  # every member that read it has weight 0 (for some output)
-                ws = np.ones_like(ws)
+            ws[..., ws.sum(axis=0) <= 0] = 1.0  # every member that read it has weight 0 (for that output): equal
             out[n] = sum(w * np.asarray(p, dtype=np.float64) for w, p in zip(ws, (p for _, p in have))) / ws.sum(axis=0)
     return out
 
