@@ -66,7 +66,7 @@ def test_fixed_scale_no_per_record_normalisation():
     extent = lambda m: np.ptp(np.nonzero(m[: band_edges(640, 12)[1]].any(axis=1))[0])  # noqa: E731
     px_per_mv = (640 / 12) / 4.0  # the same for every record
     for amplitude in (0.5, 1.0, 1.5):
-        assert extent(render_mask(amplitude * wave)) == pytest.approx(2 * amplitude * px_per_mv, abs=2)
+        assert extent(render_mask(amplitude * wave, mv_range=4.0, line_width=1)) == pytest.approx(2 * amplitude * px_per_mv, abs=2)
 
 
 def test_layout_6x2(sig):

@@ -30,7 +30,7 @@ def _trace_columns(y, width):
     return np.minimum(lo, prev), np.maximum(hi, prev)
 
 
-def render_mask(sig, size=640, line_width=1, layout="12x1", mv_range=4.0, scale="fixed"):
+def render_mask(sig, size=640, line_width=2, layout="12x1", mv_range=2.0, scale="fixed"):
     """Boolean (size, size) ink mask of `sig` (12, n) in mV. Each band spans `mv_range` mV top to bottom, or
     (scale "per-lead", as the original's matplotlib subplots drew them) each lead's own range."""
     n_rows, n_cols = LAYOUTS[layout]
@@ -62,6 +62,6 @@ def render_mask(sig, size=640, line_width=1, layout="12x1", mv_range=4.0, scale=
     return mask
 
 
-def render_image(sig, size=640, line_width=1, layout="12x1", mv_range=4.0, scale="fixed"):
+def render_image(sig, size=640, line_width=2, layout="12x1", mv_range=2.0, scale="fixed"):
     """Bilevel PIL image (mode '1'): black ink on white."""
     return Image.fromarray(~render_mask(sig, size, line_width, layout, mv_range, scale))
