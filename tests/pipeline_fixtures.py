@@ -23,7 +23,8 @@ def tiny_dataset(tiny_raw, tmp_path_factory):
     import process
 
     out = tmp_path_factory.mktemp("dataset")
-    process.main(["--data-dir", str(tiny_raw), "--out-dir", str(out), "--size", "64", "--workers", "1"])
+    # 64 px: 12 bands of 5 px, where the default 2 px line would fill half a band; 1 px as at full size
+    process.main(["--data-dir", str(tiny_raw), "--out-dir", str(out), "--size", "64", "--line-width", "1", "--workers", "1"])
     return out
 
 
@@ -61,7 +62,7 @@ def tiny_damaged(tiny_raw, tmp_path_factory):
     good = (raw / "val" / "ptbxl_00108.mat").read_bytes()
     (raw / "val" / "zz_truncated.mat").write_bytes(good[: len(good) // 3])
     ds = tmp_path_factory.mktemp("damaged_ds")
-    process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", "--workers", "1"])
+    process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", "--line-width", "1", "--workers", "1"])
     return raw, ds
 
 
