@@ -7,6 +7,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from utils.runtime import load_before_paddle  # noqa: E402
+
+load_before_paddle()  # test modules import paddle before the scripts do (see utils/runtime.py)
+
 from pipeline_fixtures import tiny_damaged, tiny_dataset, tiny_raw, tiny_signal, tiny_trained, tiny_trained2  # noqa: E402,F401
 
 

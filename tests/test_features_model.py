@@ -216,3 +216,18 @@ def test_gbm_early_stops_on_training_records_and_reloads_exactly(tmp_path):
     back = GBMModel.load(tmp_path, n_outputs=3)
     np.testing.assert_allclose(back.predict_proba(X), m.predict_proba(X), rtol=1e-6, atol=1e-9)
     assert back.predict_proba(X)[:, 0][common == 1].mean() > back.predict_proba(X)[:, 0][common == 0].mean() + 0.3
+
+
+def test_lightgbm_is_loaded_before_paddle():
+    """On Paddle 2.6, `import paddle` then `import lightgbm` crashes the process (a zlib symbol clash):
+    configure_cpu_threads, which every script calls before importing Paddle, loads LightGBM first. In a fresh
+    interpreter (this one has both loaded already); on Paddle 3 the bare sequence happens not to crash."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("from utils.runtime import configure_cpu_threads\nconfigure_cpu_threads()\nimport paddle\nimport lightgbm\n"
+            "import train, predict\nfrom models.gbm import GBMModel\nprint('ok')")
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]

@@ -23,6 +23,16 @@ def configure_cpu_threads():
         amd = False
     if amd:
         os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")  # MKL otherwise takes its slow path on AMD CPUs
+    load_before_paddle()
+
+
+def load_before_paddle():
+    """Load LightGBM's native library before Paddle's: on Paddle 2.6, `import paddle` followed by `import lightgbm`
+    crashes the process (a segmentation fault in zlib's inflateReset2, a clash of the libraries' bundled symbols)."""
+    import importlib.util
+
+    if importlib.util.find_spec("lightgbm") is not None:
+        import lightgbm  # noqa: F401
 
 
 def select_device(requested="auto", log=None):
