@@ -21,20 +21,21 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-from paddle.io import DataLoader  # noqa: E402
 import pandas as pd  # noqa: E402
+from paddle.io import DataLoader  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from models.families import arch_of, family_of, input_of, list_test_records  # noqa: E402
+from models.families import Sources, family_of, list_test_records  # noqa: E402
 from models.inference import InferencePredictor, export_model, is_exported  # noqa: E402
+from utils.artifacts import ModelCard  # noqa: E402
 from utils.atomic import atomic_path, resolve_dir, write_text  # noqa: E402
-from utils.checkpoint import CheckpointError, read_model_info  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
-from utils.fusion import fit_weights, fuse, out_of_fold_fusion, parse_weights, read_out_of_fold  # noqa: E402
-from utils.metrics import fmt  # noqa: E402
-from utils.plots import plot_per_class  # noqa: E402
+from utils.errors import CheckpointError, ConfigError  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
-from utils.tasks import get_task  # noqa: E402
+from utils.scoring.fusion import fit_weights, fuse, out_of_fold_fusion, parse_weights, read_out_of_fold  # noqa: E402
+from utils.scoring.metrics import fmt  # noqa: E402
+from utils.scoring.plots import plot_per_class  # noqa: E402
+from utils.scoring.tasks import get_task  # noqa: E402
 
 # -- configuration (every constant is also a flag: MODEL -> --model) -----------------------------------------
 TASK = 1  # 1: answer.csv holds name,tag | 2: header-less rows name,i1,i2,... (the model must be of this task)
@@ -53,16 +54,16 @@ TENSORRT = False  # exported models on GPU: use TensorRT
 # ------------------------------------------------------------------------------------------------------------
 
 
-def load_predictor(model_dir, info, device, log, tensorrt=False):
+def load_predictor(model_dir, card, task, device, log, tensorrt=False):
     """A function batch -> logits (an exported model via Paddle Inference, else the family's own loader) and the
     dygraph model (None for an exported or a non-network model)."""
     if is_exported(model_dir):
         pred = InferencePredictor(model_dir, device, tensorrt=tensorrt)
-        log.info(f"model: exported {model_dir} ({arch_of(info)}) via Paddle Inference on {pred.device}")
+        log.info(f"model: exported {model_dir} ({card.arch}) via Paddle Inference on {pred.device}")
         return pred, None
-    run, model = family_of(info).load_runner(model_dir, arch_of(info), info)
-    log.info(f"model: {model_dir} ({arch_of(info)}, task {info.get('task', 1)}, iter {info.get('iter')}, validation "
-             f"{info.get('selected_by', 'F1')} {fmt(info.get('best_metric'))}) on {device}")
+    run, model = family_of(card).load_runner(model_dir, card, task)
+    log.info(f"model: {model_dir} ({card.arch}, task {card.task}, iter {card.iter}, validation {card.selected_by} "
+             f"{fmt(card.best_metric)}) on {device}")
     return run, model
 
 
@@ -75,33 +76,34 @@ def predict_probs(run, task, dataset, batch_size, num_workers, desc="predict"):
     return np.concatenate(probs) if probs else np.zeros(0)
 
 
-def load_model_info(model_dir, task):
-    """model.json of a model made for this task (a clear error for the other task's model)."""
+def load_card(model_dir, task):
+    """(model directory, its card), for a model made for this task (a clear error for the other task's model)."""
     model_dir = resolve_dir(model_dir)
     if not model_dir.is_dir():
         raise CheckpointError(f"{model_dir}: model directory not found (train.py writes output/best_model)")
-    info = read_model_info(model_dir)
-    trained = info.get("task", 1)
-    if trained != task.number or info.get("num_classes") != task.num_outputs:
-        raise CheckpointError(f"{model_dir}: a Task {trained} model ({info.get('num_classes')} outputs), but this run is "
-                              f"--task {task.number} ({task.num_outputs} outputs); pass --task {trained} or a Task {task.number} model")
-    return model_dir, info
+    card = ModelCard.read(model_dir)
+    if card.task != task.number or card.num_classes != task.num_outputs:
+        raise CheckpointError(f"{model_dir}: a Task {card.task} model ({card.num_classes} outputs), but this run is "
+                              f"--task {task.number} ({task.num_outputs} outputs); pass --task {card.task} or a Task "
+                              f"{task.number} model")
+    return model_dir, card
 
 
 def check_same_task(model_dirs):
     """Fused models must answer the same task: name each member's when they do not."""
-    tasks = {str(d): read_model_info(resolve_dir(d)).get("task", 1) for d in model_dirs}
+    tasks = {str(d): ModelCard.read(d).task for d in model_dirs}
     if len(set(tasks.values())) > 1:
         raise CheckpointError(f"{', '.join(tasks)}: cannot fuse models of different tasks ("
                               + ", ".join(f"{d}: Task {t}" for d, t in tasks.items()) + ")")
 
 
-def predict_member(model_dir, info, task, cfg, names, device, log):
+def predict_member(model_dir, card, task, cfg, names, device, log):
     """{name: probability} of one model over the test records it can read, {name: why not} for the others, and
     the dygraph model (None for an exported one)."""
-    dataset, have, missing = family_of(info).test_inputs(info, cfg, names, model_dir, log)
-    run, model = load_predictor(model_dir, info, device, log, cfg["TENSORRT"])
-    probs = predict_probs(run, task, dataset, cfg["BATCH_SIZE"], cfg["NUM_WORKERS"], f"predict {arch_of(info)}")
+    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]))
+    dataset, have, missing = family_of(card).test_inputs(card, src, names, model_dir, log)
+    run, model = load_predictor(model_dir, card, task, device, log, cfg["TENSORRT"])
+    probs = predict_probs(run, task, dataset, cfg["BATCH_SIZE"], cfg["NUM_WORKERS"], f"predict {card.arch}")
     return dict(zip(have, probs)), missing, model
 
 
@@ -111,7 +113,7 @@ def fusion_weights(text, members, task, log):
         return parse_weights(text, len(members)), None
     if len(members) == 1:
         return np.ones(1), None
-    groups = [arch_of(info) for _, info in members]
+    groups = [card.arch for _, card in members]
     weights, per_group, n = fit_weights(read_out_of_fold([d for d, _ in members], task), groups, task)
     log.info(f"--weights auto: fitted on {n} out-of-fold records validated by every family: "
              + ", ".join(f"{g} {np.round(w, 3).tolist()}" for g, w in per_group.items())
@@ -122,11 +124,11 @@ def fusion_weights(text, members, task, log):
 def fusion_thresholds(model_dirs, weights, task, log, groups=None):
     """The fusion's thresholds, tuned on the members' fused out-of-fold predictions, and their scores there."""
     names, y, probs = out_of_fold_fusion(read_out_of_fold(model_dirs, task), weights, task, groups)
-    metrics, rec, lines, thresholds = task.evaluate(y, probs)
+    result = task.evaluate(y, probs)
     log.info(f"fusion thresholds tuned on {len(names)} out-of-fold validation records of the members:")
-    for line in lines:
-        log.info(line.replace("[EVAL] ", "  ").replace("{loss}, ", ""))
-    return thresholds, {"n": len(names), **rec}
+    for line in result.lines(prefix="  "):
+        log.info(line)
+    return result.thresholds, {"n": len(names), **result.record}
 
 
 def score(task, cfg, names, probs, thresholds, fallback):
@@ -149,30 +151,29 @@ def main(argv=None):
     dirs = [cfg["MODEL"]] if isinstance(cfg["MODEL"], str) else list(cfg["MODEL"])
     if len(dirs) > 1:
         check_same_task(dirs)
-    members = [load_model_info(d, task) for d in dirs]
+    members = [load_card(d, task) for d in dirs]
     weights, fitted = fusion_weights(cfg["WEIGHTS"], members, task, log)
     if cfg["EXPORT"] and len(members) > 1:
-        raise CheckpointError("--export saves one model: pass a single --model")
+        raise ConfigError("--export saves one model: pass a single --model")
     names = list_test_records(cfg["DATA_DIR"])
 
     results = []
-    for model_dir, info in members:
-        probs, missing, model = predict_member(model_dir, info, task, cfg, names, device, log)
-        results.append({"dir": model_dir, "info": info, "probs": probs, "missing": missing})
+    for model_dir, card in members:
+        probs, missing, model = predict_member(model_dir, card, task, cfg, names, device, log)
+        results.append({"dir": model_dir, "card": card, "probs": probs, "missing": missing})
         if cfg["EXPORT"]:
             if model is None:
                 raise CheckpointError(f"{model_dir}: --export needs a train.py network model directory (not an "
                                       f"exported one, nor a features model, which has no network)")
-            export_model(model, cfg["EXPORT"], family_of(info).input_spec(input_of(info)), info)
+            export_model(model, cfg["EXPORT"], family_of(card).input_spec(card.input), card)
             log.info(f"exported static inference model to {cfg['EXPORT']}")
 
-    info0 = members[0][1]
-    fallback = info0.get("fallback_answer", info0.get("majority_class", 1))
+    fallback = members[0][1].fallback_answer
     if len(members) == 1:
-        thresholds, oof = info0.get("thresholds", info0.get("threshold", 0.5)), None
+        thresholds, oof = members[0][1].thresholds, None
         probs = results[0]["probs"]
     else:
-        thresholds, oof = fusion_thresholds([d for d, _ in members], weights, task, log, [arch_of(i) for _, i in members])
+        thresholds, oof = fusion_thresholds([d for d, _ in members], weights, task, log, [c.arch for _, c in members])
         probs = fuse([r["probs"] for r in results], weights, names)
     answers, metrics, lines = score(task, cfg, names, probs, thresholds, fallback)
     missing = {n: "; ".join(f"{r['dir'].name if len(results) == 1 else r['dir']}: {r['missing'][n]}" for r in results
@@ -220,9 +221,9 @@ def score_members(task, cfg, names, results, fused_metrics, log):
     """Each member scored alone (its own thresholds) beside the fusion: a table in the log, a list in the report."""
     rows = []
     for r in results:
-        info = r["info"]
-        _, m, _ = score(task, cfg, names, r["probs"], info.get("thresholds", 0.5), info.get("fallback_answer", 1))
-        rows.append({"model": str(r["dir"]), "arch": arch_of(info), "metrics": m})
+        card = r["card"]
+        _, m, _ = score(task, cfg, names, r["probs"], card.thresholds, card.fallback_answer)
+        rows.append({"model": str(r["dir"]), "arch": card.arch, "metrics": m})
     keys = task.headline
     log.info(f"{'model':<50} " + " ".join(f"{k:>10}" for k in keys))
     for label, m in [(f"{r['model']} ({r['arch']})", r["metrics"]) for r in rows] + [("fusion", fused_metrics)]:

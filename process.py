@@ -8,17 +8,25 @@ outcome) and render_config.json. A bad record is skipped and reported; the rest 
 """
 import json
 import os
-import sys
 from multiprocessing import Pool
 from pathlib import Path
 
 import pandas as pd
 from tqdm import tqdm
 
+from utils.artifacts import PROCESS_REPORT, RENDER_CONFIG
 from utils.atomic import atomic_path, write_text
-from utils.config import parse_config, script_constants
-from utils.ecg_io import ECGDataError, list_records, read_record, read_reference, read_reference_task2, write_reference, write_reference_task2
-from utils.render import LAYOUTS, SCALES, render_image
+from utils.config import flag_name, parse_config, script_constants
+from utils.ecg.io import (
+    list_records,
+    read_record,
+    read_reference,
+    read_reference_task2,
+    write_reference,
+    write_reference_task2,
+)
+from utils.errors import ConfigError, ECGDataError
+from utils.inputs.render import LAYOUTS, SCALES, render_image
 from utils.runtime import run_script
 
 # -- configuration (every constant is also a command-line flag: DATA_DIR -> --data-dir) --------------------
@@ -81,14 +89,14 @@ def main(argv=None):
                        choices={"LAYOUT": sorted(LAYOUTS), "SCALE": SCALES})
     data_dir, out_dir = Path(cfg["DATA_DIR"]), Path(cfg["OUT_DIR"])
     if not (data_dir / "train").is_dir() and not (data_dir / "val").is_dir():
-        sys.exit(f"error: {data_dir} has neither train/ nor val/ (expected the competition layout)")
+        raise ECGDataError(data_dir, "has neither train/ nor val/ (expected the competition layout)")
     for key in ("SIZE", "LINE_WIDTH", "WORKERS"):
         if cfg[key] < 1:
-            sys.exit(f"error: --{key.lower().replace('_', '-')} must be >= 1")
+            raise ConfigError(f"{flag_name(key)} must be >= 1, got {cfg[key]}")
 
     # Pictures are "up to date" only if drawn with the same settings: on a change, re-render everything.
     settings = {k.lower(): cfg[k] for k in ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE", "SCALE")}
-    cfg_path = out_dir / "render_config.json"
+    cfg_path = out_dir / RENDER_CONFIG
     try:
         prev = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
     except ValueError:
@@ -113,7 +121,7 @@ def main(argv=None):
         for name in refs["name"][~refs["name"].isin(have)]:
             report.append(("train", name, "failed", f"listed in trainreference.csv but {data_dir / 'train' / name}.mat is missing"))
     if not jobs:
-        sys.exit(f"error: no .mat records in {data_dir / 'train'} or {data_dir / 'val'}")
+        raise ECGDataError(data_dir, "no .mat records in train/ or val/")
 
     workers = min(cfg["WORKERS"], len(jobs))
     pool = Pool(workers) if workers > 1 else None  # --workers 1: no processes, easier to debug
@@ -129,7 +137,7 @@ def main(argv=None):
             pool.join()
 
     rep = pd.DataFrame(report, columns=["split", "name", "status", "detail"]).sort_values(["split", "name"])
-    with atomic_path(out_dir / "process_report.csv") as tmp:
+    with atomic_path(out_dir / PROCESS_REPORT) as tmp:
         rep.to_csv(tmp, index=False)
     ok = set(rep["name"][(rep["split"] == "train") & (rep["status"] != "failed")])
     if refs is not None:
@@ -145,12 +153,12 @@ def main(argv=None):
           f"failed {counts.get('failed', 0)} (train {len(list_records(data_dir / 'train'))}, "
           f"test {len(list_records(data_dir / 'val'))} records) -> {out_dir}")
     if counts.get("failed", 0):
-        print(f"failed records are listed in {out_dir / 'process_report.csv'}")
+        print(f"failed records are listed in {out_dir / PROCESS_REPORT}")
     if cfg["PREVIEW"] > 0 and refs is not None:
         path = write_preview(out_dir, refs, cfg["PREVIEW"])
         print(f"preview: {path}")
     if counts.get("failed", 0) == len(rep):
-        sys.exit("error: every record failed")
+        raise ECGDataError(out_dir / PROCESS_REPORT, "every record failed")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from utils.ecg_features import FEATURE_NAMES, extract_features  # noqa: E402
-from utils.ecg_io import FS, LEADS, read_record  # noqa: E402
+from utils.ecg.io import FS, LEADS, read_record  # noqa: E402
+from utils.ecg.measurements import FEATURE_NAMES, extract_features  # noqa: E402
 
 
 def per_record(fn, signals):

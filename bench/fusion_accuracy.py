@@ -28,7 +28,7 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 configure_cpu_threads()  # before paddle is imported: the scripts we start inherit the environment
 
 from bench.ptbxl_accuracy import BENCH_DEFAULTS, family, is_picture  # noqa: E402
-from utils.metrics import fmt  # noqa: E402
+from utils.scoring.metrics import fmt  # noqa: E402
 
 IMAGE_SIZE = 160
 

@@ -21,7 +21,7 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 
 configure_cpu_threads()
 
-from utils.metrics import fmt  # noqa: E402
+from utils.scoring.metrics import fmt  # noqa: E402
 
 SETTINGS = {  # name: process.py flags
     "fixed 4 mV, 1 px (before)": "--mv-range 4 --line-width 1",

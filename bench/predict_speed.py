@@ -42,8 +42,8 @@ def main():
     from models import build_model
     from models.inference import InferencePredictor, export_model
     from transforms import build_transforms
-    from utils.data import ECGImageDataset
-    from utils.ecg_io import list_records
+    from utils.ecg.io import list_records
+    from utils.inputs.pictures import ECGImageDataset
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_predict_"))
     process.main(["--data-dir", str(ROOT / "dataset" / "sample"), "--out-dir", str(tmp / "ds"), "--size", str(a.image_size)])

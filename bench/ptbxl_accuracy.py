@@ -33,8 +33,8 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 
 configure_cpu_threads()  # before paddle is imported (below): it would pin OMP_NUM_THREADS=1 for the scripts we start
 
-from utils.metrics import fmt  # noqa: E402
-from utils.tasks import per_class_lines  # noqa: E402
+from utils.scoring.metrics import fmt  # noqa: E402
+from utils.scoring.tasks import per_class_lines  # noqa: E402
 
 
 def stage(name, args, times):

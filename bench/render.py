@@ -23,7 +23,7 @@ import matplotlib  # noqa: E402
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from utils.ecg_io import list_records, read_record  # noqa: E402
+from utils.ecg.io import list_records, read_record  # noqa: E402
 
 
 def seed_render(mat, png):

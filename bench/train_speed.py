@@ -41,8 +41,8 @@ def main():
     import process
     import train
     from transforms import build_transforms
-    from utils.data import ECGImageDataset
-    from utils.ecg_io import read_reference
+    from utils.ecg.io import read_reference
+    from utils.inputs.pictures import ECGImageDataset
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_train_speed_"))
     ds_dir = tmp / "dataset"

@@ -1,3 +1,3 @@
-from .resnet import PretrainedWeightsError, build_model, imagenet_weights_available, load_pretrained
+from .resnet import build_model, imagenet_weights_available, load_pretrained
 
-__all__ = ["PretrainedWeightsError", "build_model", "imagenet_weights_available", "load_pretrained"]
+__all__ = ["build_model", "imagenet_weights_available", "load_pretrained"]

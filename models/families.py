@@ -1,49 +1,104 @@
-"""Model families: everything that differs between a picture model and a signal model, in one place. train.py
-and predict.py ask `get_family(arch)` (or `family_of(model.json)`) and never branch on the architecture.
+"""Model families: everything that differs between a picture model, a signal model and a measurements model, in one
+place. train.py and predict.py ask `get_family(arch)` (or `family_of(card)`) and never branch on the architecture.
 
 - picture (`resnet18/34/50/101`): reads process.py's pictures (DATASET_DIR), ImageNet-style input (3, S, S).
-- signal (`resnet1d`): reads the MAT records themselves (DATA_DIR), preprocessed as `utils.signal` says, (12, L).
-- features (`features`): ECG measurements of the MAT records (utils/ecg_features.py), gradient-boosted trees
-  (models/gbm.py, LightGBM); fitted at once, no iterations (`iterative = False`).
+- signal (`resnet1d`): reads the MAT records themselves (DATA_DIR), preprocessed as utils/inputs/signals.py says.
+- features (`features`): ECG measurements of the MAT records (utils/ecg/), gradient-boosted trees (models/gbm.py);
+  fitted at once, no iterations.
 
-model.json records `arch` and `input` (the picture size and render settings, or the signal preprocessing), so
-predict.py feeds each model what it was trained on.
+Families hold no data: `labels` returns what it read (a Labelled), which the other methods take back. The model
+card's `arch` and `input` (picture size and render settings, signal preprocessing, measurement version) let
+predict.py feed each model what it was trained on.
 """
 import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from transforms import build_transforms
 from transforms.signal_augment import build_signal_transforms
-from utils.data import ECGImageDataset, read_render_config
-from utils.ecg_io import ECGDataError, list_records
-from utils.errors import ConfigError
-from utils.render import LAYOUTS
-from utils.signal import SCALE_RECORDS, ECGSignalDataset, default_preprocess, fit_scale, load_signals
+from utils.artifacts import FEATURE_CACHE, MODEL_FILE, load_weights
+from utils.ecg.io import list_records
+from utils.errors import ConfigError, ECGDataError
+from utils.inputs.pictures import ECGImageDataset, check_render_settings, read_failures, read_render_config
+from utils.inputs.render import LAYOUTS
+from utils.inputs.signals import SCALE_RECORDS, ECGSignalDataset, default_preprocess, fit_scale, load_signals
 
 from .resnet import PICTURE_ARCHS, build_model, load_pretrained
 from .resnet1d import resnet1d
 
 log = logging.getLogger("ecg")
-# Render settings whose change alters what a picture shows (band placement, mV per pixel, stroke): a model
-# trained on one cannot read the other. Only the size may differ: pictures are resized to the model's input anyway.
-FATAL_RENDER_KEYS = ("layout", "mv_range", "line_width", "scale")
-RENDER_DEFAULTS = {"scale": "fixed"}  # settings added later: what pictures drawn before them used
 
 
-class NetworkFamily:
-    """What the Paddle networks share: trained by train.py's loop, loaded as dygraph models."""
+@dataclass(frozen=True)
+class Sources:
+    """Where the families find their inputs: the raw records (DATA_DIR/train, /val) and process.py's pictures
+    (DATASET_DIR/train, /val)."""
+
+    data_dir: Path
+    dataset_dir: Path
+
+
+@dataclass
+class Labelled:
+    """The labelled training records a family can read: `refs` (DataFrame name, y) from `label_file` and, for a
+    family that reads every record up front, `inputs` {name: prepared input}."""
+
+    label_file: Path
+    refs: pd.DataFrame
+    inputs: dict = None
+
+
+class Family(ABC):
+    """What every family provides to train.py and predict.py."""
+
+    name: str  # picture | signal | features
+    iterative: bool  # trained by train.py's loop (networks), or fitted at once
+
+    @abstractmethod
+    def labels(self, task, src, log):
+        """Labelled: the training records of `src` listed in the task's label file that this family can read
+        (unreadable ones left out with a warning)."""
+
+    @abstractmethod
+    def input_spec(self, inp):
+        """The model's input shape, [None, ...], from its card's `input`."""
+
+    @abstractmethod
+    def test_inputs(self, card, src, names, model_dir, log):
+        """(what the runner reads: a dataset or a list, the names it covers, {name: why not} for the others)."""
+
+    @abstractmethod
+    def load_runner(self, model_dir, card, task):
+        """(a function batch -> logits, the dygraph network or None) of a saved model directory."""
+
+    def read_records(self, task, src):
+        """(label file, the task's labels of the training records in `src.data_dir/train`, MAT files)."""
+        path = Path(src.data_dir) / task.label_file
+        return path, task.read_labels(path, data_dir=Path(src.data_dir) / "train", ext=".mat")
+
+
+class NetworkFamily(Family):
+    """Paddle networks: trained by train.py's loop, saved as weights."""
 
     iterative = True
+    optimizer: str  # the optimizer of OPTIMIZER auto
 
-    def load_runner(self, model_dir, arch, info):
-        """(batch -> logits, the dygraph model) of a train.py model directory."""
+    @abstractmethod
+    def datasets(self, task, labelled, train_df, val_df, src, image_size, log):
+        """(augmented training dataset, plain validation dataset, the card's `input`)."""
+
+    @abstractmethod
+    def build(self, arch, num_outputs, pretrained):
+        """A new network (`pretrained`: auto, none or a weights file)."""
+
+    def load_runner(self, model_dir, card, task):
         import paddle
 
-        from utils.checkpoint import MODEL_FILE, load_weights
-
-        model = self.build(arch, info["num_classes"], "none")
+        model = self.build(card.arch, card.num_classes, "none")
         load_weights(model, Path(model_dir) / MODEL_FILE, "model")
         model.eval()
 
@@ -53,25 +108,36 @@ class NetworkFamily:
         return run, model
 
 
+class FittedFamily(Family):
+    """Models fitted at once on every training record (no iterations, no checkpoints)."""
+
+    iterative = False
+
+    @abstractmethod
+    def fit(self, task, labelled, train_df, val_df, seed, log):
+        """(fitted model with .save(directory), validation probabilities as task.probs gives them, card `input`)."""
+
+    @abstractmethod
+    def importance(self, model, task, labelled, val_df, labels, repeats):
+        """DataFrame class, feature, importance, std: what the model's validation score rests on."""
+
+
 class PictureFamily(NetworkFamily):
-    """Pictures rendered by process.py (DATASET_DIR/train, DATASET_DIR/val), ResNets from paddle.vision."""
+    """Pictures rendered by process.py, ResNets from paddle.vision."""
 
     name, optimizer = "picture", "momentum"  # the original design: Momentum fine-tuning of an ImageNet backbone
 
-    def labels(self, cfg, task, log):
-        """The labelled training records: process.py's label file, every row with its picture."""
-        d = Path(cfg["DATASET_DIR"])
-        return task.read_labels(d / task.label_file, data_dir=d / "train", ext=".png")
+    def labels(self, task, src, log):
+        path = Path(src.dataset_dir) / task.label_file
+        return Labelled(path, task.read_labels(path, data_dir=Path(src.dataset_dir) / "train", ext=".png"))
 
-    def datasets(self, cfg, task, train_df, val_df, log):
-        """(augmented training dataset, plain validation dataset, model.json `input`)."""
-        render = read_render_config(cfg["DATASET_DIR"])
-        img_dir = Path(cfg["DATASET_DIR"]) / "train"
-        size = cfg["IMAGE_SIZE"]
-        train_ds = ECGImageDataset(img_dir, train_df["name"], task.label_array(train_df["y"]), size,
+    def datasets(self, task, labelled, train_df, val_df, src, image_size, log):
+        render = read_render_config(src.dataset_dir)
+        img_dir = Path(src.dataset_dir) / "train"
+        train_ds = ECGImageDataset(img_dir, train_df["name"], task.label_array(train_df["y"]), image_size,
                                    build_transforms(True, LAYOUTS[render.get("layout", "12x1")][0]))
-        val_ds = ECGImageDataset(img_dir, val_df["name"], task.label_array(val_df["y"]), size, build_transforms(False))
-        return train_ds, val_ds, {"kind": "picture", "image_size": size, "render_config": render}
+        val_ds = ECGImageDataset(img_dir, val_df["name"], task.label_array(val_df["y"]), image_size, build_transforms(False))
+        return train_ds, val_ds, {"kind": "picture", "image_size": image_size, "render_config": render}
 
     def build(self, arch, num_outputs, pretrained):
         return build_model(num_outputs, pretrained, arch)
@@ -79,48 +145,40 @@ class PictureFamily(NetworkFamily):
     def input_spec(self, inp):
         return [None, 3, inp["image_size"], inp["image_size"]]
 
-    def test_inputs(self, info, cfg, names, model_dir, log):
-        """(dataset over the test records that have a picture, their names, {name: why not} for the others)."""
-        dataset_dir = Path(cfg["DATASET_DIR"])
-        img_dir = dataset_dir / "val"
+    def test_inputs(self, card, src, names, model_dir, log):
+        img_dir = Path(src.dataset_dir) / "val"
         have = [n for n in names if (img_dir / f"{n}.png").is_file()]
         if not have:
             raise ECGDataError(img_dir, f"no pictures for the {len(names)} test records of {model_dir} (a picture "
                                         f"model); run process.py first")
-        check_render_settings(info, dataset_dir, model_dir, log)
-        failed = read_failures(dataset_dir)
+        check_render_settings(card.input, src.dataset_dir, model_dir, log)
+        failed = read_failures(src.dataset_dir)
         missing = {n: failed.get(n, "no picture (not rendered)") for n in names if n not in set(have)}
-        return ECGImageDataset(img_dir, have, None, info["image_size"], build_transforms(False)), have, missing
+        return ECGImageDataset(img_dir, have, None, card.input["image_size"], build_transforms(False)), have, missing
 
 
 class SignalFamily(NetworkFamily):
-    """The MAT records themselves (DATA_DIR/train, DATA_DIR/val), a 1D ResNet."""
+    """The MAT records themselves, a 1D ResNet."""
 
     name, optimizer = "signal", "adam"  # trained from scratch: Adam needs no LR search per dataset
 
-    def __init__(self):
-        self._cache = {}  # name -> unscaled preprocessed signal, read once for the split and the datasets
-
-    def labels(self, cfg, task, log):
-        """The labelled training records whose MAT file reads; unreadable ones are left out with a warning
-        (process.py does the same for pictures, so both families split the same records)."""
-        d = Path(cfg["DATA_DIR"])
-        refs = task.read_labels(d / task.label_file, data_dir=d / "train", ext=".mat")
-        self.prep = default_preprocess()
-        signals, bad = load_signals([d / "train" / f"{n}.mat" for n in refs["name"]], self.prep, "read training records")
+    def labels(self, task, src, log):
+        path, refs = self.read_records(task, src)
+        d = Path(src.data_dir) / "train"
+        signals, bad = load_signals([d / f"{n}.mat" for n in refs["name"]], default_preprocess(), "read training records")
         for path, problem in bad.items():
             log.warning(f"{path}: {problem} -> left out of training")
-        self._cache = {n: s for n, s in zip(refs["name"], signals) if s is not None}
-        return refs[refs["name"].isin(self._cache)].reset_index(drop=True)
+        inputs = {n: s for n, s in zip(refs["name"], signals) if s is not None}
+        return Labelled(path, refs[refs["name"].isin(inputs)].reset_index(drop=True), inputs)
 
-    def datasets(self, cfg, task, train_df, val_df, log):
-        prep = dict(self.prep)
-        prep["scale"] = fit_scale([self._cache[n] for n in train_df["name"][:SCALE_RECORDS]])
+    def datasets(self, task, labelled, train_df, val_df, src, image_size, log):
+        prep = default_preprocess()
+        prep["scale"] = fit_scale([labelled.inputs[n] for n in train_df["name"][:SCALE_RECORDS]])
         log.info(f"signal input: high-pass {prep['highpass_hz']} Hz, {prep['fs']} Hz, x{prep['scale']:.3f} (one scale "
                  f"for all records, fitted on training records), training crops of {prep['crop']} samples")
 
         def ds(df, train):
-            sigs = [self._cache[n] * np.float32(prep["scale"]) for n in df["name"]]
+            sigs = [labelled.inputs[n] * np.float32(prep["scale"]) for n in df["name"]]
             return ECGSignalDataset(sigs, task.label_array(df["y"]), build_signal_transforms(train, prep))
         return ds(train_df, True), ds(val_df, False), prep
 
@@ -135,56 +193,51 @@ class SignalFamily(NetworkFamily):
     def input_spec(self, inp):
         return [None, 12, inp["length"]]
 
-    def test_inputs(self, info, cfg, names, model_dir, log):
-        val_dir = Path(cfg["DATA_DIR"]) / "val"
-        signals, bad = load_signals([val_dir / f"{n}.mat" for n in names], input_of(info), "read test records")
+    def test_inputs(self, card, src, names, model_dir, log):
+        val_dir = Path(src.data_dir) / "val"
+        signals, bad = load_signals([val_dir / f"{n}.mat" for n in names], card.input, "read test records")
         have = [n for n, s in zip(names, signals) if s is not None]
         missing = {Path(p).stem: f"could not be read: {why}" for p, why in bad.items()}
         return ECGSignalDataset([s for s in signals if s is not None]), have, missing
 
 
-class FeaturesFamily:
+class FeaturesFamily(FittedFamily):
     """ECG measurements of the MAT records (cached beside the data, DATA_DIR/features_cache), gradient boosting."""
 
-    name, optimizer, iterative = "features", None, False
+    name = "features"
 
-    def labels(self, cfg, task, log):
-        from utils.ecg_features import features_for_records
+    def labels(self, task, src, log):
+        from utils.ecg.cache import features_for_records
 
-        d = Path(cfg["DATA_DIR"])
-        refs = task.read_labels(d / task.label_file, data_dir=d / "train", ext=".mat")
-        X, bad = features_for_records([d / "train" / f"{n}.mat" for n in refs["name"]], cache_dir=d / FEATURE_CACHE)
+        path, refs = self.read_records(task, src)
+        d = Path(src.data_dir) / "train"
+        X, bad = features_for_records([d / f"{n}.mat" for n in refs["name"]], cache_dir=Path(src.data_dir) / FEATURE_CACHE)
         for path, problem in bad.items():
             log.warning(f"{path}: {problem} -> left out of training")
-        keep = ~refs["name"].map(lambda n: str(d / "train" / f"{n}.mat") in bad).to_numpy()
-        self._features = dict(zip(refs["name"][keep], X[keep]))
-        return refs[keep].reset_index(drop=True)
+        keep = ~refs["name"].map(lambda n: str(d / f"{n}.mat") in bad).to_numpy()
+        return Labelled(path, refs[keep].reset_index(drop=True), dict(zip(refs["name"][keep], X[keep])))
 
-    def fit(self, cfg, task, train_df, val_df, log):
-        """(fitted model, validation probabilities as task.probs gives them, model.json `input`)."""
+    def fit(self, task, labelled, train_df, val_df, seed, log):
         from models.gbm import GBMModel
-        from utils.ecg_features import FEATURE_NAMES, FEATURES_VERSION
+        from utils.ecg.measurements import FEATURE_NAMES, FEATURES_VERSION
 
-        X = np.stack([self._features[n] for n in train_df["name"]])
-        Y = task.label_array(train_df["y"])
-        model = GBMModel(task.num_outputs if task.num_outputs > 2 else 1, seed=cfg["SEED"]).fit(X, Y)
-        p = model.predict_proba(np.stack([self._features[n] for n in val_df["name"]]))
-        return model, (p[:, 0] if p.shape[1] == 1 else p), {
-            "kind": "features", "version": FEATURES_VERSION, "n_features": len(FEATURE_NAMES)}
+        X = np.stack([labelled.inputs[n] for n in train_df["name"]])
+        model = GBMModel(task.num_probs, seed=seed).fit(X, task.label_array(train_df["y"]))
+        p = model.predict_proba(np.stack([labelled.inputs[n] for n in val_df["name"]]))
+        p = p[:, 0] if task.num_probs == 1 else p  # as task.probs gives them: Task 1 one column, P(abnormal)
+        return model, p, {"kind": "features", "version": FEATURES_VERSION, "n_features": len(FEATURE_NAMES)}
 
-    def importance(self, model, task, val_df, labels, top=10, repeats=5):
-        """Permutation importance on the validation fold, per class: DataFrame class, feature, importance (the
-        mean drop in ROC AUC when the measurement is shuffled), std; the `top` measurements of each class."""
-        import pandas as pd
+    def importance(self, model, task, labelled, val_df, labels, repeats, top=10):
+        """Permutation importance on the validation fold, per class: the mean drop in ROC AUC when the
+        measurement is shuffled, and its std; the `top` measurements of each class."""
         from sklearn.inspection import permutation_importance
 
-        from utils.ecg_features import FEATURE_NAMES
+        from utils.ecg.measurements import FEATURE_NAMES
 
-        X = np.stack([self._features[n] for n in val_df["name"]])
+        X = np.stack([labelled.inputs[n] for n in val_df["name"]])
         Y = np.asarray(labels).reshape(len(X), -1)
-        names = task.class_names[1:] if task.num_outputs == 2 else task.class_names  # Task 1: the abnormal output
         rows = []
-        for k, (cls, est) in enumerate(zip(names, model.models)):
+        for k, (cls, est) in enumerate(zip(task.prob_names, model.models)):
             if isinstance(est, float) or Y[:, k].min() == Y[:, k].max():
                 continue  # a constant, or a class the fold lacks: AUC undefined
             r = permutation_importance(est, X, Y[:, k].astype(int), scoring="roc_auc", n_repeats=repeats, random_state=0)
@@ -196,80 +249,40 @@ class FeaturesFamily:
     def input_spec(self, inp):
         return [None, inp["n_features"]]
 
-    def load_runner(self, model_dir, arch, info):
-        from models.gbm import GBMModel, as_logits
+    def load_runner(self, model_dir, card, task):
+        from models.gbm import GBMModel
 
-        model = GBMModel.load(model_dir, n_outputs=1 if info["num_classes"] == 2 else info["num_classes"])
-        return (lambda batch: as_logits(model.predict_proba(batch), info["num_classes"])), None
+        model = GBMModel.load(model_dir, n_outputs=task.num_probs)
+        return (lambda batch: task.logits(model.predict_proba(batch))), None
 
-    def test_inputs(self, info, cfg, names, model_dir, log):
-        from utils.ecg_features import FEATURE_NAMES, FEATURES_VERSION, features_for_records
+    def test_inputs(self, card, src, names, model_dir, log):
+        from utils.ecg.cache import features_for_records
+        from utils.ecg.measurements import FEATURE_NAMES, FEATURES_VERSION
 
-        inp = input_of(info)
+        inp = card.input
         if inp.get("version") != FEATURES_VERSION or inp.get("n_features") != len(FEATURE_NAMES):
             raise ECGDataError(model_dir, f"trained on {inp.get('n_features')} measurements of features version "
                                           f"{inp.get('version')}; this code measures {len(FEATURE_NAMES)} of version "
                                           f"{FEATURES_VERSION}: retrain it")
-        d = Path(cfg["DATA_DIR"])
+        d = Path(src.data_dir)
         X, bad = features_for_records([d / "val" / f"{n}.mat" for n in names], cache_dir=d / FEATURE_CACHE)
         bad_names = {Path(p).stem: f"could not be read: {why}" for p, why in bad.items()}
         have = [n for n in names if n not in bad_names]
         return [x for n, x in zip(names, X) if n not in bad_names], have, bad_names
 
 
-FEATURE_CACHE = "features_cache"  # per-record measurements, beside the data: a second run does not recompute
-FAMILIES = {"picture": PictureFamily, "signal": SignalFamily, "features": FeaturesFamily}
+FAMILIES = {"picture": PictureFamily(), "signal": SignalFamily(), "features": FeaturesFamily()}  # stateless: one each
 ARCHS = {**{a: "picture" for a in PICTURE_ARCHS}, "resnet1d": "signal", "features": "features"}
 
 
 def get_family(arch):
     if arch not in ARCHS:
         raise ConfigError(f"--arch must be one of {', '.join(ARCHS)}, got {arch!r}")
-    return FAMILIES[ARCHS[arch]]()
+    return FAMILIES[ARCHS[arch]]
 
 
-def arch_of(info):
-    """A model.json's architecture (models from before --arch existed are ResNet50s)."""
-    return info.get("arch", "resnet50")
-
-
-def family_of(info):
-    return get_family(arch_of(info))
-
-
-def input_of(info):
-    """A model.json's input description (models from before --arch kept the picture's at the top level)."""
-    return info.get("input") or {"kind": "picture", "image_size": info["image_size"], "render_config": info.get("render_config")}
-
-
-def check_render_settings(info, dataset_dir, model_dir, log):
-    """Refuse pictures drawn with other settings than the model's training pictures."""
-    trained = info.get("render_config") or {}
-    if "size" not in trained:  # a model from before render settings were recorded
-        log.warning(f"{model_dir}: model.json records no render settings; cannot check the pictures against them")
-        return
-    path = Path(dataset_dir) / "render_config.json"
-    drawn = read_render_config(dataset_dir, required=True)
-    trained, drawn = {**RENDER_DEFAULTS, **trained}, {**RENDER_DEFAULTS, **drawn}
-    diff = [f"{k}: model {trained.get(k)!r}, pictures {drawn.get(k)!r}" for k in FATAL_RENDER_KEYS if trained.get(k) != drawn.get(k)]
-    if diff:
-        raise ECGDataError(path, f"pictures drawn with other settings than {model_dir}'s training pictures ({'; '.join(diff)}); "
-                                 f"re-run process.py with the model's settings")
-    if trained.get("size") != drawn.get("size"):
-        log.warning(f"pictures are {drawn.get('size')} px, the model's training pictures {trained.get('size')} px: "
-                    f"both are resized to {info['image_size']} px, but thin lines survive resizing differently")
-
-
-def read_failures(dataset_dir):
-    """name -> reason for the test records process.py reported as failed."""
-    import pandas as pd
-
-    path = Path(dataset_dir) / "process_report.csv"
-    if not path.is_file():
-        return {}
-    rep = pd.read_csv(path, dtype=str, keep_default_na=False)
-    bad = rep[(rep["split"] == "val") & (rep["status"] == "failed")]
-    return {n: f"could not be read or rendered: {d}" for n, d in zip(bad["name"], bad["detail"])}
+def family_of(card):
+    return get_family(card.arch)
 
 
 def list_test_records(data_dir):

@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from utils.atomic import write_text
-from utils.checkpoint import CheckpointError
+from utils.errors import CheckpointError
 
 INDEX_FILE = "gbm.json"
 MIN_FOR_EARLY_STOP = 20  # positives (and negatives) a class needs for its early-stopping hold-out
@@ -129,12 +129,3 @@ def _read_booster(file, entry):
 
 
 _NEW_EVAL_API = "eval_X" in inspect.signature(lgb.LGBMClassifier.fit).parameters  # LightGBM 4.7 renamed eval_set
-
-
-def as_logits(p, task_outputs):
-    """Probabilities -> the logits the task's `probs` turns back into them (so predict.py treats every model
-    alike): Task 1 (2 softmax outputs) [log(1-p), log(p)]; Task 2 the log-odds."""
-    p = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
-    if task_outputs == 2 and p.shape[1] == 1:
-        return np.hstack([np.log(1 - p), np.log(p)]).astype(np.float32)
-    return np.log(p / (1 - p)).astype(np.float32)

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import paddle
 
+from utils.artifacts import INFO_FILE
 from utils.atomic import write_text
-from utils.checkpoint import INFO_FILE, CheckpointError
+from utils.errors import CheckpointError
 
 EXPORT_PREFIX = "inference"  # DIR/inference.json (or .pdmodel) + DIR/inference.pdiparams; model.json is ours
 
@@ -17,7 +18,7 @@ def is_exported(model_dir):
     return (Path(model_dir) / f"{EXPORT_PREFIX}.pdiparams").is_file()
 
 
-def export_model(model, out_dir, shape, info):
+def export_model(model, out_dir, shape, card):
     """Save `model` as a static inference model in `out_dir`, with our model.json beside it. `shape`: the input
     spec ([None, 3, S, S] for a picture model, [None, 12, L] for a signal model; an int S means the former)."""
     from paddle.static import InputSpec
@@ -28,7 +29,7 @@ def export_model(model, out_dir, shape, info):
     out_dir.mkdir(parents=True, exist_ok=True)
     model.eval()
     paddle.jit.save(model, str(out_dir / EXPORT_PREFIX), input_spec=[InputSpec(shape, "float32", "x")])
-    write_text(out_dir / INFO_FILE, json.dumps({**info, "exported": True}, indent=2, default=str) + "\n")
+    write_text(out_dir / INFO_FILE, json.dumps({**card.to_json(), "exported": True}, indent=2, default=str) + "\n")
     return out_dir
 
 

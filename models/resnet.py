@@ -9,15 +9,11 @@ import paddle
 from paddle.vision.models import resnet18, resnet34, resnet50, resnet101
 from paddle.vision.models.resnet import model_urls
 
-from utils.errors import PipelineError
+from utils.errors import PretrainedWeightsError
 
 log = logging.getLogger("ecg")
 PROBE_TIMEOUT_S = 5
 PICTURE_ARCHS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101}
-
-
-class PretrainedWeightsError(PipelineError, RuntimeError):
-    """ImageNet weights could not be found, fetched, or matched to the model."""
 
 
 def _cache_path(arch="resnet50"):

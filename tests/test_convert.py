@@ -8,8 +8,8 @@ import pytest
 import wfdb
 
 from tools import convert_ptbxl
-from utils.ecg_io import list_records, read_record, read_reference, read_reference_task2
-from utils.ptbxl import map_scp_codes
+from utils.ecg.io import list_records, read_record, read_reference, read_reference_task2
+from utils.ecg.ptbxl import map_scp_codes
 
 
 @pytest.mark.parametrize("codes, expected", [

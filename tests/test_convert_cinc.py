@@ -12,8 +12,8 @@ from scipy.signal import resample_poly
 
 from pipeline_fixtures import TINY
 from tools import convert_cinc
-from utils.cinc import map_dx
-from utils.ecg_io import LEADS, list_records, read_record, read_reference, read_reference_task2
+from utils.ecg.cinc import map_dx
+from utils.ecg.io import LEADS, list_records, read_record, read_reference, read_reference_task2
 
 ROOT = Path(__file__).resolve().parents[1]
 

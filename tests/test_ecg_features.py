@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from utils import ecg_features as ef
-from utils.ecg_io import FS, LEADS, N_SAMPLES, read_record, read_reference_task2
+from utils.ecg import measurements as ef
+from utils.ecg import cache as ec
+from utils.ecg.cache import cache_key, features_for_records
+from utils.ecg.io import FS, LEADS, N_SAMPLES, read_record, read_reference_task2
 
 SAMPLE = Path(__file__).resolve().parents[1] / "dataset" / "sample"
 TRAIN = SAMPLE / "train"
@@ -22,7 +24,7 @@ def sample():
     """(names, Task 2 labels, features) of the 60 sample training records."""
     labels = read_reference_task2(SAMPLE / "trainreference_task2.csv")
     names = list(labels)
-    X, bad = ef.features_for_records([TRAIN / f"{n}.mat" for n in names], progress=False)
+    X, bad = features_for_records([TRAIN / f"{n}.mat" for n in names], progress=False)
     assert bad == {}
     return names, labels, X
 
@@ -132,12 +134,12 @@ def counting(monkeypatch):
 
 def test_cache_is_reused(tmp_path, monkeypatch):
     paths = sorted(TRAIN.glob("*.mat"))[:3]
-    X1, _ = ef.features_for_records(paths, cache_dir=tmp_path, progress=False)
-    files = sorted((tmp_path / ef.cache_key() / "train").iterdir())
+    X1, _ = features_for_records(paths, cache_dir=tmp_path, progress=False)
+    files = sorted((tmp_path / cache_key() / "train").iterdir())
     stamps = [f"{p.stem}.{p.stat().st_size}-{p.stat().st_mtime_ns}.npy" for p in paths]
     assert [f.name for f in files] == stamps  # one file per record, no temporaries left
-    monkeypatch.setattr(ef, "read_record", lambda path: pytest.fail("recomputed a cached record"))
-    X2, bad = ef.features_for_records(paths, cache_dir=tmp_path, progress=False)
+    monkeypatch.setattr(ec, "read_record", lambda path: pytest.fail("recomputed a cached record"))
+    X2, bad = features_for_records(paths, cache_dir=tmp_path, progress=False)
     assert bad == {}
     np.testing.assert_array_equal(X1, X2)
 
@@ -150,28 +152,28 @@ def test_cache_is_invalidated_by_a_rewritten_record_another_split_and_a_new_vers
     cache = tmp_path / "cache"
     want_b = ef.extract_features(read_record(b))
     calls = counting(monkeypatch)
-    first, _ = ef.features_for_records([rec], cache_dir=cache, progress=False)
-    ef.features_for_records([rec], cache_dir=cache, progress=False)
+    first, _ = features_for_records([rec], cache_dir=cache, progress=False)
+    features_for_records([rec], cache_dir=cache, progress=False)
     assert len(calls) == 1
     # another record copied over it keeping an OLDER time (cp -p, unzip): its size/time differ, so measured again
     old_time = rec.stat().st_mtime_ns - 10**9
     shutil.copy(b, rec)
     os.utime(rec, ns=(old_time, old_time))
-    again, _ = ef.features_for_records([rec], cache_dir=cache, progress=False)
+    again, _ = features_for_records([rec], cache_dir=cache, progress=False)
     assert len(calls) == 2
     np.testing.assert_array_equal(again[0], want_b)
     assert not np.array_equal(again, first, equal_nan=True)
-    assert len(list((cache / ef.cache_key() / "data").iterdir())) == 1  # the stale entry is gone
+    assert len(list((cache / cache_key() / "data").iterdir())) == 1  # the stale entry is gone
     # a record of the same name in another split folder is another record
     other = tmp_path / "val" / "rec.mat"
     other.parent.mkdir()
     shutil.copy(a, other)
     os.utime(other, ns=(old_time, old_time))
-    ef.features_for_records([other], cache_dir=cache, progress=False)
+    features_for_records([other], cache_dir=cache, progress=False)
     assert len(calls) == 3
     # a new FEATURES_VERSION measures into a new folder
     monkeypatch.setattr(ef, "FEATURES_VERSION", ef.FEATURES_VERSION + 1)
-    ef.features_for_records([rec], cache_dir=cache, progress=False)
+    features_for_records([rec], cache_dir=cache, progress=False)
     assert len(calls) == 4 and len(list(cache.iterdir())) == 2
 
 
@@ -179,7 +181,7 @@ def test_unreadable_record_is_reported_with_a_nan_row(tmp_path):
     good = sorted(TRAIN.glob("*.mat"))[0]
     bad = tmp_path / "truncated.mat"
     bad.write_bytes(good.read_bytes()[:2000])
-    X, problems = ef.features_for_records([good, bad], cache_dir=tmp_path / "cache", progress=False)
+    X, problems = features_for_records([good, bad], cache_dir=tmp_path / "cache", progress=False)
     assert list(problems) == [str(bad)] and "truncated or corrupt" in problems[str(bad)]
     assert np.isnan(X[1]).all() and np.isfinite(X[0]).sum() > 0.9 * X.shape[1]
     assert not list((tmp_path / "cache").rglob("truncated*"))

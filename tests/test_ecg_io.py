@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from utils.ecg_io import (ECGDataError, read_record, read_reference, read_reference_task2, write_record,
-                          write_reference_task2)
+from utils.ecg.io import read_record, read_reference, read_reference_task2, write_record, write_reference_task2
+from utils.errors import ECGDataError
 
 
 @pytest.fixture

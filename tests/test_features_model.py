@@ -9,9 +9,9 @@ import pytest
 
 import predict
 import train
-from models.families import FEATURE_CACHE
-from utils.checkpoint import read_json
-from utils.tasks import get_task
+from models.families import get_family
+from utils.artifacts import FEATURE_CACHE, read_json
+from utils.scoring.tasks import get_task
 
 T1, T2 = get_task(1), get_task(2)
 
@@ -33,9 +33,9 @@ def test_features_model_trains_like_the_networks(features_model, tiny_raw):
     assert list(imp.columns) == ["class", "feature", "importance", "std"] and len(imp) > 0
     # val_predictions.csv: the validation fold of train.py's split, scored as model.json says
     table = pd.read_csv(best / "val_predictions.csv", dtype={"name": str, "truth": str})
-    _, _, val = train.load_split(info["config"], T1)
+    _, _, val = train.load_split(info["config"], T1, get_family("features"))
     assert list(table["name"]) == list(val["name"])
-    metrics = T1.evaluate(val["y"].to_numpy(), table["p_abnormal"].to_numpy())[0]
+    metrics = T1.evaluate(val["y"].to_numpy(), table["p_abnormal"].to_numpy()).metrics
     assert info["best_metric"] == pytest.approx(metrics["at_threshold"]["f1"])
     # measurements are cached beside the data
     assert len(list((tiny_raw / FEATURE_CACHE).rglob("*.npy"))) >= 60
@@ -49,7 +49,7 @@ def test_features_model_predicts_and_fuses_with_a_signal_model(features_model, t
     assert rep["n_predicted"] == 20 and rep["metrics"]["n"] == 20
     # the probabilities predict.py reports are the GBM's own
     from models.gbm import GBMModel
-    from utils.ecg_features import features_for_records
+    from utils.ecg.cache import features_for_records
 
     names = sorted(p.stem for p in (tiny_raw / "val").glob("*.mat"))
     X, _ = features_for_records([tiny_raw / "val" / f"{n}.mat" for n in names])
@@ -82,7 +82,7 @@ def test_features_model_task2(tiny_raw, tmp_path):
 def test_saved_model_reloads_to_the_probabilities_it_was_chosen_on(features_model, tiny_raw):
     """The saved model, loaded back, gives exactly the validation probabilities train.py wrote from the fitted one."""
     from models.gbm import GBMModel
-    from utils.ecg_features import features_for_records
+    from utils.ecg.cache import features_for_records
 
     out, _ = features_model
     names, _, p = T1.read_prediction_table(out / "best_model" / "val_predictions.csv")
@@ -104,7 +104,7 @@ def test_fused_thresholds_come_from_out_of_fold_predictions(features_model, tiny
     names = sorted(truth)
     assert set(by_name[0]) & set(by_name[1]) and len(names) == rep["fusion"]["out_of_fold"]["n"]
     fused = np.array([np.mean([b[n] for b in by_name if n in b]) for n in names])
-    assert rep["thresholds"] == pytest.approx(T1.evaluate(np.array([truth[n] for n in names]), fused)[3])
+    assert rep["thresholds"] == pytest.approx(T1.evaluate(np.array([truth[n] for n in names]), fused).thresholds)
 
 
 def test_a_record_without_r_peaks_is_still_measured_and_answered(features_model, tiny_raw, tmp_path):
@@ -113,7 +113,8 @@ def test_a_record_without_r_peaks_is_still_measured_and_answered(features_model,
 
     import scipy.io
 
-    from utils.ecg_features import FEATURE_NAMES, features_for_records
+    from utils.ecg.cache import features_for_records
+    from utils.ecg.measurements import FEATURE_NAMES
 
     out, _ = features_model
     raw = tmp_path / "raw"
@@ -131,7 +132,7 @@ def test_a_record_without_r_peaks_is_still_measured_and_answered(features_model,
 
 def test_measurements_without_a_writable_cache_still_work(tmp_path, tiny_raw, caplog):
     """A cache folder that cannot be made (here: under a file) warns once and measures anyway."""
-    from utils.ecg_features import features_for_records
+    from utils.ecg.cache import features_for_records
 
     blocker = tmp_path / "not_a_folder"
     blocker.write_text("x")
@@ -174,7 +175,7 @@ def test_a_damaged_model_file_is_a_clear_error(features_model, tiny_raw, tmp_pat
     import shutil
 
     from models.gbm import GBMModel
-    from utils.checkpoint import CheckpointError
+    from utils.errors import CheckpointError
 
     out, _ = features_model
     assert not list((out / "best_model").glob("*.pkl"))
@@ -201,7 +202,7 @@ def test_a_damaged_model_file_is_a_clear_error(features_model, tiny_raw, tmp_pat
 def test_gbm_early_stops_on_training_records_and_reloads_exactly(tmp_path):
     """Unit check of models/gbm.py on synthetic measurements: a class with enough positives early-stops on a
     hold-out of the training records, a rare one fits every tree, a one-valued one is a constant; all reload exactly."""
-    from models.gbm import GBMModel, MIN_FOR_EARLY_STOP
+    from models.gbm import MIN_FOR_EARLY_STOP, GBMModel
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 8)).astype(np.float32)

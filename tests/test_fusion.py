@@ -15,9 +15,8 @@ import pytest
 
 import predict
 from pipeline_fixtures import SIGNAL
-from utils.checkpoint import CheckpointError
-from utils.ecg_io import ECGDataError
-from utils.tasks import get_task
+from utils.errors import CheckpointError, ConfigError, ECGDataError
+from utils.scoring.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 T1 = get_task(1)
@@ -62,7 +61,7 @@ def test_kfold_resumes_after_a_killed_fold(kfold, tiny_raw):
     summary = json.loads((out / "kfold_summary.json").read_text())
     assert summary["out_of_fold"]["n"] == len(labelled)
     _, y, p = T1.read_prediction_table(out / "oof_predictions.csv")
-    assert summary["out_of_fold"]["f1"] == pytest.approx(T1.evaluate(y, p)[0]["at_threshold"]["f1"])
+    assert summary["out_of_fold"]["f1"] == pytest.approx(T1.evaluate(y, p).metrics["at_threshold"]["f1"])
 
 
 def test_kfold_refuses_other_flags_in_the_same_directory(kfold, tiny_raw):
@@ -90,7 +89,7 @@ def test_fusion_is_the_weighted_mean_with_out_of_fold_thresholds(kfold, tiny_raw
         tables = [T1.read_prediction_table(Path(m) / "val_predictions.csv") for m in members]
         y = np.concatenate([t[1] for t in tables])
         p = np.concatenate([t[2] for t in tables])
-        assert rep["thresholds"] == pytest.approx(T1.evaluate(y, p)[3])
+        assert rep["thresholds"] == pytest.approx(T1.evaluate(y, p).thresholds)
         assert rep["fusion"]["out_of_fold"]["n"] == len(y) == 60
         assert [m["model"] for m in rep["members"]] == members and rep["metrics"]["n"] == 20
     answers = pd.read_csv(tmp_path / "a.csv", dtype={"name": str})
@@ -118,12 +117,12 @@ def test_fusing_a_picture_model_with_k_folds_of_a_signal_model(kfold, tiny_raw, 
     assert 0 < len(set(pa) & set(sig)) < len(sig) == 60  # the picture model validated a few, the folds all
     names = sorted(truth)
     fused = [(2 * sig[n] + pa[n]) / 3 if n in pa else sig[n] for n in names]  # the signal family weighs 2 members
-    assert rep["thresholds"] == pytest.approx(T1.evaluate(np.array([truth[n] for n in names]), np.array(fused))[3])
+    assert rep["thresholds"] == pytest.approx(T1.evaluate(np.array([truth[n] for n in names]), np.array(fused)).thresholds)
     assert rep["fusion"]["out_of_fold"]["n"] == 60
 
 
 def test_fitted_weights_minimise_out_of_fold_loss(kfold, tiny_raw, tiny_dataset, tiny_trained, tmp_path):
-    from utils.fusion import fit_weights, read_out_of_fold
+    from utils.scoring.fusion import fit_weights, read_out_of_fold
 
     out, _, _ = kfold
     members = [str(tiny_trained[0] / "best_model"), *(str(out / f"fold_{k}" / "best_model") for k in (0, 1))]
@@ -155,7 +154,7 @@ def test_bad_fusions_fail_clearly(kfold, tiny_raw, tiny_trained2, tmp_path):
     args = ["--data-dir", str(tiny_raw), "--out", str(tmp_path / "a.csv"), "--num-workers", "0"]
     with pytest.raises(CheckpointError, match="different tasks.*Task 1.*Task 2"):
         predict.main([*args, "--model", sig, str(tiny_trained2[0] / "best_model")])
-    with pytest.raises(CheckpointError, match="--weights"):
+    with pytest.raises(ConfigError, match="--weights"):  # a bad flag is a ConfigError, like every other
         predict.main([*args, "--model", sig, sig, "--weights", "1"])
     no_oof = tmp_path / "no_oof"
     shutil.copytree(sig, no_oof)
@@ -174,7 +173,7 @@ def test_task2_weights_are_fitted_per_class(tiny_raw, tiny_dataset, tiny_trained
     """Task 2: --weights auto fits one weight per family and class, each class on its own out-of-fold loss, and
     predict.py fuses each class with its own weights."""
     import train
-    from utils.fusion import fit_weights
+    from utils.scoring.fusion import fit_weights
 
     T2 = get_task(2)
     # unit check: family a knows class 1 and guesses class 2, family b the reverse -> each class trusts its expert

@@ -2,7 +2,6 @@
 Paddle 2.6 as well as 3.x."""
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +9,8 @@ import paddle
 import pytest
 from sklearn.metrics import f1_score
 
-from utils.metrics import best_threshold, binary_report
-from utils.plots import plot_training_curves
+from utils.scoring.metrics import best_threshold, binary_report
+from utils.scoring.plots import plot_training_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +48,7 @@ def test_best_threshold_handles_100k_samples():
 
 @pytest.mark.parametrize("label", [0, 1])
 def test_one_class_fold_gives_json_without_nan(label):
-    from utils.metrics import fmt
+    from utils.scoring.metrics import fmt
 
     y = [label] * 5
     prob = [0.1, 0.4, 0.5, 0.7, 0.9]
@@ -104,7 +103,7 @@ def _velocities(model, opt):
 
 def write_checkpoint(path):
     """Train a small model 3 steps and checkpoint it; also return its velocities (run in either Paddle)."""
-    from utils.checkpoint import save_checkpoint
+    from utils.training.checkpoint import save_checkpoint
 
     model = _small_model()
     opt = _optimizer(model)
@@ -117,7 +116,7 @@ def write_checkpoint(path):
 def _load_in_a_busy_process(path, step_first):
     """Load as a process would that had built other layers (shifted parameter names), an earlier optimizer over
     the same model (shifted accumulator names) and, with `step_first`, already stepped the new optimizer."""
-    from utils.checkpoint import load_checkpoint
+    from utils.training.checkpoint import load_checkpoint
 
     for _ in range(3):
         _small_model()

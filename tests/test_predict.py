@@ -8,17 +8,18 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import paddle
+import pandas as pd
 import pytest
 
 import predict
 from models import build_model
 from models.inference import InferencePredictor
 from transforms import build_transforms
-from utils.checkpoint import CheckpointError, load_weights
-from utils.data import ECGImageDataset
-from utils.ecg_io import list_records
+from utils.artifacts import load_weights
+from utils.ecg.io import list_records
+from utils.errors import CheckpointError
+from utils.inputs.pictures import ECGImageDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

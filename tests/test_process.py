@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from utils.ecg_io import list_records
+from utils.ecg.io import list_records
 
 ROOT = Path(__file__).resolve().parents[1]
 

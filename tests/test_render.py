@@ -4,8 +4,8 @@ import io
 import numpy as np
 import pytest
 
-from utils.ecg_io import read_record
-from utils.render import band_edges, render_image, render_mask
+from utils.ecg.io import read_record
+from utils.inputs.render import band_edges, render_image, render_mask
 
 
 @pytest.fixture(scope="module")

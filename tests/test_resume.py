@@ -2,6 +2,7 @@
 augmentation draws across DataLoader workers, checkpoints owned by their run, exact resume after kill -9,
 VisualDL curves that survive resume, and predict refusing pictures drawn with other settings."""
 import json
+import logging
 import os
 import shutil
 import signal
@@ -16,11 +17,12 @@ import pytest
 
 import predict
 import train
-from pipeline_fixtures import TINY
-from utils.checkpoint import prune_checkpoints, read_json
-from utils.ecg_io import ECGDataError
-from utils.errors import ConfigError
-from utils.tasks import get_task
+from models.families import Sources, get_family
+from utils.artifacts import read_json
+from utils.errors import ConfigError, ECGDataError
+from utils.scoring.tasks import get_task
+from utils.training.engine import build_loaders
+from utils.training.runs import keep_newer_best, prune_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 # Evaluate every 5, save every 4 (so the checkpoint before a kill is often mid-epoch and older than best_model);
@@ -36,8 +38,9 @@ def _loader_batches(dataset_dir, workers, seed, n=4):
     """Augmented training batches of one real picture repeated, through train.py's own loader."""
     name = sorted(p.stem for p in (dataset_dir / "train").glob("*.png"))[0]
     df = pd.DataFrame({"name": [name] * (2 * n), "y": [1] * (2 * n)})
-    cfg = {"DATASET_DIR": str(dataset_dir), "IMAGE_SIZE": 64, "BATCH_SIZE": 2, "SEED": seed, "NUM_WORKERS": workers}
-    sampler, loader, _, _ = train.build_loaders(cfg, get_task(1), df, df, 1)
+    family, src = get_family("resnet50"), Sources(Path("unused"), Path(dataset_dir))
+    train_ds, val_ds, _ = family.datasets(get_task(1), None, df, df, src, 64, logging.getLogger("ecg"))
+    sampler, loader, _ = build_loaders(train_ds, val_ds, batch_size=2, seed=seed, num_workers=workers, world=1)
     sampler.set_epoch(0)
     return np.concatenate([images.numpy() for images, _ in loader])
 
@@ -170,15 +173,13 @@ def test_pruning_never_touches_another_run(tmp_path):
 
 
 def test_best_model_newer_than_the_checkpoint_is_not_replaced_by_a_worse_one(tmp_path):
-    import logging
-
     (tmp_path / "best_model").mkdir()
     (tmp_path / "best_model" / "model.json").write_text(json.dumps({"run_id": "R", "iter": 12, "best_metric": 0.9}))
     state = {"run_id": "R", "best_metric": 0.7, "best_iter": 5}
-    train.keep_newer_best(tmp_path, state, logging.getLogger("test"))
+    keep_newer_best(tmp_path, state, logging.getLogger("test"))
     assert (state["best_metric"], state["best_iter"]) == (0.9, 12)
     other = {"run_id": "S", "best_metric": 0.7, "best_iter": 5}  # best_model is another run's: rewritten at next eval
-    train.keep_newer_best(tmp_path, other, logging.getLogger("test"))
+    keep_newer_best(tmp_path, other, logging.getLogger("test"))
     assert other["best_metric"] < 0
 
 
@@ -187,7 +188,7 @@ def test_resume_restores_random_generators_and_loss_scaler(tmp_path):
 
     import paddle
 
-    from utils.checkpoint import restore_trainer_state, save_checkpoint
+    from utils.training.checkpoint import restore_trainer_state, save_checkpoint
 
     class Scaler:  # the fp16 GradScaler's interface (no GPU here to build a real enabled one)
         def __init__(self, scale):

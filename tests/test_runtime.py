@@ -10,20 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import paddle
+import pandas as pd
 import pytest
 
 import predict
 import process
 import train
 from models.inference import InferencePredictor
-from models.resnet import PretrainedWeightsError
 from utils.atomic import atomic_dir, atomic_path, write_text
-from utils.checkpoint import CheckpointError
 from utils.config import parse_config, script_constants
-from utils.ecg_io import ECGDataError
-from utils.errors import ConfigError, PipelineError
+from utils.errors import CheckpointError, ConfigError, ECGDataError, PipelineError, PretrainedWeightsError
 from utils.runtime import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +114,7 @@ def test_flags_are_exactly_the_configuration_block():
 
 
 SCRIPT = '''
-from utils.checkpoint import MODEL_FILE
+from utils.artifacts import MODEL_FILE
 EARLY = 0  # before the block
 # -- configuration ----
 ALPHA = 1  # the first

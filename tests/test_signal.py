@@ -1,6 +1,6 @@
 """The signal model family (resnet1d) on real records: preprocessing that keeps amplitude, augmentations that
 keep shape, polarity and time order, training, reload, resume, export, and val_predictions.csv."""
-import json
+import logging
 import shutil
 
 import numpy as np
@@ -13,12 +13,18 @@ import train
 from models.families import get_family
 from models.inference import InferencePredictor
 from pipeline_fixtures import SIGNAL
-from transforms.signal_augment import BaselineWander, GaussianNoise, RandomAmplitude, RandomCrop, build_signal_transforms
-from utils.checkpoint import read_json
-from utils.data import SeededBatchSampler
-from utils.ecg_io import read_record
-from utils.signal import ECGSignalDataset, default_preprocess, preprocess
-from utils.tasks import get_task
+from transforms.signal_augment import (
+    BaselineWander,
+    GaussianNoise,
+    RandomAmplitude,
+    RandomCrop,
+    build_signal_transforms,
+)
+from utils.artifacts import ModelCard, read_json
+from utils.ecg.io import read_record
+from utils.inputs.signals import ECGSignalDataset, default_preprocess, preprocess
+from utils.scoring.tasks import get_task
+from utils.training.sampling import SeededBatchSampler
 
 T1 = get_task(1)
 
@@ -87,13 +93,14 @@ def test_signal_model_trains_and_its_val_predictions_are_its_own_outputs(tiny_si
     table = pd.read_csv(out / "best_model" / "val_predictions.csv", dtype={"name": str, "truth": str})
     _, _, val = train.load_split(info["config"], T1, get_family("resnet1d"))
     assert list(table["name"]) == list(val["name"]) and list(table["truth"].astype(int)) == list(val["y"])
-    run, _ = predict.load_predictor(out / "best_model", info, "cpu", train.logging.getLogger("ecg"))
+    run, _ = predict.load_predictor(out / "best_model", ModelCard.from_json(info), T1, "cpu", logging.getLogger("ecg"))
     x = np.stack([preprocess(read_record(tiny_raw / "train" / f"{n}.mat"), info["input"]) for n in table["name"]])
     probs = T1.probs(run(x))
     np.testing.assert_allclose(probs, table["p_abnormal"], rtol=1e-4, atol=1e-5)
     # the validation metrics it was chosen on are those of these predictions
-    metrics, _, _, threshold = T1.evaluate(val["y"].to_numpy(), probs)
-    assert info["best_metric"] == pytest.approx(metrics["at_threshold"]["f1"]) and info["thresholds"] == pytest.approx(threshold)
+    result = T1.evaluate(val["y"].to_numpy(), probs)
+    assert info["best_metric"] == pytest.approx(result.metrics["at_threshold"]["f1"])
+    assert info["thresholds"] == pytest.approx(result.thresholds)
 
 
 def test_signal_model_resumes_exactly(tiny_raw, tiny_signal, tmp_path):
@@ -121,8 +128,8 @@ def test_signal_model_exports_and_paddle_inference_agrees(tiny_raw, tiny_signal,
     assert info["arch"] == "resnet1d" and info["exported"]
     names = sorted(p.stem for p in (tiny_raw / "val").glob("*.mat"))[:6]
     x = np.stack([preprocess(read_record(tiny_raw / "val" / f"{n}.mat"), info["input"]) for n in names])
-    dygraph, _ = predict.load_predictor(out / "best_model", read_json(out / "best_model" / "model.json"), "cpu",
-                                        train.logging.getLogger("ecg"))
+    dygraph, _ = predict.load_predictor(out / "best_model", ModelCard.read(out / "best_model"), T1, "cpu",
+                                        logging.getLogger("ecg"))
     np.testing.assert_allclose(InferencePredictor(exp, "cpu")(x), dygraph(x), rtol=1e-3, atol=1e-4)
     # and predict.py runs the exported model like the trained one: the same answers
     predict.main(["--data-dir", str(tiny_raw), "--model", str(exp), "--out", str(tmp_path / "b.csv"), "--num-workers", "0"])

@@ -11,11 +11,11 @@ import pytest
 
 import predict
 import train
-from utils.checkpoint import CheckpointError
-from utils.data import multilabel_folds
-from utils.ecg_io import CLASS_NAMES, list_records, read_reference_task2
-from utils.metrics import multilabel_report
-from utils.tasks import get_task
+from utils.ecg.io import CLASS_NAMES, list_records, read_reference_task2
+from utils.errors import CheckpointError
+from utils.scoring.metrics import multilabel_report
+from utils.scoring.tasks import get_task
+from utils.training.sampling import multilabel_folds
 
 T2 = get_task(2)
 

@@ -1,6 +1,7 @@
 """train.py on real (embedded PTB-XL) pictures at a tiny size: learning, saving, reloading, resuming,
 pretrained loading, the LR schedule, augmentation, two-process launch and bad input."""
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -13,14 +14,16 @@ import paddle
 import pytest
 
 import train
+from models import build_model
+from models.families import Sources, get_family
 from pipeline_fixtures import TINY
-from models import PretrainedWeightsError, build_model
 from transforms import ECG_MEAN, ECG_STD, build_transforms
-from utils.checkpoint import CheckpointError, load_weights
-from utils.data import ECGImageDataset
-from utils.ecg_io import ECGDataError
-from utils.render import band_edges, render_image
-from utils.tasks import get_task
+from utils.artifacts import load_weights
+from utils.errors import CheckpointError, ConfigError, ECGDataError, PretrainedWeightsError
+from utils.inputs.pictures import ECGImageDataset
+from utils.inputs.render import band_edges, render_image
+from utils.scoring.tasks import get_task
+from utils.training.engine import build_loaders, build_optimizer, build_scheduler, train_step, validate
 
 T1 = get_task(1)
 
@@ -32,24 +35,24 @@ def test_loss_falls_on_real_data(tiny_trained, tiny_dataset):
     must cut its loss. (The 30-iteration fixture run from scratch is too short and noisy to show a trend reliably.)"""
     import paddle
 
-    from models.families import get_family
     from utils.config import parse_config, script_constants
-    from utils.tasks import get_task
+    from utils.scoring.tasks import get_task
 
     _, state = tiny_trained
     assert len(state["history"]["train"]) == 6 and all(np.isfinite(r["loss"]) for r in state["history"]["train"])
     cfg = parse_config(script_constants(vars(train)), ["--dataset-dir", str(tiny_dataset), "--lr", "0.001",
                                                        "--warmup-iters", "0", "--iters", "20", *TINY])
     task, family = get_task(1), get_family("resnet50")
-    _, train_df, val_df = train.load_split(cfg, task, family)
-    task.setup(train_df["y"], cfg)
-    _, loader, _, _ = train.build_loaders(cfg, task, train_df, val_df, 1, family)
-    images, labels = next(iter(loader))
+    labelled, train_df, val_df = train.load_split(cfg, task, family)
+    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]))
+    train_ds, val_ds, _ = family.datasets(task, labelled, train_df, val_df, src, cfg["IMAGE_SIZE"], logging.getLogger("ecg"))
+    _, loader, _ = build_loaders(train_ds, val_ds, cfg["BATCH_SIZE"], cfg["SEED"], cfg["NUM_WORKERS"], 1)
+    inputs, labels = next(iter(loader))
     paddle.seed(0)
     model = family.build("resnet50", task.num_outputs, "none")
     model.train()
-    optimizer = train.build_optimizer(cfg, family, train.build_scheduler(cfg), model)
-    losses = [train.train_step(model, task, images, labels, optimizer, None, None) for _ in range(20)]
+    optimizer = build_optimizer(family.optimizer, build_scheduler(0.001, 20, 0, 1e-8, 0.9), model, 0.9, 2e-4)
+    losses = [train_step(model, task, inputs, labels, optimizer, None, None) for _ in range(20)]
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), losses
 
 
@@ -59,13 +62,13 @@ def test_outputs_written(tiny_trained):
     for d in ("iter_15", "iter_30"):
         assert {p.name for p in (out / d).iterdir()} == {"model.pdparams", "model.pdopt", "state.json", "trainer.pkl"}
     info = json.loads((out / "best_model" / "model.json").read_text())
-    assert info["iter"] == state["best_iter"] and info["image_size"] == 64
+    assert info["iter"] == state["best_iter"] and info["input"]["image_size"] == 64 and "image_size" not in info
     assert info["class_names"] == ["normal", "abnormal"] and 0.0 <= info["thresholds"] <= 1.0
     assert info["config"]["ITERS"] == 30 and info["fallback_answer"] == 1 and info["task"] == 1
     assert (out / "training_curves.png").stat().st_size > 10_000
     log = (out / "train.log").read_text()
     assert "[TRAIN] epoch: 1, iter: 5/30, loss:" in log and "reader_cost:" in log and "ips:" in log and "| ETA" in log
-    assert "[EVAL] #Images: 6" in log
+    assert "[EVAL] #Records: 6, loss: " in log
     assert not list(out.glob(".*tmp")), "temporary files left behind"
 
 
@@ -73,21 +76,20 @@ def test_best_model_reloads_with_identical_validation_outputs(tiny_trained, tiny
     out, _ = tiny_trained
     info = json.loads((out / "best_model" / "model.json").read_text())
     cfg = info["config"]
-    _, _, val = train.load_split(cfg, T1)
+    _, _, val = train.load_split(cfg, T1, get_family("resnet50"))
     ds = ECGImageDataset(tiny_dataset / "train", val["name"], T1.label_array(val["y"]), 64, build_transforms(False))
     loader = paddle.io.DataLoader(ds, batch_size=4, shuffle=False)
     model = build_model(2, "none")
     load_weights(model, out / "best_model" / "model.pdparams")
-    loss, probs, labels = train.evaluate(model, loader, T1)
+    loss, probs, labels = validate(model, loader, T1)
     assert loss == pytest.approx(info["metrics"]["val_loss"], rel=1e-5, abs=1e-6)
-    loss2, probs2, _ = train.evaluate(model, loader, T1)
+    loss2, probs2, _ = validate(model, loader, T1)
     np.testing.assert_array_equal(probs, probs2)
     assert ((probs >= info["thresholds"]).astype(int) == labels).mean() == pytest.approx(info["metrics"]["at_threshold"]["accuracy"])
 
 
 def test_lr_schedule_values():
-    cfg = {"LR": 0.001, "ITERS": 100, "WARMUP_ITERS": 10, "END_LR": 1e-8, "POWER": 0.9}
-    sched = train.build_scheduler(cfg)
+    sched = build_scheduler(lr=0.001, iters=100, warmup_iters=10, end_lr=1e-8, power=0.9)
     seen = []
     for _ in range(100):
         seen.append(sched())
@@ -128,8 +130,9 @@ def test_pretrained_bad_files(tmp_path):
 
 
 def test_offline_auto_fails_fast_even_in_a_non_zero_rank(tmp_path, monkeypatch):
-    import models.resnet as resnet
     import paddle.utils.download as download
+
+    import models.resnet as resnet
 
     monkeypatch.setattr(download, "WEIGHTS_HOME", str(tmp_path / "cache"))  # nothing cached
     # A closed local port stands in for the unreachable host; rank 1 of 2 would wait forever in Paddle's downloader.
@@ -230,15 +233,14 @@ def test_checkpoint_for_another_number_of_classes(tiny_trained, tiny_dataset, tm
 
 
 def test_checkpoint_restores_optimizer_state_in_a_fresh_model(tiny_trained):
-    from utils.checkpoint import load_checkpoint
+    from utils.training.checkpoint import load_checkpoint
 
     out, _ = tiny_trained
     saved = paddle.load(str(out / "iter_15" / "model.pdopt"))
     assert "conv1.weight_velocity_0" in saved and "LR_Scheduler" in saved
     build_model(2, "none")  # shifts Paddle's unique parameter names, as a longer-lived process would
     model = build_model(2, "none")
-    opt = paddle.optimizer.Momentum(learning_rate=train.build_scheduler({"LR": 0.01, "ITERS": 30, "WARMUP_ITERS": 0,
-                                    "END_LR": 1e-8, "POWER": 0.9}), momentum=0.9, parameters=model.parameters())
+    opt = paddle.optimizer.Momentum(learning_rate=build_scheduler(0.01, 30, 0, 1e-8, 0.9), momentum=0.9, parameters=model.parameters())
     state = load_checkpoint(out / "iter_15", model, opt)
     assert state["iter"] == 15
     conv1 = dict(model.named_parameters())["conv1.weight"]
@@ -248,19 +250,24 @@ def test_checkpoint_restores_optimizer_state_in_a_fresh_model(tiny_trained):
 
 
 def test_split_is_stratified_seeded_and_k_fold(tiny_dataset):
-    from utils.data import stratified_folds
+    from utils.training.sampling import stratified_folds
 
-    cfg = {"DATASET_DIR": str(tiny_dataset), "NUM_FOLDS": 10, "VAL_FOLD": 0, "SEED": 2021}
-    refs, tr, va = train.load_split(cfg, T1)
+    cfg = {"DATA_DIR": "unused", "DATASET_DIR": str(tiny_dataset), "NUM_FOLDS": 10, "VAL_FOLD": 0, "SEED": 2021}
+    pictures = get_family("resnet50")
+    labelled, tr, va = train.load_split(cfg, T1, pictures)
+    refs = labelled.refs
     assert len(tr) == 54 and len(va) == 6 and not set(tr["name"]) & set(va["name"])
     assert sorted(va["y"]) == [0, 0, 1, 1, 1, 1]  # 16 normal / 44 abnormal spread over 10 folds
-    assert list(train.load_split(cfg, T1)[2]["name"]) == list(va["name"])  # same seed, same split
-    vals = [set(train.load_split({**cfg, "VAL_FOLD": k}, T1)[2]["name"]) for k in range(10)]
+    assert list(train.load_split(cfg, T1, pictures)[2]["name"]) == list(va["name"])  # same seed, same split
+    vals = [set(train.load_split({**cfg, "VAL_FOLD": k}, T1, pictures)[2]["name"]) for k in range(10)]
     assert set().union(*vals) == set(refs["name"]) and sum(map(len, vals)) == len(refs)  # k-fold covers every record once
     folds = stratified_folds(refs["y"], 10, 7)
     assert np.bincount(folds).max() - np.bincount(folds).min() <= 1
-    with pytest.raises(SystemExit, match="VAL_FOLD"):
-        train.load_split({**cfg, "VAL_FOLD": 10}, T1)
+    with pytest.raises(ConfigError, match="VAL_FOLD"):
+        train.load_split({**cfg, "VAL_FOLD": 10}, T1, pictures)
+    # too few labelled records for the folds asked for: one line naming the label file, the count and the folds
+    with pytest.raises(ECGDataError, match=r"trainreference.csv: 60 labelled records .* too few for 61 folds"):
+        train.load_split({**cfg, "NUM_FOLDS": 61}, T1, pictures)
 
 
 def test_corrupt_picture_is_a_clear_error(tiny_dataset, tmp_path):

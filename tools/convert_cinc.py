@@ -28,9 +28,18 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools.convert_ptbxl import remove_stale, write_labels  # noqa: E402
 from utils.atomic import atomic_path  # noqa: E402
-from utils.cinc import (first_10s, map_dx, missing_leads, parse_dx, parse_fs, reorder_leads,  # noqa: E402
-                        resample_to_fs, to_millivolts, windows_10s)
-from utils.ecg_io import FS, write_record  # noqa: E402
+from utils.ecg.cinc import (
+    first_10s,
+    map_dx,
+    missing_leads,
+    parse_dx,
+    parse_fs,
+    reorder_leads,
+    resample_to_fs,
+    to_millivolts,
+    windows_10s,
+)
+from utils.ecg.io import FS, write_record  # noqa: E402
 
 PREFIX = "cinc_"
 # A 12-lead ECG whose typical lead spans less or more than this (mV, peak to peak) has a suspicious header gain.

@@ -18,8 +18,8 @@ import wfdb
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from utils.ecg_io import LEADS, SHAPE, write_record, write_reference, write_reference_task2  # noqa: E402
-from utils.ptbxl import map_scp_codes, parse_scp_codes  # noqa: E402
+from utils.ecg.io import LEADS, SHAPE, write_record, write_reference, write_reference_task2  # noqa: E402
+from utils.ecg.ptbxl import map_scp_codes, parse_scp_codes  # noqa: E402
 
 
 def record_name(ecg_id):

@@ -25,9 +25,9 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 
 configure_cpu_threads()  # before paddle is imported: the train.py processes inherit the environment
 
+from utils.artifacts import BEST_DIR, FINISHED_FILE, VAL_PREDICTIONS, ModelCard  # noqa: E402
 from utils.atomic import write_text  # noqa: E402
 
-FINISHED = "finished.json"  # written by train.py when a run completes
 MARKER = "kfold.json"  # the train.py flags a fold was started with
 OWN_FLAGS = ("--output-dir", "--num-folds", "--val-fold", "--resume")
 
@@ -54,8 +54,8 @@ def check_marker(fold_dir, train_flags, num_folds):
 def run_fold(train_flags, num_folds, k, out):
     fold_dir = out / f"fold_{k}"
     check_marker(fold_dir, train_flags, num_folds)
-    if (fold_dir / FINISHED).is_file():
-        print(f"=== fold {k}/{num_folds}: finished ({fold_dir / FINISHED}), skipped", flush=True)
+    if (fold_dir / FINISHED_FILE).is_file():
+        print(f"=== fold {k}/{num_folds}: finished ({fold_dir / FINISHED_FILE}), skipped", flush=True)
         return 0.0
     cmd = fold_command(train_flags, num_folds, k, fold_dir)
     if not any(fold_dir.glob("iter_*")):  # nothing to continue: a run killed before its first checkpoint starts afresh
@@ -73,25 +73,24 @@ def summarize(out, folds):
     """Out-of-fold predictions of all folds -> OUT/oof_predictions.csv, scores, OUT/kfold_summary.json."""
     import pandas as pd
 
-    from utils.checkpoint import BEST_DIR, INFO_FILE, VAL_PREDICTIONS
-    from utils.tasks import get_task
+    from utils.scoring.tasks import get_task
 
-    infos = {k: json.loads((out / f"fold_{k}" / BEST_DIR / INFO_FILE).read_text()) for k in folds}
-    task = get_task(next(iter(infos.values())).get("task", 1))
+    cards = {k: ModelCard.read(out / f"fold_{k}" / BEST_DIR) for k in folds}
+    task = get_task(next(iter(cards.values())).task)
     tables = [pd.read_csv(out / f"fold_{k}" / BEST_DIR / VAL_PREDICTIONS, dtype={"name": str, "truth": str},
                           keep_default_na=False).assign(fold=k) for k in folds]
     oof = pd.concat(tables, ignore_index=True).sort_values("name")
     oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6g")
     _, y, probs = task.read_prediction_table(out / "oof_predictions.csv")
-    metrics, rec, lines, thresholds = task.evaluate(y, probs)
+    result = task.evaluate(y, probs)
     print(f"\n=== out-of-fold ({len(oof)} records, {len(folds)} folds; thresholds tuned on them):")
-    for line in lines:
-        print(line.replace("[EVAL] ", "").replace("{loss}, ", ""))
-    for k, info in infos.items():
-        print(f"fold {k}: best validation {info['selected_by']} {info['best_metric']:.4f} at iter {info['iter']}")
-    summary = {"task": task.number, "folds": {k: {"best_metric": i["best_metric"], "selected_by": i["selected_by"],
-                                                  "iter": i["iter"]} for k, i in infos.items()},
-               "out_of_fold": {"n": len(oof), **rec}, "thresholds": thresholds}
+    for line in result.lines(prefix=""):
+        print(line)
+    for k, c in cards.items():
+        print(f"fold {k}: best validation {c.selected_by} {c.best_metric:.4f} at iter {c.iter}")
+    summary = {"task": task.number, "folds": {k: {"best_metric": c.best_metric, "selected_by": c.selected_by,
+                                                  "iter": c.iter} for k, c in cards.items()},
+               "out_of_fold": {"n": len(oof), **result.record}, "thresholds": result.thresholds}
     write_text(out / "kfold_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     models = " ".join(str(out / f"fold_{k}" / BEST_DIR) for k in folds)
     print(f"fuse the folds: python predict.py --task {task.number} --model {models} ...")

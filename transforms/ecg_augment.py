@@ -8,7 +8,7 @@ import numpy as np
 from paddle.vision.transforms import ColorJitter, Compose, Normalize
 from PIL import Image
 
-from utils.render import band_edges
+from utils.inputs.render import band_edges
 
 # ImageNet statistics, as the pretrained backbone expects (RGB order; our gray picture fills all 3 channels).
 ECG_MEAN = [0.485, 0.456, 0.406]

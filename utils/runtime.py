@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from .errors import PipelineError
+from .errors import ConfigError, PipelineError
 
 
 def configure_cpu_threads():
@@ -45,7 +45,7 @@ def select_device(requested="auto", log=None):
         if device == "cpu" and log:
             log.info(f"device: CPU ({os.environ.get('OMP_NUM_THREADS', '1')} threads) - no CUDA GPU found")
     elif requested.startswith("gpu") and not has_gpu:
-        raise SystemExit(f"error: --device {requested} but Paddle has no usable CUDA GPU here; use --device cpu")
+        raise ConfigError(f"--device {requested}: Paddle has no usable CUDA GPU here; use --device cpu")
     else:
         device = requested
     if device.startswith("gpu") and ":" not in device:

@@ -8,7 +8,7 @@ from fractions import Fraction
 import numpy as np
 from scipy.signal import resample_poly
 
-from .ecg_io import FS, LEADS, N_SAMPLES
+from .io import FS, LEADS, N_SAMPLES
 from .ptbxl import OTHER_CLASS
 
 SINUS_RHYTHM = "426783006"  # normal (tag 0, class 1) only when it is the record's one code

@@ -13,8 +13,9 @@ import paddle
 from scipy import signal as sps
 from tqdm import tqdm
 
-from .data import seed_sample
-from .ecg_io import FS, ECGDataError, read_record
+from ..ecg.io import FS, read_record
+from ..errors import ECGDataError
+from .draws import seed_sample
 
 log = logging.getLogger("ecg")
 SCALE_RECORDS = 200  # training records the amplitude scale is fitted on (enough for a stable std)

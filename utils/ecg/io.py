@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import scipy.io
 
-from .atomic import atomic_path
-from .errors import PipelineError
+from ..atomic import atomic_path
+from ..errors import ECGDataError
 
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 FS = 500  # Hz
@@ -24,15 +24,6 @@ CLASS_NAMES = (
 )
 # Task 1: tag 0 / 1.
 TAG_NAMES = ("normal", "abnormal")
-
-
-class ECGDataError(PipelineError, ValueError):
-    """A data file is missing, malformed or inconsistent. The message names the file."""
-
-    def __init__(self, path, problem):
-        self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 def read_record(path):

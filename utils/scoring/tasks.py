@@ -8,6 +8,8 @@ Task 2: 12 diagnoses, several per record, scored by F1 per class. Twelve outputs
 """
 import csv
 import zipfile
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +18,9 @@ import paddle.nn.functional as F
 import pandas as pd
 from scipy.special import expit, softmax
 
-from .atomic import atomic_path
-from .ecg_io import CLASS_NAMES, TAG_NAMES, read_reference, read_reference_task2
-from .errors import ConfigError
+from ..atomic import atomic_path
+from ..ecg.io import CLASS_NAMES, TAG_NAMES, read_reference, read_reference_task2
+from ..errors import CheckpointError, ConfigError
 from .metrics import best_threshold, binary_report, fmt, multilabel_report
 
 NORMAL = 0  # column of "normal" among the 12 Task 2 outputs (class index 1)
@@ -43,22 +45,157 @@ def task1_path(out):
     return out.with_name(f"{out.stem}_task1{out.suffix}")
 
 
-class Task1:
-    number, label_file, class_names, num_outputs = 1, "trainreference.csv", TAG_NAMES, 2
-    select_metrics = ("f1", "auc")
-    headline = ("f1", "auc", "accuracy")  # the scores of a side-by-side table
+@dataclass
+class Evaluation:
+    """A task's scores of probabilities against labels: the model card's `metrics`, the run history's `record`, the
+    `thresholds` tuned on them, and the log lines (`lines(loss)`, in PaddleSeg's [EVAL] form)."""
+
+    n: int
+    metrics: dict
+    record: dict
+    thresholds: object
+    summary: str  # the [EVAL] line after "#Records: N[, loss: L], "
+    notes: list = field(default_factory=list)  # further [EVAL] lines
+    table: list = field(default_factory=list)  # a per-class table, printed as it is
+
+    def lines(self, loss=None, prefix="[EVAL] "):
+        loss_text = f", loss: {loss:.4f}" if loss is not None else ""
+        return [f"{prefix}#Records: {self.n}{loss_text}, {self.summary}", *(prefix + n for n in self.notes), *self.table]
+
+
+class Task(ABC):
+    """What a task must say: its labels, outputs and loss, probabilities, thresholds, scores, answer rules and
+    answer files. `num_outputs` is the network's head; `num_probs` the probabilities per record (`probs`),
+    `prob_names` what each is the probability of."""
+
+    number: int
+    label_file: str
+    class_names: tuple
+    num_outputs: int
+    prob_names: tuple
+    select_metrics: tuple  # the metrics that may choose best_model, the default first
+    headline: tuple  # the scores of a side-by-side table
+
+    @property
+    def num_probs(self):
+        return len(self.prob_names)
 
     # -- labels -------------------------------------------------------------------------------------------------
+    @abstractmethod
     def read_labels(self, csv_path, data_dir=None, ext=".mat"):
-        """DataFrame[name, y]: y the tag (int)."""
+        """DataFrame[name, y] of a label file, every listed record checked to have `data_dir/<name><ext>`."""
+
+    @abstractmethod
+    def label_array(self, ys):
+        """Labels as one array (what the loss and the metrics take)."""
+
+    @abstractmethod
+    def describe(self, ys):
+        """A short text of the label counts, for the log."""
+
+    @abstractmethod
+    def most_frequent(self, ys):
+        """The answer of a record no model can read: the training set's most frequent one."""
+
+    def setup(self, train_ys, pos_weight="sqrt", max_pos_weight=10.0):
+        """Fit what the loss needs from the training labels (Task 2's positive weights)."""
+        return self
+
+    # -- model ----------------------------------------------------------------------------------------------------
+    @abstractmethod
+    def loss(self, logits, y, reduction="mean"):
+        """The training loss of a batch's logits (a Paddle tensor)."""
+
+    @abstractmethod
+    def probs(self, logits):
+        """logits (N, num_outputs) numpy -> probabilities (N,) for one, (N, num_probs) for several."""
+
+    @abstractmethod
+    def logits(self, probs):
+        """The inverse of `probs`: what a model that gives probabilities (features) returns, so it is used alike."""
+
+    # -- evaluation and answers ---------------------------------------------------------------------------------
+    @abstractmethod
+    def evaluate(self, y, probs):
+        """An Evaluation, with thresholds tuned on these records."""
+
+    @abstractmethod
+    def decide(self, probs, thresholds):
+        """The answers (one per record) from probabilities."""
+
+    @abstractmethod
+    def as_probs(self, answer):
+        """Scores standing in for the probabilities of a record answered without the model (for AUC)."""
+
+    @abstractmethod
+    def write_answer(self, names, answers, out):
+        """This task's answer file (and its zip); returns the zip's path."""
+
+    def write_answers(self, names, answers, out):
+        """Every answer file this task's model gives: {report key: zip path}."""
+        return {"zip": str(self.write_answer(names, answers, out))}
+
+    @abstractmethod
+    def score(self, truth_path, names, answers, probs):
+        """Metrics of the answers against a truth file: (report, log lines, truth records not answered)."""
+
+    # -- out-of-fold predictions (val_predictions.csv) ------------------------------------------------------------
+    def prob_columns(self):
+        return [f"p_{c.replace(' ', '_')}" for c in self.class_names]
+
+    def output_probs(self, probs):
+        """Probabilities as one column per class (Task 1: P(normal), P(abnormal))."""
+        return np.asarray(probs, dtype=np.float64).reshape(len(probs), -1)
+
+    def table_probs(self, p):
+        """The inverse of `output_probs`."""
+        return p
+
+    def prob_table(self, names, probs, **columns):
+        """DataFrame name, [columns], p_<class> per class."""
+        probs = self.output_probs(probs)
+        table = pd.DataFrame({"name": list(names), **columns})
+        for k, col in enumerate(self.prob_columns()):
+            table[col] = probs[:, k] if len(probs) else []
+        return table
+
+    def prediction_table(self, names, y, probs):
+        """DataFrame name, truth, p_<class> per class: Task 1 truth is the tag, Task 2 the 1-based classes."""
+        return self.prob_table(names, probs, truth=[self.truth_text(t) for t in y])
+
+    def read_prediction_table(self, path):
+        """val_predictions.csv -> (names, labels as label_array, probabilities as `probs` gives them)."""
+        df = pd.read_csv(path, dtype={"name": str, "truth": str}, keep_default_na=False)
+        cols = self.prob_columns()
+        if "name" not in df or "truth" not in df or any(c not in df for c in cols):
+            raise CheckpointError(f"{path}: not a Task {self.number} validation prediction table (needs name, truth, "
+                                  f"{', '.join(cols)})")
+        y = self.label_array([self.truth_value(t) for t in df["truth"]])
+        return df["name"].tolist(), y, self.table_probs(df[cols].to_numpy(np.float64))
+
+    @abstractmethod
+    def truth_text(self, y):
+        """One record's label as text (val_predictions.csv's truth column)."""
+
+    @abstractmethod
+    def truth_value(self, text):
+        """The inverse of `truth_text`."""
+
+
+class Task1(Task):
+    """Normal (0) vs abnormal (1), scored by F1: two softmax outputs, one probability P(abnormal)."""
+
+    number, label_file, class_names, num_outputs = 1, "trainreference.csv", TAG_NAMES, 2
+    prob_names = ("abnormal",)
+    select_metrics = ("f1", "auc")
+    headline = ("f1", "auc", "accuracy")
+
+    def read_labels(self, csv_path, data_dir=None, ext=".mat"):
         refs = read_reference(csv_path, data_dir=data_dir, ext=ext)
         return pd.DataFrame({"name": refs["name"], "y": refs["tag"].astype(np.int64)})
 
     def label_array(self, ys):
         return np.asarray(list(ys), dtype=np.int64)
-
-    def strata(self, ys):
-        return self.label_array(ys)
 
     def describe(self, ys):
         return f"{int(self.label_array(ys).sum())} abnormal"
@@ -66,72 +203,44 @@ class Task1:
     def most_frequent(self, ys):
         return int(np.bincount(self.label_array(ys), minlength=2).argmax())
 
-    # -- model ----------------------------------------------------------------------------------------------------
-    def setup(self, train_ys, cfg):
-        return self
-
     def loss(self, logits, y, reduction="mean"):
         return F.cross_entropy(logits, y, reduction=reduction)
 
     def probs(self, logits):
-        """logits (N, 2) numpy -> P(abnormal) (N,)."""
         return softmax(logits, axis=1)[:, 1]
 
-    # -- evaluation -------------------------------------------------------------------------------------------------
+    def logits(self, probs):
+        p = np.clip(np.asarray(probs, dtype=np.float64).reshape(-1, 1), 1e-7, 1 - 1e-7)
+        return np.hstack([np.log(1 - p), np.log(p)]).astype(np.float32)
+
     def evaluate(self, y, probs):
-        """(summary for the model, history record, log lines, thresholds)."""
         threshold = best_threshold(y, probs)
         at_half, tuned = binary_report(y, probs, 0.5), binary_report(y, probs, threshold)
-        lines = [f"[EVAL] #Images: {len(y)}, {{loss}}, acc: {at_half['accuracy']:.4f}, F1: {at_half['f1']:.4f} "
-                 f"(threshold 0.5), F1: {tuned['f1']:.4f} (threshold {threshold:.3f}), AUC: {fmt(at_half['auc'])}",
-                 f"[EVAL] confusion (rows: true normal/abnormal, columns: predicted): {at_half['confusion']}"]
+        summary = (f"acc: {at_half['accuracy']:.4f}, F1: {at_half['f1']:.4f} (threshold 0.5), F1: {tuned['f1']:.4f} "
+                   f"(threshold {threshold:.3f}), AUC: {fmt(at_half['auc'])}")
         record = {"f1": tuned["f1"], "f1_at_0.5": at_half["f1"], "auc": at_half["auc"], "accuracy": at_half["accuracy"],
                   "threshold": threshold}
-        return {"at_0.5": at_half, "at_threshold": tuned}, record, lines, threshold
+        return Evaluation(len(y), {"at_0.5": at_half, "at_threshold": tuned}, record, threshold, summary,
+                          [f"confusion (rows: true normal/abnormal, columns: predicted): {at_half['confusion']}"])
 
-    # -- answers ------------------------------------------------------------------------------------------------------
     def decide(self, probs, thresholds):
         return [int(p >= thresholds) for p in probs]
 
     def as_probs(self, answer):
-        """Scores standing in for the probabilities of a record answered without the model (for AUC)."""
         return float(answer)
 
-    # -- out-of-fold predictions (val_predictions.csv) ------------------------------------------------------------
-    def prob_columns(self):
-        return [f"p_{c.replace(' ', '_')}" for c in self.class_names]
+    def output_probs(self, probs):
+        p = np.asarray(probs, dtype=np.float64).reshape(-1, 1)
+        return np.hstack([1 - p, p])
 
-    def prob_table(self, names, probs, **columns):
-        """DataFrame name, [columns], p_<class> per output (Task 1: P(normal), P(abnormal))."""
-        probs = np.asarray(probs, dtype=np.float64).reshape(len(names), -1)
-        if probs.shape[1] == 1:  # Task 1: P(abnormal) -> both outputs
-            probs = np.hstack([1 - probs, probs])
-        table = pd.DataFrame({"name": list(names), **columns})
-        for k, col in enumerate(self.prob_columns()):
-            table[col] = probs[:, k]
-        return table
-
-    def prediction_table(self, names, y, probs):
-        """DataFrame name, truth, p_<class> per output: Task 1 truth is the tag, Task 2 the 1-based classes."""
-        return self.prob_table(names, probs, truth=[self.truth_text(t) for t in y])
-
-    def read_prediction_table(self, path):
-        """val_predictions.csv -> (names, labels as label_array, probabilities as task.probs gives them)."""
-        df = pd.read_csv(path, dtype={"name": str, "truth": str}, keep_default_na=False)
-        cols = self.prob_columns()
-        if "name" not in df or "truth" not in df or any(c not in df for c in cols):
-            raise ConfigError(f"{path}: not a Task {self.number} validation prediction table (needs name, truth, {', '.join(cols)})")
-        y = self.label_array([self.truth_value(t) for t in df["truth"]])
-        return df["name"].tolist(), y, self.table_probs(df[cols].to_numpy(np.float64))
+    def table_probs(self, p):
+        return p[:, 1]
 
     def truth_text(self, y):
         return str(int(y))
 
     def truth_value(self, text):
         return int(text)
-
-    def table_probs(self, p):
-        return p[:, 1]
 
     def write_answer(self, names, answers, out):
         def rows(f):
@@ -140,12 +249,7 @@ class Task1:
             w.writerows(zip(names, answers))
         return write_answer_files(out, rows)
 
-    def write_answers(self, names, answers, out):
-        """Every answer file this task's model gives: {report key: zip path}."""
-        return {"zip": str(self.write_answer(names, answers, out))}
-
     def score(self, truth_path, names, answers, probs):
-        """Metrics of the answers against a truth file: (report, log lines)."""
         truth = read_reference(truth_path)
         ans = pd.DataFrame({"name": names, "tag": answers, "prob": probs}).merge(truth, on="name", suffixes=("", "_true"))
         m = binary_report(ans["tag_true"], ans["tag"], 0.5)  # accuracy, F1 and confusion of the tags submitted
@@ -157,13 +261,15 @@ class Task1:
         return m, lines, len(truth) - len(ans)
 
 
-class Task2(Task1):
+class Task2(Task):
+    """12 diagnoses, several per record, scored by F1 per class: 12 sigmoid outputs, one probability each."""
+
     number, label_file, class_names, num_outputs = 2, "trainreference_task2.csv", CLASS_NAMES, len(CLASS_NAMES)
+    prob_names = CLASS_NAMES
     select_metrics = ("macro_f1", "macro_auc")
     headline = ("macro_f1", "macro_auc", "micro_f1")
 
     def read_labels(self, csv_path, data_dir=None, ext=".mat"):
-        """DataFrame[name, y]: y a 0/1 vector of the 12 classes."""
         labels = read_reference_task2(csv_path, data_dir=data_dir, ext=ext)
         return pd.DataFrame({"name": list(labels), "y": [self.encode(c) for c in labels.values()]})
 
@@ -173,7 +279,8 @@ class Task2(Task1):
         return y
 
     def label_array(self, ys):
-        return np.stack(list(ys)).astype(np.float32)
+        ys = list(ys)
+        return np.stack(ys).astype(np.float32) if ys else np.zeros((0, self.num_outputs), np.float32)
 
     def describe(self, ys):
         counts = self.label_array(ys).sum(0).astype(int)
@@ -184,15 +291,14 @@ class Task2(Task1):
         sets = pd.Series([tuple(np.flatnonzero(y) + 1) for y in ys])
         return [int(c) for c in sets.value_counts().index[0]]
 
-    def setup(self, train_ys, cfg):
-        """Per-class positive weight for the loss from the training frequencies (cfg POS_WEIGHT)."""
-        mode = cfg.get("POS_WEIGHT", "sqrt")
-        if mode not in POS_WEIGHTS:
-            raise ConfigError(f"--pos-weight must be one of {', '.join(POS_WEIGHTS)}, got {mode!r}")
+    def setup(self, train_ys, pos_weight="sqrt", max_pos_weight=10.0):
+        """Per-class positive weight for the loss from the training frequencies."""
+        if pos_weight not in POS_WEIGHTS:
+            raise ConfigError(f"--pos-weight must be one of {', '.join(POS_WEIGHTS)}, got {pos_weight!r}")
         y = self.label_array(train_ys)
         ratio = (len(y) - y.sum(0)) / np.maximum(y.sum(0), 1)  # negatives per positive
-        w = {"none": np.ones_like(ratio), "sqrt": np.sqrt(ratio), "balanced": ratio}[mode]
-        self.pos_weight = np.clip(w, 1.0, cfg.get("MAX_POS_WEIGHT", 10.0)).astype(np.float32)
+        w = {"none": np.ones_like(ratio), "sqrt": np.sqrt(ratio), "balanced": ratio}[pos_weight]
+        self.pos_weight = np.clip(w, 1.0, max_pos_weight).astype(np.float32)
         return self
 
     def loss(self, logits, y, reduction="mean"):
@@ -203,6 +309,10 @@ class Task2(Task1):
     def probs(self, logits):
         return expit(logits)
 
+    def logits(self, probs):
+        p = np.clip(np.asarray(probs, dtype=np.float64), 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p)).astype(np.float32)
+
     def thresholds(self, y, probs):
         """Per class, the F1-best threshold on validation (0.5 where the fold has no positive or no negative)."""
         return [best_threshold(y[:, k], probs[:, k]) if 0 < y[:, k].sum() < len(y) else 0.5
@@ -212,10 +322,10 @@ class Task2(Task1):
         thresholds = self.thresholds(y, probs)
         pred = self.indicator(self.decide(probs, thresholds))
         m = multilabel_report(y, probs, pred, self.class_names, thresholds)
-        lines = [f"[EVAL] #Images: {len(y)}, {{loss}}, macro F1: {m['macro_f1']:.4f}, micro F1: {m['micro_f1']:.4f} "
-                 f"(tuned thresholds, answer rules), macro AUC: {fmt(m['macro_auc'])}", *per_class_lines(m)]
+        summary = (f"macro F1: {m['macro_f1']:.4f}, micro F1: {m['micro_f1']:.4f} (tuned thresholds, answer rules), "
+                   f"macro AUC: {fmt(m['macro_auc'])}")
         record = {"macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"], "macro_auc": m["macro_auc"]}
-        return m, record, lines, thresholds
+        return Evaluation(len(y), m, record, thresholds, summary, table=per_class_lines(m))
 
     def decide(self, probs, thresholds):
         """The answer rules: each record gets the classes whose probability reaches their threshold; if none does,
@@ -239,9 +349,6 @@ class Task2(Task1):
 
     def truth_value(self, text):
         return self.encode([int(k) for k in text.split()])
-
-    def table_probs(self, p):
-        return p
 
     def indicator(self, answers):
         return np.stack([self.encode(a) for a in answers]) if answers else np.zeros((0, self.num_outputs), np.float32)

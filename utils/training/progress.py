@@ -1,4 +1,11 @@
-"""Timing helpers in the shape PaddleSeg users know (TimeAverager, ETA)."""
+"""What a run shows while it trains, in the shape PaddleSeg users know: TimeAverager, ETA, the [TRAIN] log line,
+and VisualDL scalars for `--use-vdl` (Train/loss, Evaluate/<metric>).
+
+VisualDL scalars are written from the run's history records. A resumed run deletes the log of the run it continues
+and replays its checkpoint's history into a fresh one, so the curves carry on from the checkpoint with no gap and
+no second copy of the iterations the killed run logged after it.
+"""
+from pathlib import Path
 
 
 class TimeAverager:
@@ -24,7 +31,6 @@ class TimeAverager:
 def calculate_eta(remaining_step, speed):
     remaining_time = max(0, int(remaining_step * speed))
     return f"{remaining_time // 3600:02d}:{remaining_time // 60 % 60:02d}:{remaining_time % 60:02d}"
-
 
 
 class Progress:
@@ -54,3 +60,33 @@ class Progress:
         self.window[:] = [0.0, 0]
         self.batch_cost.reset()
         self.reader_cost.reset()
+
+
+TRAIN_SCALARS = ("loss", "lr", "batch_cost", "reader_cost", "ips")
+
+
+class VDLWriter:
+    def __init__(self, logdir, history):
+        from visualdl import LogWriter
+
+        logdir = Path(logdir)
+        for old in logdir.glob("vdlrecords.*.log"):
+            old.unlink()
+        self.writer = LogWriter(logdir=str(logdir))
+        for rec in history.get("train", []):
+            self.train(rec)
+        for rec in history.get("eval", []):
+            self.eval(rec)
+
+    def train(self, rec):
+        for key in TRAIN_SCALARS:
+            if rec.get(key) is not None:
+                self.writer.add_scalar(f"Train/{key}", float(rec[key]), rec["iter"])
+
+    def eval(self, rec):
+        for key, value in rec.items():
+            if key != "iter" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(f"Evaluate/{key}", float(value), rec["iter"])
+
+    def close(self):
+        self.writer.close()

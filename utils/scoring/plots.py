@@ -1,5 +1,5 @@
 """Training curves and the per-class figure (matplotlib, written atomically)."""
-from .atomic import atomic_path
+from ..atomic import atomic_path
 
 NOT_CURVES = ("iter", "loss", "threshold")  # eval record fields that are not validation scores in [0, 1]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import VAL_PREDICTIONS, CheckpointError
+from ..artifacts import VAL_PREDICTIONS
+from ..errors import CheckpointError, ConfigError
 
 MIN_COMMON = 5  # --weights auto: fewer records validated by every family cannot say anything
 
@@ -22,9 +23,9 @@ def parse_weights(text, n):
     try:
         w = np.array([float(x) for x in str(text).split(",")])
     except ValueError:
-        raise CheckpointError(f"--weights {text!r}: expected {n} comma-separated numbers, one per --model") from None
+        raise ConfigError(f"--weights {text!r}: expected {n} comma-separated numbers, one per --model") from None
     if len(w) != n or (w < 0).any() or w.sum() <= 0:
-        raise CheckpointError(f"--weights {text!r}: expected {n} non-negative numbers (one per --model), not all zero")
+        raise ConfigError(f"--weights {text!r}: expected {n} non-negative numbers (one per --model), not all zero")
     return w
 
 

@@ -1,0 +1,81 @@
+"""The architecture's import rules (README's Layout): utils/ is layered, each layer importing only those below it.
+
+    base (utils/*.py: errors, atomic, config, runtime, artifacts)  <  ecg  <  inputs, scoring  <  training
+
+utils/ecg/ imports no Paddle; the converters import only utils/ecg/ and the base; predict.py never loads
+utils/training/, not even through another module."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = {"errors", "atomic", "config", "runtime", "artifacts"}
+ALLOWED = {  # layer -> the utils layers its modules may import
+    "base": {"base"},
+    "ecg": {"base", "ecg"},
+    "inputs": {"base", "ecg", "inputs"},
+    "scoring": {"base", "ecg", "scoring"},
+    "training": {"base", "ecg", "inputs", "scoring", "training"},
+}
+
+
+def layer_of(module):
+    """'utils.ecg.io' -> 'ecg'; 'utils.atomic' -> 'base'; not a utils module -> None."""
+    parts = module.split(".")
+    if parts[0] != "utils" or len(parts) < 2:
+        return None
+    return "base" if parts[1] in BASE else parts[1]
+
+
+def imported_modules(path):
+    """Absolute names of the modules a file imports (relative imports resolved against its package)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module
+            found.append(mod)
+            found += [f"{mod}.{a.name}" for a in node.names if layer_of(f"{mod}.{a.name}") and mod == "utils"]
+    return found
+
+
+def test_every_utils_module_belongs_to_a_layer():
+    flat = {p.stem for p in (ROOT / "utils").glob("*.py")} - {"__init__"}
+    assert flat == BASE, f"utils/ holds flat modules outside the base layer: {sorted(flat - BASE)}"
+    assert {p.name for p in (ROOT / "utils").iterdir() if p.is_dir() and p.name != "__pycache__"} == set(ALLOWED) - {"base"}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "utils").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_layers_import_only_layers_below_them(path):
+    own = layer_of(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    bad = [m for m in imported_modules(path) if layer_of(m) and layer_of(m) not in ALLOWED[own]]
+    assert not bad, f"{path.relative_to(ROOT)} ({own}) imports {bad}: allowed layers {sorted(ALLOWED[own])}"
+
+
+def test_ecg_layer_and_converters_import_no_paddle_and_no_higher_layer():
+    for tool in sorted((ROOT / "tools").glob("convert_*.py")):
+        bad = [m for m in imported_modules(tool) if layer_of(m) not in (None, "base", "ecg") or m.split(".")[0] in ("models", "paddle")]
+        assert not bad, f"{tool.name} imports {bad}: converters use utils/ecg/ and the base only"
+    code = ("import sys, importlib, pkgutil, utils.ecg\n"
+            "for m in pkgutil.iter_modules(utils.ecg.__path__): importlib.import_module('utils.ecg.' + m.name)\n"
+            "import tools.convert_ptbxl, tools.convert_cinc\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'models')))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", f"utils/ecg/ or a converter loads {r.stdout.strip()}"
+
+
+def test_predict_never_loads_the_training_layer():
+    code = "import sys, predict\nprint(sorted(m for m in sys.modules if m.startswith('utils.training') or m == 'train'))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "[]", f"predict.py loads {r.stdout.strip()}"

@@ -1,0 +1,85 @@
+"""The measurements of many records, each record's row cached beside the data so a second run reads it instead of
+measuring again. The cache is keyed by the measurement code's names and version, and each row by its record's
+split, size and modification time."""
+import hashlib
+import logging
+import re
+from glob import escape as glob_escape
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..atomic import atomic_path
+from ..errors import ECGDataError
+from .io import read_record
+from . import measurements  # by module: the names and version are read when used
+
+log = logging.getLogger("ecg")
+
+
+def cache_key():
+    """Sub-folder of the cache for this code's measurements: a change of names or version starts a new one."""
+    text = "\n".join(measurements.FEATURE_NAMES) + f"\nversion {measurements.FEATURES_VERSION}"
+    return f"v{measurements.FEATURES_VERSION}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def _cache_file(folder, mat):
+    """<folder>/<split>/<stem>.<size>-<mtime_ns>.npy: a record of another split, or rewritten (even with an older
+    time, as `cp -p` or unzip leave it), or of another size, has another name, so it is measured again."""
+    st = mat.stat()
+    return folder / mat.parent.name / f"{mat.stem}.{st.st_size}-{st.st_mtime_ns}.npy"
+
+
+def _load_cached(cached):
+    """The cached row if it is there and well-formed, else None."""
+    try:
+        row = np.load(cached, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return row if row.shape == (len(measurements.FEATURE_NAMES),) and row.dtype == np.float32 else None
+
+
+def _save_cached(cached, row, stem):
+    """Write the row atomically and remove the record's older entries (its other sizes and times)."""
+    mine = re.compile(rf"{re.escape(stem)}\.\d+-\d+\.npy")
+    for old in cached.parent.glob(f"{glob_escape(stem)}.*.npy"):
+        if old != cached and mine.fullmatch(old.name):
+            old.unlink(missing_ok=True)
+    # np.save appends ".npy" to a path without it (atomic_path's temporary ends in .tmp): give it a file object
+    with atomic_path(cached) as tmp, open(tmp, "wb") as f:
+        np.save(f, row)
+
+
+def features_for_records(paths, cache_dir=None, progress=True):
+    """Measurements of the MAT files `paths` -> (float32 (N, F), {path: problem} of unreadable records).
+
+    An unreadable record gets a row of NaN. With `cache_dir`, each record's row is kept as
+    `<cache_dir>/<cache_key()>/<split folder>/<stem>.<size>-<mtime_ns>.npy` and reused while the MAT file keeps
+    that size and modification time.
+    """
+    paths = [Path(p) for p in paths]
+    X = np.full((len(paths), len(measurements.FEATURE_NAMES)), np.nan, dtype=np.float32)
+    bad = {}
+    folder = Path(cache_dir) / cache_key() if cache_dir is not None else None
+    for i, path in enumerate(tqdm(paths, desc="ECG measurements", unit="rec", leave=False, disable=not progress)):
+        try:
+            cached = _cache_file(folder, path) if folder is not None else None
+        except OSError:  # the record is missing: read_record says so below
+            cached = None
+        row = _load_cached(cached) if cached is not None else None
+        if row is None:
+            try:
+                sig = read_record(path)
+            except ECGDataError as e:
+                bad[str(path)] = e.problem
+                continue
+            row = measurements.extract_features(sig)
+            if cached is not None:
+                try:
+                    _save_cached(cached, row, path.stem)
+                except OSError as e:  # a read-only data folder: measure every time rather than fail
+                    log.warning(f"{folder}: cannot cache measurements there ({e.strerror}); measuring without a cache")
+                    folder = None
+        X[i] = row
+    return X, bad
