@@ -1,6 +1,7 @@
-"""utils/ecg_features.py: the ECG measurements checked against the labels of the real sample records (heart rate of
-sinus bradycardia / tachycardia, QRS width of complete RBBB, irregularity of AF), undefined measurements on a flat
-record, and the per-record cache of features_for_records (reuse, invalidation, unreadable files)."""
+"""utils/ecg/ (beats, delineation, measurements, cache): the ECG measurements checked against the labels of the
+real sample records (heart rate of sinus bradycardia / tachycardia, QRS width of complete RBBB, irregularity of
+AF), undefined measurements on a flat record, and the per-record cache of features_for_records (reuse,
+invalidation, unreadable files)."""
 import os
 import shutil
 from pathlib import Path
