@@ -6,8 +6,9 @@
 
 The test records are the MAT files in RAW_DIR/val/: each gets exactly one row, sorted by name. Each --model reads
 its own input (a picture model the pictures in DATASET_DIR/val, a signal model the records themselves) with its
-own preprocessing; several models are fused: the mean of their probabilities (weighted with --weights), decided
-with thresholds tuned on the members' out-of-fold validation predictions (utils/fusion.py). A record no model
+own preprocessing; several models are fused: the mean of their probabilities (weighted with --weights), or with
+--weights auto a logistic regression stacked on their out-of-fold logits, decided with thresholds tuned on the
+members' out-of-fold validation predictions (utils/scoring/fusion.py). A record no model
 could read gets the training set's most frequent answer, with a warning and a line in the report. --model may
 also be a directory written by --export (Paddle Inference). A Task 2 model also writes the Task 1 answer
 (abnormal = anything but "normal" alone) as ANSWER_CSV with _task1 before the extension.
@@ -32,7 +33,7 @@ from utils.atomic import atomic_path, resolve_dir, write_text  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.errors import CheckpointError, ConfigError  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device  # noqa: E402
-from utils.scoring.fusion import fit_weights, fuse, out_of_fold_fusion, parse_weights, read_out_of_fold  # noqa: E402
+from utils.scoring.fusion import Fusion, parse_weights  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.plots import plot_per_class  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
@@ -42,7 +43,7 @@ TASK = 1  # 1: answer.csv holds name,tag | 2: header-less rows name,i1,i2,... (t
 DATA_DIR = "dataset/sample"  # raw competition layout: the test records are DATA_DIR/val/*.mat
 DATASET_DIR = "dataset"  # pictures from process.py: DATASET_DIR/val/<name>.png (picture models)
 MODEL = ["output/best_model"]  # one or more model directories (from train.py or --export); several are fused
-WEIGHTS = ""  # fusion: one weight per --model, comma-separated (default: equal), or auto (fitted on out-of-fold predictions)
+WEIGHTS = ""  # fusion: one weight per --model, comma-separated (default: equal), or auto (stacking on out-of-fold logits)
 OUT = "answer.csv"  # answer.zip is written beside it
 BATCH_SIZE = 16
 NUM_WORKERS = 2
@@ -107,28 +108,13 @@ def predict_member(model_dir, card, task, cfg, names, device, log):
     return dict(zip(have, probs)), missing, model
 
 
-def fusion_weights(text, members, task, log):
-    """(weight per member, the fitted description or None): --weights W1,W2,..., equal, or auto (fitted)."""
-    if text != "auto":
-        return parse_weights(text, len(members)), None
+def plan_fusion(text, members, task, log):
+    """The Fusion of several members (None for one model, whose own thresholds decide)."""
     if len(members) == 1:
-        return np.ones(1), None
-    groups = [card.arch for _, card in members]
-    weights, per_group, n = fit_weights(read_out_of_fold([d for d, _ in members], task), groups, task)
-    log.info(f"--weights auto: fitted on {n} out-of-fold records validated by every family: "
-             + ", ".join(f"{g} {np.round(w, 3).tolist()}" for g, w in per_group.items())
-             + (" (one weight per class)" if np.ndim(weights) > 1 else ""))
-    return weights, {"per_family": per_group, "n_records": n}
-
-
-def fusion_thresholds(model_dirs, weights, task, log, groups=None):
-    """The fusion's thresholds, tuned on the members' fused out-of-fold predictions, and their scores there."""
-    names, y, probs = out_of_fold_fusion(read_out_of_fold(model_dirs, task), weights, task, groups)
-    result = task.evaluate(y, probs)
-    log.info(f"fusion thresholds tuned on {len(names)} out-of-fold validation records of the members:")
-    for line in result.lines(prefix="  "):
-        log.info(line)
-    return result.thresholds, {"n": len(names), **result.record}
+        if text not in ("", "auto"):
+            parse_weights(text, 1)  # still a bad flag when it cannot be read
+        return None
+    return Fusion(text, [d for d, _ in members], [card.arch for _, card in members], task, log)
 
 
 def score(task, cfg, names, probs, thresholds, fallback):
@@ -152,7 +138,7 @@ def main(argv=None):
     if len(dirs) > 1:
         check_same_task(dirs)
     members = [load_card(d, task) for d in dirs]
-    weights, fitted = fusion_weights(cfg["WEIGHTS"], members, task, log)
+    fusion = plan_fusion(cfg["WEIGHTS"], members, task, log)
     if cfg["EXPORT"] and len(members) > 1:
         raise ConfigError("--export saves one model: pass a single --model")
     names = list_test_records(cfg["DATA_DIR"])
@@ -169,12 +155,10 @@ def main(argv=None):
             log.info(f"exported static inference model to {cfg['EXPORT']}")
 
     fallback = members[0][1].fallback_answer
-    if len(members) == 1:
-        thresholds, oof = members[0][1].thresholds, None
-        probs = results[0]["probs"]
+    if fusion is None:
+        thresholds, probs = members[0][1].thresholds, results[0]["probs"]
     else:
-        thresholds, oof = fusion_thresholds([d for d, _ in members], weights, task, log, [c.arch for _, c in members])
-        probs = fuse([r["probs"] for r in results], weights, names)
+        thresholds, probs = fusion.thresholds, fusion.fuse([r["probs"] for r in results], names)
     answers, metrics, lines = score(task, cfg, names, probs, thresholds, fallback)
     missing = {n: "; ".join(f"{r['dir'].name if len(results) == 1 else r['dir']}: {r['missing'][n]}" for r in results
                             if n in r["missing"]) for n in names if n not in probs}
@@ -184,8 +168,8 @@ def main(argv=None):
               "thresholds": thresholds, "n_records": len(names), "n_predicted": len(probs), "answer": str(cfg["OUT"]),
               **task.write_answers(names, answers, cfg["OUT"]),
               "fallback": [{"name": n, "reason": r, "answer": fallback} for n, r in missing.items()]}
-    if oof is not None:
-        report["fusion"] = {"weights": weights.tolist(), "out_of_fold": oof, **({"fitted": fitted} if fitted else {})}
+    if fusion is not None:
+        report["fusion"] = fusion.report
 
     report_path = Path(cfg["REPORT"]) if cfg["REPORT"] else members[0][0].parent / "predict_report.json"
     if metrics is not None:

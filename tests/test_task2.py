@@ -68,6 +68,41 @@ def test_answer_rules():
     assert T2.task1_answers([[5], [10], [1], [6, 7]]) == [1, 1, 0, 1]
 
 
+def test_fallback_follows_the_margins_not_the_raw_probabilities():
+    """No class reaches its threshold: the answer is the class nearest its threshold, not the most probable one
+    (a frequent class with a high threshold would otherwise win every such record)."""
+    t = np.full(12, 0.5)
+    t[11], t[5] = 0.7, 0.3  # "other" is frequent (high threshold), PVC rare (low threshold)
+    p = np.full((2, 12), 0.05)
+    p[0, 11], p[0, 5] = 0.5, 0.25  # other: 0.2 below its threshold, PVC: 0.05 below -> PVC
+    p[1, 11], p[1, 5] = 0.65, 0.1  # other: 0.05 below, PVC: 0.2 below -> other
+    assert T2.decide(p, t) == [[6], [12]]
+
+
+def test_normal_threshold_is_tuned_with_the_exclusivity_rule():
+    """Normal is answered only when no abnormal class is: its threshold is the one whose decided answers score
+    best, not the one that scores best on its probability alone. Checked against a brute-force search."""
+    rng = np.random.default_rng(1)
+    n = 200
+    y = np.zeros((n, 12), np.float32)
+    y[:, 0] = rng.random(n) < 0.4
+    y[y[:, 0] == 0, 9] = 1  # the abnormal records have a T-wave change
+    p = np.clip(rng.normal(0.3, 0.15, (n, 12)), 0.01, 0.99)
+    p[:, 0] = np.clip(0.35 + 0.3 * y[:, 0] + rng.normal(0, 0.15, n), 0.01, 0.99)
+    p[:, 9] = np.clip(0.35 + 0.3 * y[:, 9] + rng.normal(0, 0.2, n), 0.01, 0.99)
+    t = np.asarray(T2.thresholds(y, p))
+
+    def f1_normal(tn):
+        pred = T2.indicator(T2.decide(p, np.r_[tn, t[1:]]))[:, 0]
+        return 2 * (pred * y[:, 0]).sum() / (pred.sum() + y[:, 0].sum())
+    grid = np.linspace(0.005, 1, 400)
+    assert f1_normal(t[0]) >= max(f1_normal(g) for g in grid) - 1e-9
+    from utils.scoring.metrics import best_threshold
+
+    alone = best_threshold(y[:, 0], p[:, 0])  # the rule ignored: normal's F1-best threshold on its probability
+    assert f1_normal(t[0]) > f1_normal(alone)
+
+
 def test_metrics_against_hand_computed_values():
     y = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 1], [1, 0, 0]])
     p = np.array([[.9, .1, .2], [.2, .8, .3], [.1, .4, .7], [.6, .5, .1]])

@@ -1,7 +1,8 @@
 """Fusion of several models' probabilities (folds, families, or both) and its decision thresholds.
 
-The fused probability of a record is the weighted mean of the probabilities of the members that could read it
-(weights renormalised over them). The fusion's thresholds are tuned on the members' out-of-fold predictions
+`mean` and `weights`: the fused probability of a record is the weighted mean of the probabilities of the members
+that could read it (weights renormalised over them). `stacking` (--weights auto): a regularised logistic regression
+per output on each family's logits (class `Fusion` below). The fusion's thresholds are tuned on the members' out-of-fold predictions
 (each best_model's val_predictions.csv), never on the test set: a record's out-of-fold fused probability is the
 weighted mean over the members that VALIDATED it, i.e. that never trained on it; members that trained on it are
 left out for that record (their probability would be over-confident). Records no member validated play no part.
@@ -13,11 +14,11 @@ import numpy as np
 from ..artifacts import VAL_PREDICTIONS
 from ..errors import CheckpointError, ConfigError
 
-MIN_COMMON = 5  # --weights auto: fewer records validated by every family cannot say anything
+MIN_COMMON = 5  # stacking: fewer records validated by every family cannot say anything
 
 
 def parse_weights(text, n):
-    """--weights "1,2,1" -> n floats (default: all 1). "auto" is fitted instead: see fit_weights."""
+    """--weights "1,2,1" -> n floats (default: all 1). "auto" is stacking instead: see Fusion."""
     if not text:
         return np.ones(n)
     try:
@@ -81,50 +82,158 @@ def out_of_fold_fusion(oof, weights, task, groups=None):
     return names, task.label_array([truth[n] for n in names]), np.array([fused[n] for n in names])
 
 
-def _fit_simplex(P, y):
-    """Weights (non-negative, summing to 1) of the G probability sets P (G, N, K) minimising the binary
-    cross-entropy of their weighted mean against y (N, K)."""
-    from scipy.optimize import minimize
-    from scipy.special import softmax
-
-    def loss(z):
-        q = np.clip(np.tensordot(softmax(z), P, axes=1), 1e-6, 1 - 1e-6)
-        return -np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))
-    return softmax(minimize(loss, np.zeros(len(P)), method="Nelder-Mead").x)
+# -- stacking ("--weights auto") ---------------------------------------------------------------------------------
+STACK_C = 0.1  # inverse L2 strength on each family's deviation from equal weights (scikit-learn's C)
+MEAN_SCALE = 10.0  # the equal-weight feature is scaled up, so its coefficient is all but unpenalised
 
 
-def fit_weights(oof, groups, task):
-    """Member weights fitted on out-of-fold predictions ("--weights auto").
+def _logit(p):
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
-    Members of one group (one architecture: the folds of a k-fold run) validate disjoint records, so a weight is
-    fitted per group, on the group's pooled out-of-fold predictions, and shared equally by its members. The
-    weights (non-negative, summing to 1) minimise the binary cross-entropy of the fused probabilities over the
-    records that every group validated: for Task 1 one weight per group; for Task 2 one per group and class,
-    each class fitted on its own (the families are good at different diagnoses). Returns (weights per member:
-    (M,) or (M, classes), {group: weight or [weight per class]}, n records).
-    """
-    names = sorted(set(groups))
-    pooled = []
-    for g in names:  # name -> mean probability over the group's members that validated it
+
+def pooled_logits(oof, groups):
+    """Each group's out-of-fold logits on the records every group validated: (names, their labels, L (G, N, K), fold
+    of each record). Within a group (the folds of one k-fold run) a record's probability is the mean of the members
+    that validated it; its fold is the set of members that did."""
+    order = list(dict.fromkeys(groups))
+    pooled, folds = [], {}
+    for g in order:
         acc = {}
-        for (ns, y, p), grp in zip(oof, groups):
+        for i, ((ns, y, p), grp) in enumerate(zip(oof, groups)):
             if grp == g:
                 for n, t, q in zip(ns, y, p):
                     acc.setdefault(n, [t, []])[1].append(np.asarray(q, dtype=np.float64))
+                    folds.setdefault(n, []).append(i)
         pooled.append({n: (t, np.mean(qs, axis=0)) for n, (t, qs) in acc.items()})
     common = sorted(set.intersection(*(set(d) for d in pooled)))
-    if len(names) > 1 and len(common) < MIN_COMMON:
-        raise CheckpointError(f"--weights auto: only {len(common)} records were validated by every model family "
-                              f"({', '.join(names)}); train them on the same split (same --seed and --num-folds)")
-    if len(names) == 1:
-        group_w = np.ones(1)
-    else:
-        y = np.asarray(task.label_array([pooled[0][n][0] for n in common]), dtype=np.float64).reshape(len(common), -1)
-        P = np.stack([np.stack([d[n][1] for n in common]).reshape(len(common), -1) for d in pooled])  # (G, N, K)
-        # one set of weights per output (Task 2: per class); Task 1 has one output (P(abnormal)): one set
-        group_w = np.stack([_fit_simplex(P[:, :, k:k + 1], y[:, k:k + 1]) for k in range(P.shape[2])], axis=1)
-        group_w = group_w[:, 0] if P.shape[2] == 1 else group_w
-    per_group = dict(zip(names, group_w))
-    sizes = {g: groups.count(g) for g in names}
-    described = {g: (w.round(6).tolist() if np.ndim(w) else float(w)) for g, w in per_group.items()}
-    return np.array([per_group[g] / sizes[g] for g in groups]), described, len(common)
+    y = [pooled[0][n][0] for n in common]
+    L = np.stack([_logit(np.stack([d[n][1] for n in common]).reshape(len(common), -1)) for d in pooled])
+    fold_ids = np.unique([str(folds[n]) for n in common], return_inverse=True)[1]
+    return common, y, L, fold_ids
+
+
+def fit_output(X, y):
+    """(coefficient per group, intercept) of one output: a logistic regression on the groups' logits X (N, G),
+    parametrised as the equal-weight mean logit (all but unpenalised) plus each group's deviation from it
+    (L2-penalised), so an output with few positives falls back towards equal weights. A constant output (no
+    positive or no negative) keeps equal weights."""
+    G = X.shape[1]
+    if y.min() == y.max():
+        return np.full(G, 1.0 / G), 0.0
+    from sklearn.linear_model import LogisticRegression
+
+    m = X.mean(axis=1, keepdims=True)
+    lr = LogisticRegression(C=STACK_C, max_iter=2000).fit(np.hstack([MEAN_SCALE * m, X - m]), y.astype(int))
+    a = lr.coef_[0]
+    dev = a[1:] - a[1:].mean()
+    return dev + MEAN_SCALE * a[0] / G, float(lr.intercept_[0])
+
+
+class Stacker:
+    """Per output, fused logit = intercept + sum over groups of coefficient x the group's logit."""
+
+    def __init__(self, groups, coef, intercept):
+        self.groups, self.coef, self.intercept = list(groups), np.asarray(coef), np.asarray(intercept)  # (G, K), (K,)
+
+    @classmethod
+    def fit(cls, groups, L, y):
+        fits = [fit_output(L[:, :, k].T, y[:, k]) for k in range(L.shape[2])]
+        return cls(groups, np.stack([c for c, _ in fits], axis=1), np.array([b for _, b in fits]))
+
+    def predict(self, L):
+        """L (G, N, K) -> probabilities (N, K)."""
+        from scipy.special import expit
+
+        return expit(np.einsum("gnk,gk->nk", L, self.coef) + self.intercept)
+
+    def describe(self):
+        per = {g: (c.tolist() if len(c) > 1 else float(c[0])) for g, c in zip(self.groups, self.coef)}
+        return {"per_family": per, "intercept": self.intercept.tolist()}
+
+
+def crossfit(L, y, fold_ids, groups, seed=0):
+    """Cross-fitted stacked probabilities: for every fold, a stacker fitted on the other folds predicts it. The
+    folds are those of the members (records validated by the same members); with a single such fold, 5 seeded
+    random folds. Returns (probabilities (N, K), how the folds were made)."""
+    how = "the members' folds"
+    if len(np.unique(fold_ids)) < 2:
+        from sklearn.model_selection import KFold
+
+        fold_ids = np.empty(len(y), dtype=int)
+        for k, (_, idx) in enumerate(KFold(min(5, len(y)), shuffle=True, random_state=seed).split(y)):
+            fold_ids[idx] = k
+        how = f"{len(np.unique(fold_ids))} seeded random folds (the members share one validation fold)"
+    out = np.empty(y.shape, dtype=np.float64)
+    for f in np.unique(fold_ids):
+        test = fold_ids == f
+        out[test] = Stacker.fit(groups, L[:, ~test], y[~test]).predict(L[:, test])
+    return out, how
+
+
+class Fusion:
+    """How several models' probabilities become one, and its thresholds tuned on out-of-fold predictions.
+
+    `mean` / `weights`: the weighted mean of the members (each group, e.g. the folds of one k-fold run, fused
+    first), thresholds tuned on the same fusion of their out-of-fold predictions. `stacking` (--weights auto): a
+    logistic regression per output on each group's out-of-fold logits, its score and thresholds taken from
+    cross-fitted probabilities (never scored on the records it was fitted on); the final stacker is fitted on all.
+    """
+
+    def __init__(self, text, model_dirs, groups, task, log):
+        self.groups, self.task = list(groups), task
+        oof = read_out_of_fold(model_dirs, task)
+        if text == "auto":
+            self._fit_stacker(oof, log)
+        else:
+            self.method = "weights" if text else "mean"
+            self.weights = parse_weights(text, len(model_dirs))
+            names, y, probs = out_of_fold_fusion(oof, self.weights, task, self.groups)
+            result = task.evaluate(y, probs)
+            self.thresholds, self.report = result.thresholds, {
+                "method": self.method, "weights": self.weights.tolist(), "out_of_fold": {"n": len(names), **result.record},
+                "out_of_fold_crossfit": {"n": len(names), **result.record}}  # nothing fitted: the same records
+            log.info(f"fusion ({self.method}): thresholds tuned on {len(names)} out-of-fold validation records:")
+            for line in result.lines(prefix="  "):
+                log.info(line)
+
+    def _fit_stacker(self, oof, log):
+        self.method, order = "stacking", list(dict.fromkeys(self.groups))
+        names, truth, L, fold_ids = pooled_logits(oof, self.groups)
+        if len(order) > 1 and len(names) < MIN_COMMON:
+            raise CheckpointError(f"--weights auto: only {len(names)} records were validated by every model family "
+                                  f"({', '.join(order)}); train them on the same split (same --seed and --num-folds)")
+        labels, y = self.task.label_array(truth), np.asarray(truth, dtype=np.float64).reshape(len(names), -1)
+        probs, how = crossfit(L, y, fold_ids, order)
+        result = self.task.evaluate(labels, self._as_task(probs))
+        self.stacker = Stacker.fit(order, L, y)
+        in_sample = self.task.evaluate(labels, self._as_task(self.stacker.predict(L)))
+        self.thresholds = result.thresholds
+        self.report = {"method": "stacking", "fitted": {**self.stacker.describe(), "n_records": len(names),
+                                                        "crossfit_folds": how, "C": STACK_C},
+                       "out_of_fold_crossfit": {"n": len(names), **result.record},
+                       "out_of_fold": {"n": len(names), **in_sample.record}}  # in-sample: optimistic, for comparison
+        log.info(f"fusion (stacking, --weights auto): a logistic regression per output on {len(names)} out-of-fold "
+                 f"records validated by every family ({', '.join(order)}); cross-fitted over {how}:")
+        for line in result.lines(prefix="  "):
+            log.info(line)
+
+    def _as_task(self, p):
+        return p[:, 0] if self.task.num_probs == 1 else p
+
+    def fuse(self, member_probs, names):
+        """{name: fused probability} for every name some member predicted."""
+        if self.method != "stacking":
+            return fuse(member_probs, self.weights, names)
+        order = self.stacker.groups
+        per_group = [fuse([p for p, g in zip(member_probs, self.groups) if g == grp],
+                          [1.0] * self.groups.count(grp), names) for grp in order]
+        out, mean = {}, fuse(per_group, [1.0] * len(order), names)  # a record some family could not read: the mean
+        for n in names:
+            if all(n in d for d in per_group):
+                L = np.stack([_logit(np.asarray(d[n], dtype=np.float64).reshape(1, -1)) for d in per_group])
+                out[n] = self._as_task(self.stacker.predict(L))[0]
+            elif n in mean:
+                out[n] = mean[n]
+        return out
+

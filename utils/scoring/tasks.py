@@ -314,9 +314,29 @@ class Task2(Task):
         return np.log(p / (1 - p)).astype(np.float32)
 
     def thresholds(self, y, probs):
-        """Per class, the F1-best threshold on validation (0.5 where the fold has no positive or no negative)."""
-        return [best_threshold(y[:, k], probs[:, k]) if 0 < y[:, k].sum() < len(y) else 0.5
-                for k in range(self.num_outputs)]
+        """Per class, the F1-best threshold on validation (0.5 where the fold has no positive or no negative).
+        "normal" is answered only when no other class is, so its threshold is tuned with that rule applied."""
+        t = [best_threshold(y[:, k], probs[:, k]) if 0 < y[:, k].sum() < len(y) else 0.5 for k in range(self.num_outputs)]
+        if 0 < y[:, NORMAL].sum() < len(y):
+            t[NORMAL] = self._normal_threshold(y[:, NORMAL], probs, np.asarray(t))
+        return t
+
+    @staticmethod
+    def _normal_threshold(y_normal, probs, t):
+        """The threshold t_n for "normal" whose answers, under `decide`'s rules (normal only when no other class
+        reaches its threshold, or when none does and normal has the largest margin), give the best F1; among
+        equal F1s the one nearest 0.5. The answered set changes only where t_n passes p_n or p_n - (the largest
+        other margin), so those are the candidates."""
+        others = np.delete(np.arange(probs.shape[1]), NORMAL)
+        p_n = probs[:, NORMAL]
+        other_margin = (probs[:, others] - t[others]).max(axis=1)
+        free = other_margin < 0  # no other class reaches its threshold
+        cands = np.unique(np.concatenate([p_n, p_n - other_margin, [0.5]]))
+        cands = cands[(cands > 0) & (cands <= 1)]
+        pred = free & ((p_n[None, :] >= cands[:, None]) | (p_n[None, :] - cands[:, None] >= other_margin))
+        tp = (pred & (y_normal > 0.5)).sum(axis=1)
+        f1 = 2 * tp / (pred.sum(axis=1) + (y_normal > 0.5).sum())
+        return float(cands[np.lexsort((cands, -np.abs(cands - 0.5), f1))[-1]])
 
     def evaluate(self, y, probs):
         thresholds = self.thresholds(y, probs)
@@ -329,13 +349,14 @@ class Task2(Task):
 
     def decide(self, probs, thresholds):
         """The answer rules: each record gets the classes whose probability reaches their threshold; if none does,
-        the most probable class; "normal" is kept only when no other class is found (an abnormal finding wins,
-        so a record is never both normal and abnormal). Returns 1-based class lists."""
-        out = []
+        the class closest to its threshold (the largest probability-to-threshold margin: the raw argmax would
+        favour the frequent classes, whose thresholds are high); "normal" is kept only when no other class is
+        found (an abnormal finding wins, so a record is never both normal and abnormal). Returns 1-based class lists."""
+        out, t = [], np.asarray(thresholds, dtype=np.float64)
         for p in np.atleast_2d(probs):
-            found = np.flatnonzero(p >= np.asarray(thresholds))
+            found = np.flatnonzero(p >= t)
             if len(found) == 0:
-                found = [int(np.argmax(p))]
+                found = [int(np.argmax(p - t))]
             elif len(found) > 1:
                 found = [k for k in found if k != NORMAL]
             out.append([int(k) + 1 for k in found])
