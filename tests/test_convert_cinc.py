@@ -2,6 +2,8 @@
 ../shared/data/cinc: labels, resampling, lead order, windows and splits, bad input, and the three scripts."""
 import os
 import shutil
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -286,3 +288,53 @@ def test_converted_folder_runs_through_the_three_scripts(fraction_split, tmp_pat
     assert list(ans["name"]) == list_records(raw / "val") and set(ans["tag"]) <= {0, 1}
     n_test = ((rep["split"] == "val") & (rep["status"] != "skipped")).sum()
     assert report["metrics"]["n"] == len(ans) == n_test > 0 and not report["fallback"]
+
+
+@contextmanager
+def time_limit(seconds):
+    """Fail (not hang) if the block runs longer: a walk that follows a symlink cycle never ends."""
+    def stop(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_symlinked_source_folders_are_followed_once(cinc_dir, tmp_path, capsys):
+    """A source folder that is a symlink (downloads kept elsewhere) is searched; cycles and a second link to a
+    folder already searched are searched once, with a warning."""
+    store = tmp_path / "downloads" / "cpsc_2018"
+    for name in ("A0016", "A0017"):
+        link_record(cinc_dir / "cpsc_2018", name, store)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cpsc_2018").symlink_to(store, target_is_directory=True)
+    (src / "mirror").symlink_to(store, target_is_directory=True)  # the same records under another name
+    (store / "again").symlink_to(store, target_is_directory=True)  # a cycle inside the linked folder
+    (src / "cpsc_2018_again").symlink_to(src, target_is_directory=True)  # a cycle back to --src
+    with time_limit(60):
+        rep = convert_cinc.main(["--src", str(src), "--dst", str(tmp_path / "raw"), "--test-fraction", "0",
+                                 "--workers", "1"])
+    assert list(rep["record"]) == ["cpsc_2018/A0016", "cpsc_2018/A0017"] and set(rep["status"]) == {"converted"}
+    assert list_records(tmp_path / "raw" / "train") == ["cinc_cpsc_2018_A0016", "cinc_cpsc_2018_A0017"]
+    err = capsys.readouterr().err
+    for link, target in (("mirror", src / "cpsc_2018"), ("cpsc_2018_again", src), ("cpsc_2018/again", src / "cpsc_2018")):
+        assert f"warning: {src / link}: the same folder as {target}, searched once" in err, err
+
+
+def test_broken_symlinks_are_reported(cinc_dir, tmp_path, capsys):
+    """A symlinked header whose target is gone is a reported skip (it was a traceback); a symlinked source folder
+    whose target is gone is a warning (it was silently nothing)."""
+    src = tmp_path / "src"
+    link_record(cinc_dir / "cpsc_2018", "A0016", src / "cpsc_2018")
+    (src / "cpsc_2018" / "A0099.hea").symlink_to(tmp_path / "gone" / "A0099.hea")
+    (src / "georgia").symlink_to(tmp_path / "gone" / "georgia", target_is_directory=True)
+    rep = convert_cinc.main(["--src", str(src), "--dst", str(tmp_path / "raw"), "--test-fraction", "0", "--workers", "1"])
+    assert list(rep["status"]) == ["converted", "skipped"] and rep["reason"][1] == "header unreadable"
+    assert rep["detail"][1].startswith("header cannot be read (FileNotFoundError")
+    assert (f"warning: {src / 'georgia'}: a symlink to {tmp_path / 'gone' / 'georgia'}, which does not exist; not searched"
+            in capsys.readouterr().err)
