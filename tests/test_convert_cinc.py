@@ -2,6 +2,8 @@
 ../shared/data/cinc: labels, resampling, lead order, windows and splits, bad input, and the three scripts."""
 import os
 import shutil
+import signal
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -108,10 +110,11 @@ def cinc_src(cinc_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def converted(cinc_src, tmp_path_factory):
-    """cinc_src converted with --windows, the PTB source held out as the test set: (raw dir, report, stdout)."""
+    """cinc_src converted with --windows, the PTB source held out as the test set, its record of implausible
+    amplitude kept (--keep-implausible): (raw dir, report)."""
     dst = tmp_path_factory.mktemp("cinc_raw") / "raw"
     rep = convert_cinc.main(["--src", str(cinc_src), "--dst", str(dst), "--test-sources", "ptb", "--windows",
-                             "--workers", "2"])
+                             "--keep-implausible", "--workers", "2"])
     return dst, rep.set_index("record")
 
 
@@ -162,7 +165,8 @@ def test_1000_hz_record_is_resampled_with_its_waveform(converted, cinc_dir):
     for lead in range(12):
         assert np.corrcoef(out[lead], direct[lead])[0, 1] > 0.98, LEADS[lead]
         assert np.ptp(out[lead]) == pytest.approx(np.ptp(direct[lead]), rel=0.1), LEADS[lead]
-    # 2,000,000 units per mV makes this record's leads span about 0.0005 mV: converted as the header says, flagged.
+    # 2,000,000 units per mV makes this record's leads span about 0.0005 mV: with --keep-implausible, converted as
+    # the header says, flagged (by default skipped: test_implausible_amplitude_is_skipped_unless_kept).
     assert "implausible amplitude" in rep.loc["ptb/S0001", "detail"]
     assert not rep.loc[[f"cpsc_2018/g1/{r}" for r in KNOWN], "detail"].str.contains("implausible").any()
 
@@ -286,3 +290,81 @@ def test_converted_folder_runs_through_the_three_scripts(fraction_split, tmp_pat
     assert list(ans["name"]) == list_records(raw / "val") and set(ans["tag"]) <= {0, 1}
     n_test = ((rep["split"] == "val") & (rep["status"] != "skipped")).sum()
     assert report["metrics"]["n"] == len(ans) == n_test > 0 and not report["fallback"]
+
+
+@contextmanager
+def time_limit(seconds):
+    """Fail (not hang) if the block runs longer: a walk that follows a symlink cycle never ends."""
+    def stop(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_symlinked_source_folders_are_followed_once(cinc_dir, tmp_path, capsys):
+    """A source folder that is a symlink (downloads kept elsewhere) is searched; cycles and a second link to a
+    folder already searched are searched once, with a warning."""
+    store = tmp_path / "downloads" / "cpsc_2018"
+    for name in ("A0016", "A0017"):
+        link_record(cinc_dir / "cpsc_2018", name, store)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cpsc_2018").symlink_to(store, target_is_directory=True)
+    (src / "mirror").symlink_to(store, target_is_directory=True)  # the same records under another name
+    (store / "again").symlink_to(store, target_is_directory=True)  # a cycle inside the linked folder
+    (src / "cpsc_2018_again").symlink_to(src, target_is_directory=True)  # a cycle back to --src
+    with time_limit(60):
+        rep = convert_cinc.main(["--src", str(src), "--dst", str(tmp_path / "raw"), "--test-fraction", "0",
+                                 "--workers", "1"])
+    assert list(rep["record"]) == ["cpsc_2018/A0016", "cpsc_2018/A0017"] and set(rep["status"]) == {"converted"}
+    assert list_records(tmp_path / "raw" / "train") == ["cinc_cpsc_2018_A0016", "cinc_cpsc_2018_A0017"]
+    err = capsys.readouterr().err
+    for link, target in (("mirror", src / "cpsc_2018"), ("cpsc_2018_again", src), ("cpsc_2018/again", src / "cpsc_2018")):
+        assert f"warning: {src / link}: the same folder as {target}, searched once" in err, err
+
+
+def test_broken_symlinks_are_reported(cinc_dir, tmp_path, capsys):
+    """A symlinked header whose target is gone is a reported skip (it was a traceback); a symlinked source folder
+    whose target is gone is a warning (it was silently nothing)."""
+    src = tmp_path / "src"
+    link_record(cinc_dir / "cpsc_2018", "A0016", src / "cpsc_2018")
+    (src / "cpsc_2018" / "A0099.hea").symlink_to(tmp_path / "gone" / "A0099.hea")
+    (src / "georgia").symlink_to(tmp_path / "gone" / "georgia", target_is_directory=True)
+    rep = convert_cinc.main(["--src", str(src), "--dst", str(tmp_path / "raw"), "--test-fraction", "0", "--workers", "1"])
+    assert list(rep["status"]) == ["converted", "skipped"] and rep["reason"][1] == "header unreadable"
+    assert rep["detail"][1].startswith("header cannot be read (FileNotFoundError")
+    assert (f"warning: {src / 'georgia'}: a symlink to {tmp_path / 'gone' / 'georgia'}, which does not exist; not searched"
+            in capsys.readouterr().err)
+
+
+def test_implausible_amplitude_is_skipped_unless_kept(cinc_dir, tmp_path, capsys):
+    """The real PTB record S0001 (header gain 2,000,000/mV: ~0.0005 mV tall) is written only with
+    --keep-implausible; by default it is a counted, reported skip, and a copy an earlier run wrote is removed."""
+    src, dst = tmp_path / "src", tmp_path / "raw"
+    link_record(cinc_dir / "cpsc_2018", "A0016", src / "cpsc_2018")
+    link_record(cinc_dir / "ptb", "S0001", src / "ptb")
+    args = ["--src", str(src), "--dst", str(dst), "--test-fraction", "0", "--workers", "1"]
+    kept = convert_cinc.main([*args, "--keep-implausible"]).set_index("record")
+    assert kept.loc["ptb/S0001", "status"] == "converted" and kept.loc["ptb/S0001", "records_written"] == 1
+    assert "implausible amplitude" in kept.loc["ptb/S0001", "detail"]
+    assert list_records(dst / "train") == ["cinc_cpsc_2018_A0016", "cinc_ptb_S0001"]
+    capsys.readouterr()
+
+    rep = convert_cinc.main(args).set_index("record")
+    row = rep.loc["ptb/S0001"]
+    assert (row["status"], row["reason"], row["records_written"]) == ("skipped", "implausible amplitude", 0)
+    assert row["detail"].startswith("implausible amplitude (median lead peak-to-peak 0.000")
+    assert "--keep-implausible" in row["detail"] and row["fs"] == 1000 and row["tag"] == 1  # the facts stay reported
+    assert rep.loc["cpsc_2018/A0016", "status"] == "converted"
+    assert list_records(dst / "train") == ["cinc_cpsc_2018_A0016"]  # the earlier run's copy is gone
+    assert list(read_reference(dst / "trainreference.csv")["name"]) == ["cinc_cpsc_2018_A0016"]
+    assert list(read_reference_task2(dst / "trainreference_task2.csv")) == ["cinc_cpsc_2018_A0016"]
+    report = pd.read_csv(dst / "convert_report.csv")
+    assert list(report.columns) == convert_cinc.REPORT_COLUMNS and len(report) == 2
+    out = capsys.readouterr().out
+    assert "converted 1 of 2 records" in out and "skipped 1 (implausible amplitude: 1)" in out

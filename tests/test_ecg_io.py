@@ -100,3 +100,31 @@ def test_task2_reference(tmp_path):
         with pytest.raises(ECGDataError) as e:
             read_reference_task2(bad)
         assert str(bad) in str(e.value) and fragment in str(e.value), str(e.value)
+
+
+BOM = b"\xef\xbb\xbf"  # Excel's "CSV UTF-8" starts every file with it
+
+
+def test_label_files_with_a_utf8_bom_read_as_without(tiny_raw, tmp_path):
+    """The real sample's four label files, each with a BOM: the same labels, the first record's name intact."""
+    readers = {"trainreference.csv": read_reference, "val_reference.csv": read_reference,
+               "trainreference_task2.csv": read_reference_task2, "val_reference_task2.csv": read_reference_task2}
+    for name, read in readers.items():
+        bom = tmp_path / name
+        bom.write_bytes(BOM + (tiny_raw / name).read_bytes())
+        split = tiny_raw / ("train" if name.startswith("train") else "val")
+        got, want = read(bom, data_dir=split), read(tiny_raw / name, data_dir=split)
+        if read is read_reference:
+            assert got.equals(want), name
+        else:
+            assert got == want and len(got) in (60, 20), name
+
+
+def test_label_files_not_utf8_are_a_clear_error(tmp_path):
+    for name, text, read in (("t1.csv", "name,tag\nr\xe9c,0\n", read_reference),
+                             ("t2.csv", "r\xe9c,1\n", read_reference_task2)):
+        path = tmp_path / name
+        path.write_bytes(text.encode("latin-1"))  # Excel's "CSV" on a Western Windows
+        with pytest.raises(ECGDataError) as e:
+            read(path)
+        assert str(path) in str(e.value) and "not UTF-8 text" in str(e.value), str(e.value)

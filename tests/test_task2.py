@@ -10,7 +10,9 @@ import pandas as pd
 import pytest
 
 import predict
+import process
 import train
+from pipeline_fixtures import SAMPLE, TINY, TINY_RENDER
 from utils.ecg.io import CLASS_NAMES, list_records, read_reference_task2
 from utils.errors import CheckpointError
 from utils.scoring.metrics import multilabel_report
@@ -181,3 +183,37 @@ def test_task2_needs_its_label_file(tiny_dataset, tmp_path):
     (ds / "trainreference_task2.csv").unlink()
     with pytest.raises(Exception, match=r"trainreference_task2.csv: label file not found"):
         train.main(["--task", "2", "--dataset-dir", str(ds), "--output-dir", str(tmp_path / "o"), "--iters", "1"])
+
+
+BOM = b"\xef\xbb\xbf"  # Excel's "CSV UTF-8" starts every file with it
+
+
+def test_bom_label_files_train_with_every_record(tmp_path):
+    """Raw label files saved with a BOM: process.py keeps every labelled record (the first one was silently
+    dropped), and both training paths (pictures from process.py, signals from the raw folder) see them all."""
+    raw, ds = tmp_path / "raw", tmp_path / "ds"
+    labels = dict(list(read_reference_task2(SAMPLE / "trainreference_task2.csv").items())[:12])
+    (raw / "train").mkdir(parents=True)
+    for n in labels:
+        shutil.copy(SAMPLE / "train" / f"{n}.mat", raw / "train")
+    task1 = pd.read_csv(SAMPLE / "trainreference.csv", dtype={"name": str}).set_index("name").loc[list(labels)]
+    (raw / "trainreference.csv").write_bytes(BOM + task1.reset_index().to_csv(index=False).encode())
+    (raw / "trainreference_task2.csv").write_bytes(
+        BOM + "".join(f"{n},{','.join(map(str, c))}\r\n" for n, c in labels.items()).encode())
+    process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", *TINY_RENDER, "--workers", "1"])
+    assert read_reference_task2(ds / "trainreference_task2.csv") == labels
+    out = tmp_path / "out"
+    train.main(["--task", "2", "--dataset-dir", str(ds), "--output-dir", str(out), "--iters", "1", "--warmup-iters", "0",
+                "--num-folds", "3", "--eval-interval", "1", *TINY])
+    assert "data (task 2): 12 labelled records" in (out / "train.log").read_text()
+    cfg = {"DATA_DIR": str(raw), "DATASET_DIR": str(ds), "NUM_FOLDS": 3, "VAL_FOLD": 0, "SEED": 2021}
+    labelled, tr, va = train.load_split(cfg, T2, train.get_family("resnet1d"))  # the raw BOM'd file itself
+    assert sorted(labelled.refs["name"]) == sorted(labels) and len(tr) + len(va) == 12
+
+
+def test_truth_with_a_bom_scores_every_record(tiny_raw, tiny_dataset, tiny_trained2, tmp_path):
+    out, _ = tiny_trained2
+    truth = tmp_path / "val_reference_task2.csv"
+    truth.write_bytes(BOM + (tiny_raw / "val_reference_task2.csv").read_bytes())
+    report = run_predict(tiny_raw, tiny_dataset, out / "best_model", tmp_path / "a.csv", "--truth", str(truth))
+    assert report["metrics"]["n"] == len(read_reference_task2(tiny_raw / "val_reference_task2.csv")) == 20

@@ -1,17 +1,19 @@
 """Convert PhysioNet/CinC Challenge 2020/2021 records (WFDB .hea + MATLAB v4 .mat) into the AIWIN layout.
 
     python tools/convert_cinc.py --src CINC_DIR --dst RAW_DIR [--test-fraction F | --test-sources S,...]
-                                 [--max-records N] [--windows] [--seed 0]
+                                 [--max-records N] [--windows] [--keep-implausible] [--seed 0]
 
-Finds every `<record>.hea` under --src (recursively; a record's source is its top folder under --src, e.g.
-cpsc_2018), reads it with wfdb (gain and baseline applied, then converted to mV), puts the leads in the
-competition's order by name, resamples to 500 Hz (scipy.signal.resample_poly) and writes 10 s records named
-`cinc_<source>_<record>`: RAW_DIR/train/<name>.mat, trainreference.csv, trainreference_task2.csv, val/<name>.mat
-and the test truth val_reference.csv, val_reference_task2.csv. Labels come from the `#Dx:` SNOMED-CT codes
-(utils/cinc.py). A test record is its first 10 s; a shorter record has each lead's median removed and is
-zero-padded at the end. --windows: a training record gives every whole 10 s window (`<name>_w<k>`); the split is
-made by record first, so no record has windows on both sides. A bad record (no #Dx codes, missing or corrupt
-.mat, a lead missing, an unreadable sampling rate or unit) is skipped and named in RAW_DIR/convert_report.csv.
+Finds every `<record>.hea` under --src (recursively, following symlinked folders, each folder searched once; a
+record's source is its top folder under --src, e.g. cpsc_2018), reads it with wfdb (gain and baseline applied,
+then converted to mV), puts the leads in the competition's order by name, resamples to 500 Hz
+(scipy.signal.resample_poly) and writes 10 s records named `cinc_<source>_<record>`: RAW_DIR/train/<name>.mat,
+trainreference.csv, trainreference_task2.csv, val/<name>.mat and the test truth val_reference.csv,
+val_reference_task2.csv. Labels come from the `#Dx:` SNOMED-CT codes (utils/cinc.py). A test record is its first
+10 s; a shorter record has each lead's median removed and is zero-padded at the end. --windows: a training record
+gives every whole 10 s window (`<name>_w<k>`); the split is made by record first, so no record has windows on both
+sides. A bad record (no #Dx codes, missing or corrupt .mat, a lead missing, an unreadable sampling rate or unit,
+an implausible amplitude, i.e. a wrong header gain, unless --keep-implausible) is skipped and named in
+RAW_DIR/convert_report.csv.
 """
 import argparse
 import os
@@ -52,11 +54,52 @@ def safe(text):
     return re.sub(r"[^A-Za-z0-9_-]+", "_", text)
 
 
+def walk_files(root, suffix):
+    """Every file whose name ends in `suffix` under root, sorted, following symlinked folders (a common way to lay
+    out downloads). A folder reached a second time (a symlink cycle, or two links to one folder) is searched once,
+    with a warning; a folder that cannot be listed, or a symlink to nothing, is named in a warning."""
+    root = Path(root)
+
+    def folder_id(path):
+        st = os.stat(path)
+        return st.st_dev, st.st_ino
+
+    def cannot_list(e):
+        print(f"warning: {e.filename}: cannot be searched ({e.strerror})", file=sys.stderr)
+
+    seen = {folder_id(root): root}
+    found = []
+    for folder, subfolders, files in os.walk(root, followlinks=True, onerror=cannot_list):
+        keep = []
+        for name in sorted(subfolders):
+            path = Path(folder) / name
+            try:
+                key = folder_id(path)
+            except OSError as e:
+                cannot_list(e)
+                continue
+            if key in seen:
+                print(f"warning: {path}: the same folder as {seen[key]}, searched once", file=sys.stderr)
+                continue
+            seen[key] = path
+            keep.append(name)
+        subfolders[:] = keep
+        for name in files:
+            path = Path(folder) / name
+            if name.endswith(suffix):
+                found.append(path)  # a broken one is the record's reported skip
+            elif path.is_symlink() and not path.exists():  # a linked folder whose target is gone, or moved
+                print(f"warning: {path}: a symlink to {os.readlink(path)}, which does not exist; not searched",
+                      file=sys.stderr)
+    return sorted(found)
+
+
 def find_records(src):
-    """Every record under src: DataFrame[path (without .hea), source, record, name], sorted by name."""
+    """Every record under src (symlinked folders followed): DataFrame[path (without .hea), source, record, name],
+    sorted by name."""
     src = Path(src)
     rows = []
-    for hea in sorted(src.rglob("*.hea")):
+    for hea in walk_files(src, ".hea"):
         rel = hea.relative_to(src)
         source = rel.parts[0] if len(rel.parts) > 1 else src.resolve().name
         rows.append((str(hea.with_suffix("")), source, str(rel.with_suffix("")), f"{PREFIX}{safe(source)}_{safe(hea.stem)}"))
@@ -83,7 +126,10 @@ class Skip(Exception):
 def read_signal(path):
     """(12, n) in mV at 500 Hz, labels and facts of one record. Raises Skip with the reason."""
     hea = Path(f"{path}.hea")
-    text = hea.read_text(errors="replace")
+    try:
+        text = hea.read_text(errors="replace")
+    except OSError as e:  # e.g. a symlinked header whose target is gone
+        raise Skip("header unreadable", f"header cannot be read ({type(e).__name__}: {e})") from None
     try:
         fs = parse_fs(text)
     except ValueError as e:
@@ -120,7 +166,7 @@ def read_signal(path):
 
 def convert_one(job):
     """Convert one record; returns (report row, [(split, name, tag, classes) written])."""
-    path, source, record, name, split, windows, dst, compress = job
+    path, source, record, name, split, windows, dst, compress, keep_implausible = job
     row = dict(source=source, record=record, name=name, split=split, status="skipped", reason="", records_written=0, fs=None,
                seconds=None, tag=None, classes=None, detail="")
     try:
@@ -144,7 +190,12 @@ def convert_one(job):
             notes.append(f"first 10 s of {x.shape[1] / FS:.1f} s")
     ptp = float(np.median(np.ptp(out[0][1], axis=1)))
     if not PLAUSIBLE_MV[0] <= ptp <= PLAUSIBLE_MV[1]:
-        notes.append(f"implausible amplitude (median lead peak-to-peak {ptp:.4g} mV): check the header's gain")
+        problem = f"implausible amplitude (median lead peak-to-peak {ptp:.4g} mV): check the header's gain"
+        if not keep_implausible:  # a flat line (or a clipped one) would train as a real ECG
+            row.update(status="skipped", reason="implausible amplitude",
+                       detail="; ".join([f"{problem} (--keep-implausible writes it)", *notes]))
+            return row, []
+        notes.append(problem)
     for out_name, sig in out:
         write_record(Path(dst) / split / f"{out_name}.mat", sig, compress=compress)
     row.update(records_written=len(out), detail="; ".join(notes))
@@ -164,6 +215,10 @@ def main(argv=None):
     p.add_argument("--max-records", type=int, default=None, help="at most this many records in all (seeded choice)")
     p.add_argument("--windows", action="store_true",
                    help="a long training record gives every whole 10 s window as a record <name>_w<k>")
+    p.add_argument("--keep-implausible", action="store_true",
+                   help="write records whose amplitude is implausible (typical lead peak-to-peak under "
+                        f"{PLAUSIBLE_MV[0]} or over {PLAUSIBLE_MV[1]} mV: a wrong header gain) as the header says, "
+                        "flagged in the report; by default they are skipped")
     p.add_argument("--seed", type=int, default=0, help="seed for --test-fraction and --max-records")
     p.add_argument("--no-compress", action="store_true", help="write uncompressed MAT files (3x larger)")
     p.add_argument("--workers", type=int, default=os.cpu_count())
@@ -192,7 +247,8 @@ def main(argv=None):
     report = [dict(source=r.source, record=r.record, name=r.name, split="val" if t else "train", status="skipped",
                    reason="duplicate name", records_written=0, detail=f"another record of {r.source} is also {r.name}")
               for r, t in zip(records[dup].itertuples(), is_test[dup])]
-    jobs = [(r.path, r.source, r.record, r.name, "val" if t else "train", a.windows, dst, not a.no_compress)
+    jobs = [(r.path, r.source, r.record, r.name, "val" if t else "train", a.windows, dst, not a.no_compress,
+             a.keep_implausible)
             for r, t in zip(records[~dup].itertuples(), is_test[~dup])]
     written = []
     with ProcessPoolExecutor(max(1, a.workers)) as ex:

@@ -18,7 +18,7 @@ import wfdb
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from utils.ecg.io import LEADS, SHAPE, write_record, write_reference, write_reference_task2  # noqa: E402
+from utils.ecg.io import CSV_ENCODING, LEADS, SHAPE, write_record, write_reference, write_reference_task2  # noqa: E402
 from utils.ecg.ptbxl import map_scp_codes, parse_scp_codes  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def load_database(src):
     db_path = Path(src) / "ptbxl_database.csv"
     if not db_path.is_file():
         sys.exit(f"error: {db_path} not found (is --src a PTB-XL folder?)")
-    db = pd.read_csv(db_path)
+    db = pd.read_csv(db_path, encoding=CSV_ENCODING)
     missing = {"ecg_id", "scp_codes", "strat_fold", "filename_hr"} - set(db.columns)
     if missing:
         sys.exit(f"error: {db_path} lacks columns {sorted(missing)}")

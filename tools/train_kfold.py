@@ -73,12 +73,13 @@ def summarize(out, folds):
     """Out-of-fold predictions of all folds -> OUT/oof_predictions.csv, scores, OUT/kfold_summary.json."""
     import pandas as pd
 
+    from utils.ecg.io import CSV_ENCODING
     from utils.scoring.tasks import get_task
 
     cards = {k: ModelCard.read(out / f"fold_{k}" / BEST_DIR) for k in folds}
     task = get_task(next(iter(cards.values())).task)
     tables = [pd.read_csv(out / f"fold_{k}" / BEST_DIR / VAL_PREDICTIONS, dtype={"name": str, "truth": str},
-                          keep_default_na=False).assign(fold=k) for k in folds]
+                          keep_default_na=False, encoding=CSV_ENCODING).assign(fold=k) for k in folds]
     oof = pd.concat(tables, ignore_index=True).sort_values("name")
     oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6g")
     _, y, probs = task.read_prediction_table(out / "oof_predictions.csv")

@@ -1,6 +1,7 @@
 """Competition data I/O: MAT records and the Task 1 / Task 2 label files.
 
-Every problem with an input file raises `ECGDataError`, whose message starts with the file's path.
+Every problem with an input file raises `ECGDataError`, whose message starts with the file's path. Label files
+are read as UTF-8 with or without a byte-order mark (Excel's "CSV UTF-8" writes one).
 """
 import csv
 from pathlib import Path
@@ -67,6 +68,13 @@ def write_record(path, ecgdata, compress=True):
         scipy.io.savemat(tmp, {"ecgdata": ecgdata}, do_compression=compress)
 
 
+CSV_ENCODING = "utf-8-sig"  # UTF-8, a leading BOM dropped (else it sticks to the first name)
+
+
+def _not_utf8(csv_path, e):
+    return ECGDataError(csv_path, f"not UTF-8 text ({e}); save it as CSV UTF-8")
+
+
 def _check_files(csv_path, names, data_dir, ext):
     if data_dir is None:
         return
@@ -85,7 +93,9 @@ def read_reference(csv_path, data_dir=None, ext=".mat"):
     if not csv_path.is_file():
         raise ECGDataError(csv_path, "label file not found")
     try:
-        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding=CSV_ENCODING)
+    except UnicodeDecodeError as e:
+        raise _not_utf8(csv_path, e) from None
     except Exception as e:
         raise ECGDataError(csv_path, f"cannot parse as CSV ({e})") from e
     if [c.strip() for c in df.columns] != ["name", "tag"]:
@@ -117,25 +127,31 @@ def read_reference_task2(csv_path, data_dir=None, ext=".mat"):
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise ECGDataError(csv_path, "label file not found")
+    try:
+        with open(csv_path, newline="", encoding=CSV_ENCODING) as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise _not_utf8(csv_path, e) from None
+    except csv.Error as e:
+        raise ECGDataError(csv_path, f"cannot parse as CSV ({e})") from None
     labels = {}
-    with open(csv_path, newline="") as f:
-        for row_no, row in enumerate(csv.reader(f), start=1):
-            row = [c.strip() for c in row if c.strip() != ""]
-            if not row:
-                continue
-            name, idx = row[0].removesuffix(".mat"), row[1:]
-            if not idx:
-                raise ECGDataError(csv_path, f"row {row_no} ('{name}'): no class index")
-            try:
-                classes = [int(i) for i in idx]
-            except ValueError:
-                raise ECGDataError(csv_path, f"row {row_no} ('{name}'): class indices must be integers, found {idx}") from None
-            bad = [c for c in classes if not 1 <= c <= len(CLASS_NAMES)]
-            if bad:
-                raise ECGDataError(csv_path, f"row {row_no} ('{name}'): class index {bad[0]} outside 1..{len(CLASS_NAMES)}")
-            if name in labels:
-                raise ECGDataError(csv_path, f"row {row_no}: duplicate name '{name}'")
-            labels[name] = sorted(set(classes))
+    for row_no, row in enumerate(rows, start=1):
+        row = [c.strip() for c in row if c.strip() != ""]
+        if not row:
+            continue
+        name, idx = row[0].removesuffix(".mat"), row[1:]
+        if not idx:
+            raise ECGDataError(csv_path, f"row {row_no} ('{name}'): no class index")
+        try:
+            classes = [int(i) for i in idx]
+        except ValueError:
+            raise ECGDataError(csv_path, f"row {row_no} ('{name}'): class indices must be integers, found {idx}") from None
+        bad = [c for c in classes if not 1 <= c <= len(CLASS_NAMES)]
+        if bad:
+            raise ECGDataError(csv_path, f"row {row_no} ('{name}'): class index {bad[0]} outside 1..{len(CLASS_NAMES)}")
+        if name in labels:
+            raise ECGDataError(csv_path, f"row {row_no}: duplicate name '{name}'")
+        labels[name] = sorted(set(classes))
     _check_files(csv_path, list(labels), data_dir, ext)
     return labels
 

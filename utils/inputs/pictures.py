@@ -9,6 +9,7 @@ import pandas as pd
 from PIL import Image
 
 from ..artifacts import PROCESS_REPORT, RENDER_CONFIG
+from ..ecg.io import CSV_ENCODING
 from ..errors import ECGDataError
 from .draws import seed_sample
 
@@ -92,6 +93,6 @@ def read_failures(dataset_dir):
     path = Path(dataset_dir) / PROCESS_REPORT
     if not path.is_file():
         return {}
-    rep = pd.read_csv(path, dtype=str, keep_default_na=False)
+    rep = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=CSV_ENCODING)
     bad = rep[(rep["split"] == "val") & (rep["status"] == "failed")]
     return {n: f"could not be read or rendered: {d}" for n, d in zip(bad["name"], bad["detail"])}

@@ -19,7 +19,7 @@ import pandas as pd
 from scipy.special import expit, softmax
 
 from ..atomic import atomic_path
-from ..ecg.io import CLASS_NAMES, TAG_NAMES, read_reference, read_reference_task2
+from ..ecg.io import CLASS_NAMES, CSV_ENCODING, TAG_NAMES, read_reference, read_reference_task2
 from ..errors import CheckpointError, ConfigError
 from .metrics import best_threshold, binary_report, fmt, multilabel_report
 
@@ -165,7 +165,7 @@ class Task(ABC):
 
     def read_prediction_table(self, path):
         """val_predictions.csv -> (names, labels as label_array, probabilities as `probs` gives them)."""
-        df = pd.read_csv(path, dtype={"name": str, "truth": str}, keep_default_na=False)
+        df = pd.read_csv(path, dtype={"name": str, "truth": str}, keep_default_na=False, encoding=CSV_ENCODING)
         cols = self.prob_columns()
         if "name" not in df or "truth" not in df or any(c not in df for c in cols):
             raise CheckpointError(f"{path}: not a Task {self.number} validation prediction table (needs name, truth, "
