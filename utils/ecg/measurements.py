@@ -219,3 +219,19 @@ def _quality(raw, x):
     out.update(_per_lead("maxabs", np.abs(x).max(1)))
     out.update(_per_lead("oob_std", (raw - x).std(1)))  # baseline wander and high-frequency noise
     return out
+
+
+# --- the global measurements an electrocardiograph prints --------------------------------------------------------
+GLOBAL = ("hr", "p_dur", "pr", "qrs_dur", "qt", "qtc", "qtc_fridericia", "p_axis", "qrs_axis", "t_axis")
+GLOBAL_UNITS = {"hr": "bpm", "p_axis": "deg", "qrs_axis": "deg", "t_axis": "deg"}  # the others in ms
+
+
+def global_measurements(sig=None, row=None):
+    """{name: value or NaN} of GLOBAL for a record (12, N) mV at 500 Hz, or from its `row` of extract_features:
+    heart rate, P duration, PR, QRS duration, QT, QTc (Bazett and Fridericia), and the P, QRS and T axes."""
+    row = extract_features(sig) if row is None else row
+    get = {name: float(row[_INDEX[name]]) for name in ("hr", "p_dur", "pr", "qrs_dur", "qt", "qtc", "rr_median",
+                                                        "p_axis", "qrs_axis", "t_axis")}
+    rr_s = get.pop("rr_median") / 1000
+    get["qtc_fridericia"] = get["qt"] / np.cbrt(rr_s) if np.isfinite(rr_s) and rr_s > 0 else np.nan
+    return {name: get[name] for name in GLOBAL}
