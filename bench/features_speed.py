@@ -1,4 +1,4 @@
-"""How long the ECG measurements take per record (utils/ecg_features.py), and neurokit2's R peaks + delineation
+"""How long the ECG measurements take per record (utils/ecg/measurements.py), and neurokit2's R peaks + delineation
 beside them when it is installed (`pip install neurokit2 PyWavelets`; not a dependency of the pipeline).
 
     python bench/features_speed.py [--records N] [--data-dir dataset/sample] [--json PATH]

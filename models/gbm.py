@@ -1,4 +1,4 @@
-"""The machine-learning member: gradient-boosted trees (LightGBM) on the ECG measurements of utils/ecg_features.py,
+"""The machine-learning member: gradient-boosted trees (LightGBM) on the ECG measurements of utils/ecg/measurements.py,
 one classifier per output (Task 1: abnormal; Task 2: each class).
 
 Rare classes get balanced class weights. Early stopping holds out part of the TRAINING records only, never the
