@@ -22,7 +22,7 @@ from utils.artifacts import read_json
 from utils.errors import ConfigError, ECGDataError
 from utils.scoring.tasks import get_task
 from utils.training.engine import build_loaders
-from utils.training.runs import keep_newer_best, prune_checkpoints
+from utils.training.runs import find_resumable, keep_newer_best, prune_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 # Evaluate every 5, save every 4 (so the checkpoint before a kill is often mid-epoch and older than best_model);
@@ -170,6 +170,19 @@ def test_pruning_never_touches_another_run(tmp_path):
         (tmp_path / name / "state.json").write_text(json.dumps({"run_id": run}))
     prune_checkpoints(tmp_path, 2, "B")
     assert sorted(p.name for p in tmp_path.glob("iter_*")) == ["iter_10000", "iter_120", "iter_80"]
+
+
+def test_checkpoint_left_as_old_by_a_killed_swap_is_found_and_pruned(tmp_path):
+    """A kill mid-swap of iter_N (rewritten by a run resumed from an earlier checkpoint) can leave iter_N.old alone:
+    it is still iteration N's checkpoint, for --resume auto and for pruning."""
+    for name in ("iter_4", "iter_8.old", "iter_12", "iter_12.old"):  # iter_12.old: a stale copy beside a whole iter_12
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "state.json").write_text(json.dumps({"run_id": "R", "signature": {"S": 1}}))
+    assert [p.name for p, _ in find_resumable(tmp_path, {"S": 2})[1]] == ["iter_12", "iter_8.old", "iter_4"]
+    prune_checkpoints(tmp_path, 2, "R")
+    assert sorted(p.name for p in tmp_path.glob("iter_*")) == ["iter_12", "iter_12.old", "iter_8.old"]
+    prune_checkpoints(tmp_path, 1, "R")
+    assert sorted(p.name for p in tmp_path.glob("iter_*")) == ["iter_12", "iter_12.old"]  # the stale one goes at the next swap
 
 
 def test_best_model_newer_than_the_checkpoint_is_not_replaced_by_a_worse_one(tmp_path):

@@ -49,16 +49,20 @@ def begin(out, state, overwrite, log):
 
 
 def checkpoint_dirs(output_dir, run_id=None):
-    """iter_N checkpoint directories under `output_dir`, oldest first; with `run_id`, only that run's."""
-    found = [(int(m.group(1)), p) for p in Path(output_dir).glob("iter_*")
-             if p.is_dir() and (m := re.fullmatch(r"iter_(\d+)", p.name))]
-    return [p for _, p in sorted(found) if run_id is None or read_json(p / STATE_FILE).get("run_id") == run_id]
+    """iter_N checkpoint directories under `output_dir`, oldest first (an `iter_N.old` that a swap killed midway left
+    alone stands for iter_N: utils/atomic.py); with `run_id`, only that run's."""
+    found = {}
+    for p in Path(output_dir).glob("iter_*"):
+        if p.is_dir() and (m := re.fullmatch(r"(iter_(\d+))(\.old)?", p.name)):
+            found[int(m.group(2))] = resolve_dir(p.with_name(m.group(1)))
+    return [p for _, p in sorted(found.items()) if run_id is None or read_json(p / STATE_FILE).get("run_id") == run_id]
 
 
 def prune_checkpoints(output_dir, keep, run_id):
     """Keep this run's last `keep` checkpoints; never touch another run's."""
     for p in checkpoint_dirs(output_dir, run_id)[:-keep] if keep > 0 else []:
         shutil.rmtree(p, ignore_errors=True)
+        shutil.rmtree(p.with_name(p.name.removesuffix(".old") + ".old"), ignore_errors=True)
 
 
 def signature_diff(saved, current):
