@@ -6,8 +6,11 @@ import os
 import shutil
 import zipfile
 
+import pytest
+
 import utils.atomic
 from utils.atomic import atomic_dir, resolve_dir
+from utils.scoring.tasks import Task1, Task2
 
 
 class Killed(BaseException):
@@ -90,3 +93,34 @@ def test_directory_swap_killed_at_each_step_keeps_one_complete_copy(tmp_path, mo
         if not killed:
             break
     assert first >= 3, "fewer steps than expected: is the kill simulated?"
+
+
+# -- answer.csv and answer.zip ------------------------------------------------------------------------------------
+NAMES = ["a1", "a2", "a3"]
+RUNS = {1: [[0, 1, 0], [1, 1, 0]], 2: [[[1], [2, 3], [1]], [[4], [1], [5, 6]]]}  # two predict runs' answers
+
+
+@pytest.mark.parametrize("task", [Task1(), Task2()], ids=["task1", "task2"])
+def test_answer_files_killed_at_each_step_never_leave_a_wrong_zip(tmp_path, monkeypatch, task):
+    """A second predict run killed at each step: every zip left holds exactly the CSV beside it, and is of the
+    newest run that wrote any answer there (Task 2 writes answer.csv and answer_task1.csv, each with its zip)."""
+    runs = []
+    for i, answers in enumerate(RUNS[task.number]):
+        (tmp_path / f"run{i}").mkdir()
+        task.write_answers(NAMES, answers, tmp_path / f"run{i}" / "answer.csv")
+        runs.append({p.name: p.read_bytes() for p in (tmp_path / f"run{i}").glob("*.csv")})
+    for kill_at in itertools.count():
+        out = tmp_path / f"kill{kill_at}"
+        task.write_answers(NAMES, RUNS[task.number][0], out / "answer.csv")
+        killed = run_killed(monkeypatch, kill_at, lambda: task.write_answers(NAMES, RUNS[task.number][1], out / "answer.csv"))
+        csv_run = {name: [r[name] for r in runs].index((out / name).read_bytes()) for name in runs[0]}
+        for name in runs[0]:
+            zip_path = (out / name).with_suffix(".zip")
+            if zip_path.exists():
+                with zipfile.ZipFile(zip_path) as z:
+                    assert z.namelist() == [name] and z.read(name) == (out / name).read_bytes(), \
+                        f"kill {kill_at}: {zip_path.name} disagrees with {name}"
+                assert csv_run[name] == max(csv_run.values()), f"kill {kill_at}: {zip_path.name} beside a newer answer"
+        if not killed:
+            break
+    assert max(csv_run.values()) == 1 and kill_at >= 2

@@ -19,17 +19,34 @@ def umask_mode(mode):
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success it is renamed onto `path` (same filesystem, so atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    with atomic_paths([path]) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_paths(paths, remove_first=()):
+    """Yield a temporary path beside each of `paths`; on success the files `remove_first` are removed, then each
+    temporary is renamed onto its path, in order: each file is always whole, and the order is the caller's way to
+    keep files that belong together consistent after a kill (utils/scoring/tasks.py's answer files)."""
+    paths, tmps = [Path(p) for p in paths], []
     try:
-        yield Path(tmp)
-        os.chmod(tmp, umask_mode(0o666))
-        os.replace(tmp, path)
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmps.append(Path(tmp))
+        yield tmps
+        for tmp in tmps:
+            os.chmod(tmp, umask_mode(0o666))
+        for stale in remove_first:
+            if os.path.lexists(stale):
+                os.remove(stale)
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 def write_text(path, text):
