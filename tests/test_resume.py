@@ -196,33 +196,90 @@ def test_best_model_newer_than_the_checkpoint_is_not_replaced_by_a_worse_one(tmp
     assert other["best_metric"] < 0
 
 
-def test_resume_restores_random_generators_and_loss_scaler(tmp_path):
+class _Scaler:  # the fp16 GradScaler's interface and state (no GPU here to build a real enabled one)
+    def __init__(self, scale):
+        self.state = {"scale": np.array([scale], np.float32), "incr_ratio": 2.0, "incr_count": 3,
+                      "use_dynamic_loss_scaling": True}
+
+    def state_dict(self):
+        return self.state
+
+    def load_state_dict(self, d):
+        self.state = d
+
+
+def _small_checkpoint(path, scaler=None):
+    import paddle
+
+    from utils.training.checkpoint import save_checkpoint
+
+    model = paddle.nn.Linear(3, 2)
+    save_checkpoint(path, model, paddle.optimizer.Momentum(learning_rate=0.1, parameters=model.parameters()),
+                    {"iter": 1}, scaler)
+
+
+def test_resume_restores_random_generators_and_loss_scaler_without_pickle(tmp_path):
+    import random
+
+    from utils.training.checkpoint import restore_trainer_state
+
+    random.seed(1), np.random.seed(1)
+    np.random.randn()  # numpy's generator holds a cached Gaussian now: restored too
+    _small_checkpoint(tmp_path / "iter_1", _Scaler(512.0))
+    want = (random.random(), np.random.randn(), np.random.rand())
+    assert sorted(p.name for p in (tmp_path / "iter_1").iterdir()) == ["model.pdopt", "model.pdparams", "state.json",
+                                                                      "trainer.json"]
+    json.loads((tmp_path / "iter_1" / "trainer.json").read_text())  # plain data
+    random.seed(2), np.random.seed(2)
+    scaler = _Scaler(1.0)
+    restore_trainer_state(tmp_path / "iter_1", scaler)
+    assert (random.random(), np.random.randn(), np.random.rand()) == want
+    assert scaler.state["scale"].dtype == np.float32 and scaler.state["scale"].tolist() == [512.0]
+    assert {k: v for k, v in scaler.state.items() if k != "scale"} == {"incr_ratio": 2.0, "incr_count": 3,
+                                                                       "use_dynamic_loss_scaling": True}
+
+
+class _Runs:
+    """Unpickling this creates a file: what a trainer.pkl from someone else could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _old_checkpoint(path, payload):
+    """A checkpoint as earlier versions wrote it: trainer.pkl (pickle) for trainer.json."""
+    import pickle
+
+    _small_checkpoint(path)
+    (path / "trainer.json").unlink()
+    with open(path / "trainer.pkl", "wb") as f:
+        pickle.dump(payload, f, protocol=4)
+
+
+def test_pickled_trainer_state_is_refused_unless_trusted(tmp_path):
     import random
 
     import paddle
 
-    from utils.training.checkpoint import restore_trainer_state, save_checkpoint
+    from utils.errors import CheckpointError
+    from utils.training.checkpoint import restore_trainer_state
 
-    class Scaler:  # the fp16 GradScaler's interface (no GPU here to build a real enabled one)
-        def __init__(self, scale):
-            self.scale = scale
-
-        def state_dict(self):
-            return {"scale": np.array([self.scale], np.float32), "incr_count": 3}
-
-        def load_state_dict(self, d):
-            self.scale = float(d["scale"][0])
-
-    model = paddle.nn.Linear(3, 2)
-    opt = paddle.optimizer.Momentum(learning_rate=0.1, parameters=model.parameters())
-    random.seed(1), np.random.seed(1), paddle.seed(1)
-    save_checkpoint(tmp_path / "iter_1", model, opt, {"iter": 1}, Scaler(512.0))
-    want = (random.random(), np.random.rand(), paddle.rand([1]).numpy().item())
-    random.seed(2), np.random.seed(2), paddle.seed(2)
-    scaler = Scaler(1.0)
-    restore_trainer_state(tmp_path / "iter_1", scaler)
-    assert (random.random(), np.random.rand(), paddle.rand([1]).numpy().item()) == want
-    assert scaler.scale == 512.0
+    marker = tmp_path / "code_ran"
+    _old_checkpoint(tmp_path / "foreign", {"rng": _Runs(marker), "scaler": None})
+    with pytest.raises(CheckpointError, match=r"trainer.pkl: .*pickle.* --trust-pickle"):
+        restore_trainer_state(tmp_path / "foreign")
+    assert not marker.exists()
+    # An earlier version's own checkpoint, accepted knowingly: its generators come back.
+    random.seed(1), np.random.seed(1)
+    rng = {"random": random.getstate(), "numpy": np.random.get_state(), "paddle": paddle.get_rng_state()}
+    _old_checkpoint(tmp_path / "mine", {"rng": rng, "scaler": None})
+    want = (random.random(), np.random.rand())
+    random.seed(2), np.random.seed(2)
+    restore_trainer_state(tmp_path / "mine", trust_pickle=True)
+    assert (random.random(), np.random.rand()) == want
 
 
 def _predict(raw, ds, model, out):
