@@ -62,6 +62,7 @@ SAVE_INTERVAL = 1000  # iterations between checkpoints (and always at the last o
 KEEP_CHECKPOINTS = 3  # this run's latest checkpoints kept; other runs' are never touched
 RESUME = ""  # auto (this run's latest compatible checkpoint in OUTPUT_DIR) | output/iter_N
 OVERWRITE = False  # a new run may delete another run's checkpoints and best_model in OUTPUT_DIR
+TRUST_PICKLE = False  # --resume an earlier version's checkpoint: its trainer.pkl is a pickle, which can run code (only your own)
 USE_VDL = False  # VisualDL scalars in OUTPUT_DIR/vdl (view: visualdl --logdir OUTPUT_DIR/vdl)
 DEVICE = "auto"  # auto | cpu | gpu | gpu:N
 AMP = False  # GPU only: automatic mixed precision (bf16 where supported, else fp16)
@@ -128,7 +129,7 @@ def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, worl
                                 cfg["MOMENTUM"], cfg["WEIGHT_DECAY"])
     amp_dtype, scaler = setup_amp(cfg["AMP"], device, log)
     state = begin_or_resume(cfg["RESUME"], cfg["OVERWRITE"], out, run_signature(cfg, world, train_df, val_df), model,
-                            optimizer, scaler, log)
+                            optimizer, scaler, log, cfg["TRUST_PICKLE"])
     run = Run(out, state, card, task, select, val_df["name"], log)
     if world > 1:
         model = paddle.DataParallel(model)
@@ -155,7 +156,7 @@ def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, worl
             it += 1
             lr = optimizer.get_lr()
             # Paddle's random draws in the step (dropout) come from a seed fixed by (run seed, iteration, rank): a
-            # resumed run redraws them exactly on any Paddle (2.6 cannot restore a pickled generator state).
+            # resumed run redraws them exactly on any Paddle, so checkpoints need not (and on 2.6 could not) keep its state.
             paddle.seed(derive_seed(cfg["SEED"], it, rank))
             loss = train_step(model, task, inputs, labels, optimizer, amp_dtype, scaler)
             scheduler.step()

@@ -151,6 +151,9 @@ def test_checkpoint_from_the_other_paddle_version(tmp_path):
     run = subprocess.run([str(other), "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     saved = dict(np.load(tmp_path / "ckpt.npz"))
+    from utils.training.checkpoint import restore_trainer_state
+
+    restore_trainer_state(tmp_path / "ckpt")  # the random generators' states too
     for step_first in (False, True):
         model, opt = _load_in_a_busy_process(tmp_path / "ckpt", step_first)
         restored = _velocities(model, opt)

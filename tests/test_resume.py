@@ -22,7 +22,7 @@ from utils.artifacts import read_json
 from utils.errors import ConfigError, ECGDataError
 from utils.scoring.tasks import get_task
 from utils.training.engine import build_loaders
-from utils.training.runs import keep_newer_best, prune_checkpoints
+from utils.training.runs import find_resumable, keep_newer_best, prune_checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 # Evaluate every 5, save every 4 (so the checkpoint before a kill is often mid-epoch and older than best_model);
@@ -172,6 +172,19 @@ def test_pruning_never_touches_another_run(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("iter_*")) == ["iter_10000", "iter_120", "iter_80"]
 
 
+def test_checkpoint_left_as_old_by_a_killed_swap_is_found_and_pruned(tmp_path):
+    """A kill mid-swap of iter_N (rewritten by a run resumed from an earlier checkpoint) can leave iter_N.old alone:
+    it is still iteration N's checkpoint, for --resume auto and for pruning."""
+    for name in ("iter_4", "iter_8.old", "iter_12", "iter_12.old"):  # iter_12.old: a stale copy beside a whole iter_12
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "state.json").write_text(json.dumps({"run_id": "R", "signature": {"S": 1}}))
+    assert [p.name for p, _ in find_resumable(tmp_path, {"S": 2})[1]] == ["iter_12", "iter_8.old", "iter_4"]
+    prune_checkpoints(tmp_path, 2, "R")
+    assert sorted(p.name for p in tmp_path.glob("iter_*")) == ["iter_12", "iter_12.old", "iter_8.old"]
+    prune_checkpoints(tmp_path, 1, "R")
+    assert sorted(p.name for p in tmp_path.glob("iter_*")) == ["iter_12", "iter_12.old"]  # the stale one goes at the next swap
+
+
 def test_best_model_newer_than_the_checkpoint_is_not_replaced_by_a_worse_one(tmp_path):
     (tmp_path / "best_model").mkdir()
     (tmp_path / "best_model" / "model.json").write_text(json.dumps({"run_id": "R", "iter": 12, "best_metric": 0.9}))
@@ -183,33 +196,90 @@ def test_best_model_newer_than_the_checkpoint_is_not_replaced_by_a_worse_one(tmp
     assert other["best_metric"] < 0
 
 
-def test_resume_restores_random_generators_and_loss_scaler(tmp_path):
+class _Scaler:  # the fp16 GradScaler's interface and state (no GPU here to build a real enabled one)
+    def __init__(self, scale):
+        self.state = {"scale": np.array([scale], np.float32), "incr_ratio": 2.0, "incr_count": 3,
+                      "use_dynamic_loss_scaling": True}
+
+    def state_dict(self):
+        return self.state
+
+    def load_state_dict(self, d):
+        self.state = d
+
+
+def _small_checkpoint(path, scaler=None):
+    import paddle
+
+    from utils.training.checkpoint import save_checkpoint
+
+    model = paddle.nn.Linear(3, 2)
+    save_checkpoint(path, model, paddle.optimizer.Momentum(learning_rate=0.1, parameters=model.parameters()),
+                    {"iter": 1}, scaler)
+
+
+def test_resume_restores_random_generators_and_loss_scaler_without_pickle(tmp_path):
+    import random
+
+    from utils.training.checkpoint import restore_trainer_state
+
+    random.seed(1), np.random.seed(1)
+    np.random.randn()  # numpy's generator holds a cached Gaussian now: restored too
+    _small_checkpoint(tmp_path / "iter_1", _Scaler(512.0))
+    want = (random.random(), np.random.randn(), np.random.rand())
+    assert sorted(p.name for p in (tmp_path / "iter_1").iterdir()) == ["model.pdopt", "model.pdparams", "state.json",
+                                                                      "trainer.json"]
+    json.loads((tmp_path / "iter_1" / "trainer.json").read_text())  # plain data
+    random.seed(2), np.random.seed(2)
+    scaler = _Scaler(1.0)
+    restore_trainer_state(tmp_path / "iter_1", scaler)
+    assert (random.random(), np.random.randn(), np.random.rand()) == want
+    assert scaler.state["scale"].dtype == np.float32 and scaler.state["scale"].tolist() == [512.0]
+    assert {k: v for k, v in scaler.state.items() if k != "scale"} == {"incr_ratio": 2.0, "incr_count": 3,
+                                                                       "use_dynamic_loss_scaling": True}
+
+
+class _Runs:
+    """Unpickling this creates a file: what a trainer.pkl from someone else could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def _old_checkpoint(path, payload):
+    """A checkpoint as earlier versions wrote it: trainer.pkl (pickle) for trainer.json."""
+    import pickle
+
+    _small_checkpoint(path)
+    (path / "trainer.json").unlink()
+    with open(path / "trainer.pkl", "wb") as f:
+        pickle.dump(payload, f, protocol=4)
+
+
+def test_pickled_trainer_state_is_refused_unless_trusted(tmp_path):
     import random
 
     import paddle
 
-    from utils.training.checkpoint import restore_trainer_state, save_checkpoint
+    from utils.errors import CheckpointError
+    from utils.training.checkpoint import restore_trainer_state
 
-    class Scaler:  # the fp16 GradScaler's interface (no GPU here to build a real enabled one)
-        def __init__(self, scale):
-            self.scale = scale
-
-        def state_dict(self):
-            return {"scale": np.array([self.scale], np.float32), "incr_count": 3}
-
-        def load_state_dict(self, d):
-            self.scale = float(d["scale"][0])
-
-    model = paddle.nn.Linear(3, 2)
-    opt = paddle.optimizer.Momentum(learning_rate=0.1, parameters=model.parameters())
-    random.seed(1), np.random.seed(1), paddle.seed(1)
-    save_checkpoint(tmp_path / "iter_1", model, opt, {"iter": 1}, Scaler(512.0))
-    want = (random.random(), np.random.rand(), paddle.rand([1]).numpy().item())
-    random.seed(2), np.random.seed(2), paddle.seed(2)
-    scaler = Scaler(1.0)
-    restore_trainer_state(tmp_path / "iter_1", scaler)
-    assert (random.random(), np.random.rand(), paddle.rand([1]).numpy().item()) == want
-    assert scaler.scale == 512.0
+    marker = tmp_path / "code_ran"
+    _old_checkpoint(tmp_path / "foreign", {"rng": _Runs(marker), "scaler": None})
+    with pytest.raises(CheckpointError, match=r"trainer.pkl: .*pickle.* --trust-pickle"):
+        restore_trainer_state(tmp_path / "foreign")
+    assert not marker.exists()
+    # An earlier version's own checkpoint, accepted knowingly: its generators come back.
+    random.seed(1), np.random.seed(1)
+    rng = {"random": random.getstate(), "numpy": np.random.get_state(), "paddle": paddle.get_rng_state()}
+    _old_checkpoint(tmp_path / "mine", {"rng": rng, "scaler": None})
+    want = (random.random(), np.random.rand())
+    random.seed(2), np.random.seed(2)
+    restore_trainer_state(tmp_path / "mine", trust_pickle=True)
+    assert (random.random(), np.random.rand()) == want
 
 
 def _predict(raw, ds, model, out):

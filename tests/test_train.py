@@ -60,7 +60,7 @@ def test_outputs_written(tiny_trained):
     out, state = tiny_trained
     assert state["iter"] == 30
     for d in ("iter_15", "iter_30"):
-        assert {p.name for p in (out / d).iterdir()} == {"model.pdparams", "model.pdopt", "state.json", "trainer.pkl"}
+        assert {p.name for p in (out / d).iterdir()} == {"model.pdparams", "model.pdopt", "state.json", "trainer.json"}
     info = json.loads((out / "best_model" / "model.json").read_text())
     assert info["iter"] == state["best_iter"] and info["input"]["image_size"] == 64 and "image_size" not in info
     assert info["class_names"] == ["normal", "abnormal"] and 0.0 <= info["thresholds"] <= 1.0
@@ -230,6 +230,26 @@ def test_checkpoint_for_another_number_of_classes(tiny_trained, tiny_dataset, tm
     with pytest.raises(CheckpointError, match="trained for 3 classes, this model has 2"):
         train.main(["--dataset-dir", str(tiny_dataset), "--output-dir", str(tmp_path / "o"), "--iters", "30",
                     "--warmup-iters", "0", "--lr", "0.01", "--eval-interval", "15", "--resume", str(bad), *TINY])
+
+
+def test_resume_of_an_old_pickled_checkpoint_needs_trust_pickle(tiny_trained, tiny_dataset, tmp_path):
+    """A checkpoint of an earlier version (trainer.pkl) is refused with what to do; --trust-pickle resumes it."""
+    import pickle
+    import random
+
+    out, state = tiny_trained
+    old = tmp_path / "out"
+    shutil.copytree(out, old)
+    (old / "iter_30" / "trainer.json").unlink()
+    with open(old / "iter_30" / "trainer.pkl", "wb") as f:
+        pickle.dump({"rng": {"random": random.getstate(), "numpy": np.random.get_state(), "paddle": paddle.get_rng_state()},
+                     "scaler": None}, f, protocol=4)
+    args = ["--dataset-dir", str(tiny_dataset), "--output-dir", str(old), "--iters", "30", "--warmup-iters", "0", "--lr",
+            "0.01", "--eval-interval", "15", "--save-interval", "15", *TINY, "--resume", "auto"]
+    with pytest.raises(CheckpointError, match=r"iter_30/trainer.pkl: .*--trust-pickle"):
+        train.main(args)
+    assert train.main(args + ["--trust-pickle"])["run_id"] == state["run_id"]
+    assert f"resumed run {state['run_id']} from {old / 'iter_30'}" in (old / "train.log").read_text()
 
 
 def test_checkpoint_restores_optimizer_state_in_a_fresh_model(tiny_trained):

@@ -19,17 +19,34 @@ def umask_mode(mode):
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path beside `path`; on success it is renamed onto `path` (same filesystem, so atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    with atomic_paths([path]) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_paths(paths, remove_first=()):
+    """Yield a temporary path beside each of `paths`; on success the files `remove_first` are removed, then each
+    temporary is renamed onto its path, in order: each file is always whole, and the order is the caller's way to
+    keep files that belong together consistent after a kill (utils/scoring/tasks.py's answer files)."""
+    paths, tmps = [Path(p) for p in paths], []
     try:
-        yield Path(tmp)
-        os.chmod(tmp, umask_mode(0o666))
-        os.replace(tmp, path)
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            tmps.append(Path(tmp))
+        yield tmps
+        for tmp in tmps:
+            os.chmod(tmp, umask_mode(0o666))
+        for stale in remove_first:
+            if os.path.lexists(stale):
+                os.remove(stale)
+        for tmp, path in zip(tmps, paths):
+            os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
 
 
 def write_text(path, text):
@@ -41,9 +58,13 @@ def write_text(path, text):
 def atomic_dir(path):
     """Yield a temporary directory; on success it replaces `path` as a whole.
 
-    Directories cannot be renamed over non-empty ones, so the old copy is first moved to `<path>.old`
-    and removed only after the new one is in place: a kill in between leaves the old copy there,
-    where `resolve_dir` finds it.
+    Directories cannot be renamed over non-empty ones, so the old copy is first moved to `<path>.old` and removed
+    only after the new one is in place. A kill at any moment leaves one complete copy, which `resolve_dir` finds:
+      before the old copy is moved aside    `path` (old); a `<path>.old` of an earlier swap may be there, stale
+      after it is moved aside               `<path>.old` alone: the only copy, kept by the next write until its
+                                            new copy is in place
+      after the new copy is in place        `path` (new), and `<path>.old` whole or partly removed
+    A kill also leaves the hidden temporary directory (`.<name>.*.tmp`) behind.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,10 +73,11 @@ def atomic_dir(path):
     try:
         yield tmp
         os.chmod(tmp, umask_mode(0o777))
-        if old.exists():
-            shutil.rmtree(old)
         if path.exists():
+            if old.exists():  # stale: `path` is complete (a partly removed .old is only ever left beside it)
+                shutil.rmtree(old)
             os.replace(path, old)
+        # else: an interrupted swap left `old` as the only copy (or there is none yet): it stays until `tmp` is in place
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
     finally:

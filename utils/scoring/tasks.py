@@ -18,7 +18,7 @@ import paddle.nn.functional as F
 import pandas as pd
 from scipy.special import expit, softmax
 
-from ..atomic import atomic_path
+from ..atomic import atomic_paths, umask_mode
 from ..ecg.io import CLASS_NAMES, CSV_ENCODING, TAG_NAMES, read_reference, read_reference_task2
 from ..errors import CheckpointError, ConfigError
 from .metrics import best_threshold, binary_report, fmt, multilabel_report
@@ -27,16 +27,25 @@ NORMAL = 0  # column of "normal" among the 12 Task 2 outputs (class index 1)
 POS_WEIGHTS = ("none", "sqrt", "balanced")  # Task 2: weight of a class's positives, from its training frequency
 
 
-def write_answer_files(out, write_rows):
-    """`out` (CSV, written by `write_rows(file)`) and the zip holding it, both atomically. Returns the zip path."""
-    out = Path(out)
-    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
-        write_rows(f)
-    zip_path = out.with_suffix(".zip")
-    with atomic_path(zip_path) as tmp:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            z.write(out, arcname=out.name)
-    return zip_path
+def write_answer_files(files):
+    """Answer CSVs ({report key: (path, write_rows)}, each written by `write_rows(file)`) and each one's zip
+    (answer.csv -> answer.zip), so that no zip ever disagrees with the answers beside it: everything is written to
+    temporaries first; then the old zips are removed, the CSVs renamed into place, and the zips last. A kill leaves
+    the old files (perhaps without some of their zips), or the new CSVs with none, some or all of their zips: a zip
+    that is there holds the CSV beside it, of the same run as every other answer there. Returns {key: zip path}."""
+    csvs = [Path(path) for path, _ in files.values()]
+    zips = [p.with_suffix(".zip") for p in csvs]
+    with atomic_paths(csvs + zips, remove_first=zips) as tmps:
+        for (_, write_rows), tmp in zip(files.values(), tmps):
+            with open(tmp, "w", newline="") as f:
+                write_rows(f)
+        for csv_path, tmp, zip_tmp in zip(csvs, tmps, tmps[len(csvs):]):
+            info = zipfile.ZipInfo.from_file(tmp, arcname=csv_path.name)
+            info.external_attr = (0o100000 | umask_mode(0o666)) << 16  # the CSV's mode once in place, not the temporary's
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zipfile.ZipFile(zip_tmp, "w") as z:
+                z.writestr(info, Path(tmp).read_bytes())
+    return dict(zip(files, zips))
 
 
 def task1_path(out):
@@ -128,12 +137,16 @@ class Task(ABC):
         """Scores standing in for the probabilities of a record answered without the model (for AUC)."""
 
     @abstractmethod
-    def write_answer(self, names, answers, out):
-        """This task's answer file (and its zip); returns the zip's path."""
+    def answer_rows(self, names, answers):
+        """A function that writes this task's answer file (CSV) into an open file."""
+
+    def answer_files(self, names, answers, out):
+        """Every answer file this task's model gives: {report key of its zip: (CSV path, its answer_rows)}."""
+        return {"zip": (Path(out), self.answer_rows(names, answers))}
 
     def write_answers(self, names, answers, out):
-        """Every answer file this task's model gives: {report key: zip path}."""
-        return {"zip": str(self.write_answer(names, answers, out))}
+        """Every answer file and its zip, written together (write_answer_files): {report key: zip path}."""
+        return {k: str(z) for k, z in write_answer_files(self.answer_files(names, answers, out)).items()}
 
     @abstractmethod
     def score(self, truth_path, names, answers, probs):
@@ -242,12 +255,12 @@ class Task1(Task):
     def truth_value(self, text):
         return int(text)
 
-    def write_answer(self, names, answers, out):
+    def answer_rows(self, names, answers):
         def rows(f):
             w = csv.writer(f, lineterminator="\n")
             w.writerow(["name", "tag"])
             w.writerows(zip(names, answers))
-        return write_answer_files(out, rows)
+        return rows
 
     def score(self, truth_path, names, answers, probs):
         truth = read_reference(truth_path)
@@ -374,15 +387,15 @@ class Task2(Task):
     def indicator(self, answers):
         return np.stack([self.encode(a) for a in answers]) if answers else np.zeros((0, self.num_outputs), np.float32)
 
-    def write_answer(self, names, answers, out):
+    def answer_rows(self, names, answers):
         def rows(f):
             csv.writer(f, lineterminator="\n").writerows([name, *classes] for name, classes in zip(names, answers))
-        return write_answer_files(out, rows)
+        return rows
 
-    def write_answers(self, names, answers, out):
+    def answer_files(self, names, answers, out):
         """The Task 2 answer, and the Task 1 answer read from it (answer.csv -> answer_task1.csv)."""
-        return {**super().write_answers(names, answers, out),
-                "task1_zip": str(Task1().write_answer(names, self.task1_answers(answers), task1_path(out)))}
+        return {**super().answer_files(names, answers, out),
+                "task1_zip": (task1_path(out), Task1().answer_rows(names, self.task1_answers(answers)))}
 
     def task1_answers(self, answers):
         """A Task 2 answer read as Task 1: abnormal unless the answer is "normal" alone."""

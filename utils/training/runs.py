@@ -20,11 +20,11 @@ from ..atomic import resolve_dir, write_text
 from ..errors import ConfigError
 from ..scoring.metrics import fmt
 from ..scoring.plots import plot_per_class, plot_training_curves
-from .checkpoint import STATE_FILE, load_checkpoint, restore_trainer_state
+from .checkpoint import STATE_FILE, load_checkpoint, read_trainer_state, restore_trainer_state
 
 # Settings a resumed run may change: they do not alter which samples it sees, its updates, or its evaluations.
 RESUME_MAY_CHANGE = {"DATASET_DIR", "DATA_DIR", "OUTPUT_DIR", "NUM_WORKERS", "LOG_ITERS", "SAVE_INTERVAL", "KEEP_CHECKPOINTS",
-                     "RESUME", "OVERWRITE", "USE_VDL", "DEVICE", "IMPORTANCE_REPEATS"}
+                     "RESUME", "OVERWRITE", "USE_VDL", "DEVICE", "IMPORTANCE_REPEATS", "TRUST_PICKLE"}
 
 
 def run_signature(cfg, world, train_df, val_df):
@@ -49,16 +49,20 @@ def begin(out, state, overwrite, log):
 
 
 def checkpoint_dirs(output_dir, run_id=None):
-    """iter_N checkpoint directories under `output_dir`, oldest first; with `run_id`, only that run's."""
-    found = [(int(m.group(1)), p) for p in Path(output_dir).glob("iter_*")
-             if p.is_dir() and (m := re.fullmatch(r"iter_(\d+)", p.name))]
-    return [p for _, p in sorted(found) if run_id is None or read_json(p / STATE_FILE).get("run_id") == run_id]
+    """iter_N checkpoint directories under `output_dir`, oldest first (an `iter_N.old` that a swap killed midway left
+    alone stands for iter_N: utils/atomic.py); with `run_id`, only that run's."""
+    found = {}
+    for p in Path(output_dir).glob("iter_*"):
+        if p.is_dir() and (m := re.fullmatch(r"(iter_(\d+))(\.old)?", p.name)):
+            found[int(m.group(2))] = resolve_dir(p.with_name(m.group(1)))
+    return [p for _, p in sorted(found.items()) if run_id is None or read_json(p / STATE_FILE).get("run_id") == run_id]
 
 
 def prune_checkpoints(output_dir, keep, run_id):
     """Keep this run's last `keep` checkpoints; never touch another run's."""
     for p in checkpoint_dirs(output_dir, run_id)[:-keep] if keep > 0 else []:
         shutil.rmtree(p, ignore_errors=True)
+        shutil.rmtree(p.with_name(p.name.removesuffix(".old") + ".old"), ignore_errors=True)
 
 
 def signature_diff(saved, current):
@@ -129,13 +133,15 @@ def find_checkpoint(resume, out, signature, log):
     return ckpt
 
 
-def begin_or_resume(resume, overwrite, out, signature, model, optimizer, scaler, log):
-    """A new run's state, or the state of the run a checkpoint continues (weights, optimizer, RNGs restored)."""
+def begin_or_resume(resume, overwrite, out, signature, model, optimizer, scaler, log, trust_pickle=False):
+    """A new run's state, or the state of the run a checkpoint continues (weights, optimizer, RNGs restored).
+    `trust_pickle`: also continue an earlier version's checkpoint, whose trainer state is a pickle."""
     ckpt = find_checkpoint(resume, out, signature, log)
     if ckpt is None:
         return begin(out, new_state(signature), overwrite, log)
+    trainer = read_trainer_state(ckpt, trust_pickle)  # first: refuse a pickled one before reading anything else
     state = load_checkpoint(ckpt, model, optimizer)
-    restore_trainer_state(ckpt, scaler)
+    restore_trainer_state(ckpt, scaler, saved=trainer)
     keep_newer_best(out, state, log)
     Path(out, FINISHED_FILE).unlink(missing_ok=True)  # written again when this run ends
     log.info(f"resumed run {state['run_id']} from {ckpt} at iter {state['iter']} (lr {optimizer.get_lr():.6g}, "
