@@ -259,6 +259,53 @@ def read_predictions(task, report_path):
     return names, answers, probs
 
 
+def report_figures(task, truth_path, report_path, per_class=True, seed=SEED, n_resamples=N_RESAMPLES):
+    """`test_figures` of one predict.py run (its report), per class too for Task 2."""
+    return test_figures(task, truth_path, *read_predictions(task, report_path), seed=seed, n_resamples=n_resamples,
+                        per_class=per_class)
+
+
+def report_differences(task, truth_path, report_a, report_b, metrics=None, seed=SEED, n_resamples=N_RESAMPLES):
+    """`paired_differences` of two predict.py runs (their reports) on the same test records: run a minus run b."""
+    na, *a = read_predictions(task, report_a)
+    nb, *b = read_predictions(task, report_b)
+    if sorted(na) != sorted(nb):
+        raise ValueError(f"{report_a} and {report_b} answer different test records: a paired comparison needs the same")
+    order = {n: i for i, n in enumerate(nb)}
+    b = [[v[order[n]] for n in na] for v in b]
+    return paired_differences(task, truth_path, na, tuple(a), tuple(b), metrics, seed, n_resamples)
+
+
+# -- choosing on the development records, comparing on the test records ----------------------------------------------
+def choose(development, metric):
+    """The name whose development-record figure (`development`: {name: {metric: value}}, validation or out-of-fold)
+    is highest; None when none has it. The test fold never chooses."""
+    have = {k: v[metric] for k, v in development.items() if v and v.get(metric) is not None}
+    return max(have, key=have.get) if have else None
+
+
+def compare(task, truth_path, reports, pairs, metrics=None, seed=SEED, n_resamples=N_RESAMPLES):
+    """Test figures with CIs of each predict.py run in `reports` ({name: report path}) and the paired differences
+    of each (a, b) in `pairs`: {"figures": {name: test_figures}, "differences": {a: {b: {metric: difference}}}}."""
+    figures = {k: report_figures(task, truth_path, r, seed=seed, n_resamples=n_resamples) for k, r in reports.items()}
+    diffs = {}
+    for x, y in pairs:
+        diffs.setdefault(x, {})[y] = report_differences(task, truth_path, reports[x], reports[y], metrics, seed,
+                                                        n_resamples)
+    return {"figures": figures, "differences": diffs}
+
+
+def difference_lines(differences, metrics, note=None):
+    """Printed lines per (a, b) pair: "a - b:", then one line per metric "f1 +0.0100 [-0.020, +0.041], p(not
+    better) 0.27 (CI includes 0)". `note(a, b)` may add a text after the names."""
+    lines = []
+    for x, per in differences.items():
+        for y, d in per.items():
+            lines.append(f"  {x} - {y}{note(x, y) if note else ''}:")
+            lines += [f"      {m:<10} {fmt_diff(d[m])}" for m in metrics]
+    return lines
+
+
 # -- printing and JSON --------------------------------------------------------------------------------------------------
 def fmt_ci(fig, digits=4, ci_digits=2):
     """"0.9368 [0.89, 0.97]" of a {"value", "ci95"} figure ("n/a" when undefined)."""

@@ -183,3 +183,32 @@ def test_with_ci_keeps_the_report_and_adds_ci95(tmp_path):
     assert all(r["f1"] == m["per_class"][i]["f1"] and "auc_ci95" in r for i, r in enumerate(out["per_class"]))
     assert protocol.fmt_ci(figs["macro_auc"]).count("[") == 1
     assert protocol.fmt_diff({"diff": 0.01, "ci95": [-0.01, 0.03], "p_a_not_better": 0.2}).endswith("(CI includes 0)")
+
+
+def _fake_report(tmp_path, tag, names, answers, probs):
+    """A predict.py report of one model: answer CSV, probabilities CSV and the report pointing at them."""
+    T1.write_answer(names, answers, tmp_path / f"answer_{tag}.csv")
+    T1.prob_table(names, probs, model=f"/m/{tag}").to_csv(tmp_path / f"p_{tag}.csv", index=False)
+    path = tmp_path / f"report_{tag}.json"
+    path.write_text(json.dumps({"answer": str(tmp_path / f"answer_{tag}.csv"), "probabilities": str(tmp_path / f"p_{tag}.csv")}))
+    return path
+
+
+def test_compare_reports_and_choose_on_development_figures(tmp_path):
+    """compare: each run's figures and the paired differences of runs that list their records in other orders;
+    choose: by the development figure, not the test one."""
+    truth, names, answers, probs, y = task1_set(tmp_path, 148, signal=2.0)
+    weak = np.asarray(probs) * 0.3 + np.random.default_rng(2).random(148) * 0.7
+    ra = _fake_report(tmp_path, "a", names, answers, probs)
+    rb = _fake_report(tmp_path, "b", names[::-1], [int(p >= 0.5) for p in weak][::-1], list(weak)[::-1])
+    out = protocol.compare(T1, truth, {"a": ra, "b": rb}, [("a", "b")], ("auc",))
+    assert out["figures"]["a"] == protocol.test_figures(T1, truth, names, answers, probs)
+    d = out["differences"]["a"]["b"]["auc"]
+    assert d["diff"] == pytest.approx(out["figures"]["a"]["auc"]["value"] - out["figures"]["b"]["auc"]["value"])
+    assert d["ci95"][0] > 0
+    assert len(protocol.difference_lines(out["differences"], ("auc",))) == 2
+    assert protocol.choose({"a": {"auc": 0.8}, "b": {"auc": 0.9}, "c": None, "d": {"auc": None}}, "auc") == "b"
+    assert protocol.choose({"c": None}, "auc") is None
+    rc = _fake_report(tmp_path, "c", names[:-1], answers[:-1], probs[:-1])
+    with pytest.raises(ValueError, match="different test records"):
+        protocol.report_differences(T1, truth, ra, rc)
