@@ -202,13 +202,15 @@ test_figures.__test__ = False  # not a pytest test, though its name starts with 
 
 def paired_differences(task, truth_path, names, a, b, metrics=None, seed=SEED, n_resamples=N_RESAMPLES):
     """Configuration a = (answers_a, probs_a) minus b = (answers_b, probs_b), both over the same `names`, on each of
-    `metrics` (default: the headline figures): {metric: {"a", "b", "diff", "ci95": [low, high], "p_a_not_better"}},
+    `metrics` (default: the headline figures; Task 2 also "f1/<k>", "auc/<k>" of class index k, 0-based):
+    {metric: {"a", "b", "diff", "ci95": [low, high], "p_a_not_better"}},
     the CI from the paired bootstrap (the same resampled records for both), p_a_not_better the share of resamples
     where the difference is <= 0. None values where a figure is undefined on the test records."""
+    metrics = tuple(metrics or headline(task))
     sa, sb = align(task, truth_path, names, *a), align(task, truth_path, names, *b)
-    pa, pb = _resampled(task, [sa, sb], seed, n_resamples)
+    pa, pb = _resampled(task, [sa, sb], seed, n_resamples, per_class=any("/" in m for m in metrics))
     out = {}
-    for m in metrics or headline(task):
+    for m in metrics:
         va, vb = _value(sa.report, m, task), _value(sb.report, m, task)
         d = pa[m] - pb[m]
         ok = d[~np.isnan(d)]

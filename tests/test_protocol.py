@@ -212,3 +212,11 @@ def test_compare_reports_and_choose_on_development_figures(tmp_path):
     rc = _fake_report(tmp_path, "c", names[:-1], answers[:-1], probs[:-1])
     with pytest.raises(ValueError, match="different test records"):
         protocol.report_differences(T1, truth, ra, rc)
+
+
+def test_paired_difference_of_one_class(tmp_path):
+    truth, names, answers, probs, y = task2_set(tmp_path, 148)
+    better = np.asarray(probs).copy()
+    better[:, 0] = 0.9 * y[:, 0] + 0.1 * better[:, 0]  # class 1 (normal) all but perfectly ranked
+    d = protocol.paired_differences(T2, truth, names, (answers, list(better)), (answers, probs), ("auc/0", "auc/7"))
+    assert d["auc/0"]["ci95"][0] > 0 and d["auc/7"]["diff"] is None  # class 8 has no positive: no AUC
