@@ -9,8 +9,12 @@ Each member family trains with tools/train_kfold.py on the same seeded --num-fol
 members train only the first --picture-folds folds. predict.py then scores each family (its folds fused) and the
 fusion of every member, with thresholds tuned on out-of-fold predictions (a record is fused over the members that
 validated it), once with the plain mean and once with --weights auto (fitted on out-of-fold predictions). Prints
-one table: a row per member family and two for the fusion (F1/AUC for Task 1, macro F1/AUC for Task 2, train
-minutes); --json writes every figure.
+one table: a row per member family and two for the fusion (F1/AUC for Task 1, macro F1/AUC for Task 2, each with
+its 95% bootstrap CI over the test patients; the out-of-fold AUC; train minutes), then the paired differences
+on the same test patients (bench/protocol.py) of each fusion minus each member and of the best member minus each
+other member, the best member chosen by its out-of-fold AUC (the development records, never the test fold), and
+the row the out-of-fold AUC would choose;
+--json writes every figure (each row's "ci95" beside its values, "differences", "best_member").
 """
 import argparse
 import json
@@ -27,8 +31,10 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 
 configure_cpu_threads()  # before paddle is imported: the scripts we start inherit the environment
 
+from bench import protocol  # noqa: E402
 from bench.ptbxl_accuracy import BENCH_DEFAULTS, family, is_picture  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
+from utils.scoring.tasks import get_task  # noqa: E402
 
 IMAGE_SIZE = 160
 
@@ -52,7 +58,7 @@ def predict(name, models, a, raw, ds, out, times, truth, *extra):
     report = out / f"predict_{name}.json"
     stage(f"predict {name}", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model", *models,
                               "--out", out / f"answer_{name}.csv", "--truth", truth, "--report", report, *extra], times)
-    return json.loads(report.read_text())
+    return {**json.loads(report.read_text()), "report_path": str(report)}
 
 
 def run_external(a, dirs, every, work, times):
@@ -66,7 +72,17 @@ def run_external(a, dirs, every, work, times):
     reps["fusion"] = predict("external_fusion", every, a, ext, ds, out, times, truth)
     if len(dirs) > 1:
         reps["fusion_auto"] = predict("external_fusion_auto", every, a, ext, ds, out, times, truth, "--weights", "auto")
-    return reps
+    return reps, truth
+
+
+def out_of_fold(rep, kfold_dir=None):
+    """A row's figures on the development records: a member's from its k-fold run (kfold_summary.json: every
+    record validated by a fold, thresholds tuned on them), a fusion's cross-fitted ones (predict report)."""
+    if kfold_dir is not None:
+        path = Path(kfold_dir) / "kfold_summary.json"
+        return json.loads(path.read_text())["out_of_fold"] if path.is_file() else None
+    f = rep.get("fusion", {})
+    return f.get("out_of_fold_crossfit") or f.get("out_of_fold")
 
 
 def main():
@@ -104,30 +120,68 @@ def main():
     rows["fusion (mean)"] = (predict("fusion", every, a, raw, ds, out, times, truth), train_all)
     if len(members) > 1:
         rows["fusion (weights auto)"] = (predict("fusion_auto", every, a, raw, ds, out, times, truth, "--weights", "auto"), train_all)
-    external = run_external(a, dirs, every, work, times) if a.external else {}
+    external, ext_truth = run_external(a, dirs, every, work, times) if a.external else ({}, None)
 
+    task = get_task(a.task)
     keys = ("f1", "auc") if a.task == 1 else ("macro_f1", "macro_auc")
+    sel = keys[1]  # chooses on the development records: the threshold-free AUC
+    member_rows = [f"{arch} ({len(d)} fold{'s' * (len(d) > 1)})" for arch, d in dirs.items()]
+    fusion_rows = [k for k in rows if k not in member_rows]
+    oof = {name: out_of_fold(rep, out / arch if name in member_rows else None)
+           for (name, (rep, _)), arch in zip(rows.items(), [*dirs, *[None] * len(fusion_rows)])}
+    best = protocol.choose({k: oof[k] for k in member_rows}, sel)
+    chosen = protocol.choose(oof, sel)
+    pairs = [(f, m) for f in fusion_rows for m in sorted(member_rows, key=lambda m: m != best)]
+    pairs += [(best, m) for m in member_rows if best and m != best]  # the best member against the others
+    cmp = protocol.compare(task, truth, {k: rep["report_path"] for k, (rep, _) in rows.items()}, pairs)
+    ext_rows = dict(zip(rows, external.values())) if external else {}
+    ext_cmp = (protocol.compare(task, ext_truth, {k: r["report_path"] for k, r in ext_rows.items()},
+                                [(f, best) for f in fusion_rows] if best else []) if external else None)
+
     ext_keys = tuple(f"ext_{k}" for k in keys) if external else ()
     print(f"\n=== PTB-XL fusion, Task {a.task}: test fold {a.test_fold} "
           f"({rows['fusion (mean)'][0]['metrics']['n']} unseen patients), {a.num_folds}-fold split of the rest, CPU {os.cpu_count()} cores")
-    print(f"{'member':<28} " + " ".join(f"{k:>10}" for k in keys + ext_keys) + f" {'train min':>10}")
+    print(f"{'member':<28} " + " ".join(f"{k:>20}" for k in keys + ext_keys) + f" {'oof ' + sel:>14} {'train min':>10}")
     table = {}
-    for (name, (rep, secs)), ext in zip(rows.items(), external.values() if external else [None] * len(rows)):
-        m = rep["metrics"]
+    for name, (rep, secs) in rows.items():
+        m, figs = rep["metrics"], cmp["figures"][name]
         table[name] = {**{k: m[k] for k in keys}, "train_minutes": secs / 60, "oof": rep.get("fusion", {}).get("out_of_fold"),
-                       "weights": rep.get("fusion", {}).get("fitted")}
-        if ext is not None:
-            table[name].update({f"ext_{k}": ext["metrics"][k] for k in keys})
-        print(f"{name:<28} " + " ".join(f"{fmt(table[name][k]):>10}" for k in keys + ext_keys) + f" {secs / 60:>10.1f}")
+                       "weights": rep.get("fusion", {}).get("fitted"), "ci95": {k: figs[k]["ci95"] for k in keys},
+                       "out_of_fold": oof[name]}
+        cells = [protocol.fmt_ci(figs[k]) for k in keys]
+        if external:
+            ext_figs = ext_cmp["figures"][name]
+            table[name].update({f"ext_{k}": ext_rows[name]["metrics"][k] for k in keys})
+            table[name]["ext_ci95"] = {k: ext_figs[k]["ci95"] for k in keys}
+            cells += [protocol.fmt_ci(ext_figs[k]) for k in keys]
+        o = oof[name][sel] if oof[name] else None
+        print(f"{name:<28} " + " ".join(f"{c:>20}" for c in cells) + f" {fmt(o):>14} {secs / 60:>10.1f}")
     if external:
         print(f"ext_*: {a.external} ({next(iter(external.values()))['metrics']['n']} records of other hospitals, same models and thresholds)")
+    print(f"oof {sel}: out-of-fold on the development records (a member: its k-fold run, thresholds tuned on them; a "
+          f"fusion: cross-fitted); best member by it: {best}; the row it chooses: {chosen}")
+    print(f"paired differences on the {rows['fusion (mean)'][0]['metrics']['n']} test patients (a minus b; "
+          f"p(not better): share of resamples where a is not better):")
+    mark = lambda x, y: " (best member by out-of-fold)" if y == best else ""  # noqa: E731
+    print("\n".join(protocol.difference_lines(cmp["differences"], keys, mark)))
+    if external and ext_cmp["differences"]:
+        print("on the external records:")
+        print("\n".join(protocol.difference_lines(ext_cmp["differences"], keys, mark)))
+    print(protocol.HOW_TO_READ)
+    print(protocol.PROTOCOL)
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f", total {sum(times.values()) / 60:.1f} min")
     if a.json:
         Path(a.json).write_text(json.dumps({"task": a.task, "src": a.src, "test_fold": a.test_fold, "members": members,
                                             "num_folds": a.num_folds, "picture_folds": a.picture_folds,
                                             "configs": {m: train_flags(m, a.task, "RAW", "DATASET") for m in members},
                                             "table": table, "reports": {k: r for k, (r, _) in rows.items()},
-                                            "seconds": times}, indent=2, default=str) + "\n")
+                                            "best_member": {"name": best, "by": f"out-of-fold {sel}"},
+                                            "chosen_by_out_of_fold": {"name": chosen, "by": f"out-of-fold {sel}"},
+                                            "figures": cmp["figures"], "differences": cmp["differences"],
+                                            **({"external_figures": ext_cmp["figures"],
+                                                "external_differences": ext_cmp["differences"]} if external else {}),
+                                            "bootstrap": protocol.bootstrap_info(), "seconds": times},
+                                           indent=2, default=str) + "\n")
         print(f"figures: {a.json}")
 
 

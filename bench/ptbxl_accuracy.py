@@ -11,7 +11,10 @@ The test fold (default 8) is the test set, the other folds train and validate (P
 The configuration is sized to finish in under an hour on a 2-core CPU, and trains from scratch: ImageNet weights
 cannot be downloaded here (pass --pretrained auto or a .pdparams path where they can). Prints the test scores
 (Task 1: accuracy, F1 with abnormal positive, ROC AUC; Task 2: macro/micro F1, macro AUC and the per-class
-table), the configuration and the wall time of each stage; --json writes all of it to a file. Flags after `--` go
+table), each with its 95% bootstrap CI over the test patients (bench/protocol.py: 1000 seeded resamples), the
+validation figures of the best model (the development records: what may choose a setting; the test fold only
+reports), the configuration and the wall time of each stage; --json writes all of it to a file (the test
+metrics as predict.py reports them, with "ci95": {figure: [low, high]} beside them). Flags after `--` go
 to train.py as they are (e.g. `-- --pos-weight none`).
 
 --external RAW_DIR (a converted set with val/ and its truth files, e.g. from tools/convert_cinc.py): after the run,
@@ -33,8 +36,9 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 
 configure_cpu_threads()  # before paddle is imported (below): it would pin OMP_NUM_THREADS=1 for the scripts we start
 
+from bench import protocol  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
-from utils.scoring.tasks import per_class_lines  # noqa: E402
+from utils.scoring.tasks import get_task  # noqa: E402
 
 
 def stage(name, args, times):
@@ -73,7 +77,8 @@ def is_picture(arch):
 
 
 def run_external(a, truth, work, out, times):
-    """Render the external set into the work dir (picture models) and predict it with the same best model."""
+    """Render the external set into the work dir (picture models) and predict it with the same best model: (its
+    predict report's metrics, their bootstrap figures)."""
     ds = work / "external_dataset"
     report = out / "external_predict_report.json"
     if is_picture(a.arch):
@@ -82,16 +87,30 @@ def run_external(a, truth, work, out, times):
     stage("predict external", ["predict.py", "--task", a.task, "--data-dir", a.external, "--dataset-dir", ds,
                                "--model", out / "best_model", "--out", out / "external_answer.csv", "--truth", truth,
                                "--report", report], times)
-    return json.loads(report.read_text())["metrics"]
+    return json.loads(report.read_text())["metrics"], protocol.report_figures(get_task(a.task), truth, report)
 
 
-def print_scores(label, task, m):
-    """The test scores line (and Task 2's per-class table) of one predict report's metrics."""
+def print_scores(label, task, m, figs):
+    """The test scores line with 95% CIs (and Task 2's per-class table) of one predict report's metrics."""
+    c = protocol.fmt_ci
     if task == 1:
-        print(f"{label}: accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f}, ROC AUC {fmt(m['auc'])}, confusion {m['confusion']}")
+        print(f"{label}: accuracy {c(figs['accuracy'])}, F1 {c(figs['f1'])}, ROC AUC {c(figs['auc'])}, "
+              f"confusion {m['confusion']}")
     else:
-        print(f"{label}: macro F1 {m['macro_f1']:.4f}, micro F1 {m['micro_f1']:.4f}, macro AUC {fmt(m['macro_auc'])}")
-        print("\n".join(per_class_lines(m)))
+        print(f"{label}: macro F1 {c(figs['macro_f1'])}, micro F1 {c(figs['micro_f1'])}, macro AUC {c(figs['macro_auc'])}")
+        print("\n".join(protocol.per_class_ci_lines(figs)))
+
+
+def validation_figures(task, model_dir):
+    """The best model's figures on its validation records (best_model/val_predictions.csv, thresholds tuned on
+    them as train.py did): the development records' say, which a bench may choose settings by."""
+    from utils.artifacts import VAL_PREDICTIONS
+
+    path = Path(model_dir) / VAL_PREDICTIONS
+    if not path.is_file():
+        return None
+    _, y, probs = task.read_prediction_table(path)
+    return {"n": int(len(y)), **task.evaluate(y, probs).record}
 
 
 def main():
@@ -123,7 +142,7 @@ def main():
     if a.external:  # the stages run in the repository: resolve from here
         a.external = str(Path(a.external).resolve())
     ext_truth = external_truth(p, a.external, a.task) if a.external else None  # checked before the long run
-    work = Path(a.work_dir or tempfile.mkdtemp(prefix="ptbxl_accuracy_"))
+    work = Path(a.work_dir or tempfile.mkdtemp(prefix="ptbxl_accuracy_")).resolve()  # the stages run in ROOT
     raw, ds, out = work / "raw", work / "dataset", work / "output"
     times = {}
     stage("convert", ["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold], times)
@@ -138,8 +157,11 @@ def main():
     stage("predict", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model", out / "best_model",
                       "--out", out / "answer.csv", "--truth", truth], times)
 
-    ext_m = run_external(a, ext_truth, work, out, times) if a.external else None
+    ext_m, ext_figs = run_external(a, ext_truth, work, out, times) if a.external else (None, None)
+    task = get_task(a.task)
     m = json.loads((out / "predict_report.json").read_text())["metrics"]
+    figs = protocol.report_figures(task, truth, out / "predict_report.json")
+    val = validation_figures(task, out / "best_model")
     info = json.loads((out / "best_model" / "model.json").read_text())
     n_train = sum(1 for _ in open(raw / "trainreference.csv")) - 1
     inp = {"picture": f"{a.image_size} px{(' ' + a.render) if a.render else ''}", "features": "ECG measurements",
@@ -153,19 +175,30 @@ def main():
     print(f"data: {n_train} labelled records from folds != {a.test_fold} (90/10 train/validation), "
           f"{m['n']} test records from fold {a.test_fold}; real patients, patients never cross folds")
     print(f"config: {config}; best validation {info['selected_by']} {info['best_metric']:.4f} at iter {info['iter']}")
-    print_scores("test", a.task, m)
+    if val is not None:
+        print(f"validation ({val['n']} development records, thresholds tuned on them): "
+              + ", ".join(f"{k} {fmt(val[k])}" for k in task.headline))
+    print_scores("test", a.task, m, figs)
     if ext_m is not None:
         print(f"external: {ext_m['n']} test records of {a.external} (other hospitals; same model and thresholds)")
-        print_scores("external test", a.task, ext_m)
+        print_scores("external test", a.task, ext_m, ext_figs)
+    print(protocol.HOW_TO_READ)
+    print(protocol.PROTOCOL)
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f", total {sum(times.values()) / 60:.1f} min; "
           f"training throughput {throughput:.1f} records/s (including evaluations)")
     print(f"outputs: {out} (training_curves.png, train.log{', per_class.png' if a.task == 2 else ''})")
     if a.json:
         Path(a.json).write_text(json.dumps({"task": a.task, "src": str(a.src), "test_fold": a.test_fold, "config": config,
-                                            "args": vars(a), "n_train": n_train, "test": m, "best_model": {
-                                                k: info[k] for k in ("iter", "selected_by", "best_metric", "thresholds")},
-                                            "seconds": times, "train_records_per_s": throughput, **({"external": {"raw_dir": str(a.external), "truth": str(ext_truth),
-                                                                              "test": ext_m}} if ext_m is not None else {})},
+                                            "args": vars(a), "n_train": n_train, "test": protocol.with_ci(m, figs),
+                                            "best_model": {k: info[k] for k in ("iter", "selected_by", "best_metric",
+                                                                                 "thresholds")},
+                                            "validation": val, "bootstrap": protocol.bootstrap_info(),
+                                            "predict_report": str(out / "predict_report.json"), "truth": str(truth),
+                                            "seconds": times, "train_records_per_s": throughput,
+                                            **({"external": {"raw_dir": str(a.external), "truth": str(ext_truth),
+                                                             "test": protocol.with_ci(ext_m, ext_figs),
+                                                             "predict_report": str(out / "external_predict_report.json")}}
+                                               if ext_m is not None else {})},
                                            indent=2, default=str) + "\n")
         print(f"figures: {a.json}")
 
