@@ -13,9 +13,9 @@ val_reference_task2.csv. Labels come from the `#Dx:` SNOMED-CT codes (utils/cinc
 gives every whole 10 s window (`<name>_w<k>`); the split is made by record first, so no record has windows on both
 sides. RAW_DIR/record_groups.csv gives each training record its recording as its group (train.py's folds never
 split a group): a recording's windows share it. No source's header carries a patient id (the CinC headers hold
-#Age, #Sex, #Dx, #Rx, #Hx, #Sx only), so each recording is its own group. A bad record (no #Dx codes, missing or corrupt .mat, a lead missing, an unreadable sampling rate or unit,
-an implausible amplitude, i.e. a wrong header gain, unless --keep-implausible) is skipped and named in
-RAW_DIR/convert_report.csv.
+#Age, #Sex, #Dx, #Rx, #Hx, #Sx only), so each recording is its own group. A bad record (no #Dx codes, missing or
+corrupt .mat, a lead missing, an unreadable sampling rate or unit, an implausible amplitude, i.e. a wrong header
+gain, unless --keep-implausible) is skipped and named in RAW_DIR/convert_report.csv.
 """
 import argparse
 import os
