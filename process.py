@@ -2,9 +2,11 @@
 
     python process.py --data-dir RAW_DIR --out-dir DATASET_DIR [--size 640] [--workers N] [--force] [--preview N]
 
-RAW_DIR holds train/*.mat, val/*.mat (the test set) and trainreference.csv. DATASET_DIR gets train/<name>.png,
-val/<name>.png, trainreference.csv (rows of records that rendered), process_report.csv (every record's
-outcome) and render_config.json. A bad record is skipped and reported; the rest are rendered.
+RAW_DIR holds train/*.mat, val/*.mat (the test set), trainreference.csv and, if the converter wrote it,
+record_groups.csv. DATASET_DIR gets train/<name>.png, val/<name>.png, the label files and record_groups.csv as
+they are (every labelled record, rendered or not: train.py makes its folds over all of them, so a picture model's
+folds are those of a model reading the records), process_report.csv (every record's outcome) and
+render_config.json. A bad record is skipped and reported (train.py leaves it out); the rest are rendered.
 """
 import json
 import os
@@ -14,14 +16,16 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from utils.artifacts import PROCESS_REPORT, RENDER_CONFIG
+from utils.artifacts import PROCESS_REPORT, RECORD_GROUPS, RENDER_CONFIG
 from utils.atomic import atomic_path, write_text
 from utils.config import flag_name, parse_config, script_constants
 from utils.ecg.io import (
     list_records,
     read_record,
+    read_record_groups,
     read_reference,
     read_reference_task2,
+    write_record_groups,
     write_reference,
     write_reference_task2,
 )
@@ -111,6 +115,9 @@ def main(argv=None):
         write_text(cfg_path, json.dumps(settings, indent=2) + "\n")  # lets a killed first run resume
 
     refs = read_reference(data_dir / "trainreference.csv") if (data_dir / "trainreference.csv").exists() else None
+    task2 = data_dir / "trainreference_task2.csv"
+    labels2 = read_reference_task2(task2) if refs is not None and task2.exists() else None
+    groups = read_record_groups(data_dir / RECORD_GROUPS) if (data_dir / RECORD_GROUPS).exists() else None  # checked early
     jobs, report = [], []
     for split in ("train", "val"):
         for name in list_records(data_dir / split):
@@ -118,8 +125,10 @@ def main(argv=None):
         (out_dir / split).mkdir(parents=True, exist_ok=True)
     if refs is not None:  # a labelled record without its file is reported, not silently dropped
         have = set(list_records(data_dir / "train"))
-        for name in refs["name"][~refs["name"].isin(have)]:
-            report.append(("train", name, "failed", f"listed in trainreference.csv but {data_dir / 'train' / name}.mat is missing"))
+        lacking = {n: "trainreference.csv" for n in refs["name"] if n not in have}
+        lacking.update({n: task2.name for n in labels2 or {} if n not in have and n not in lacking})
+        for name, listed_in in lacking.items():
+            report.append(("train", name, "failed", f"listed in {listed_in} but {data_dir / 'train' / name}.mat is missing"))
     if not jobs:
         raise ECGDataError(data_dir, "no .mat records in train/ or val/")
 
@@ -139,13 +148,14 @@ def main(argv=None):
     rep = pd.DataFrame(report, columns=["split", "name", "status", "detail"]).sort_values(["split", "name"])
     with atomic_path(out_dir / PROCESS_REPORT) as tmp:
         rep.to_csv(tmp, index=False)
-    ok = set(rep["name"][(rep["split"] == "train") & (rep["status"] != "failed")])
-    if refs is not None:
-        write_reference(out_dir / "trainreference.csv", refs[refs["name"].isin(ok)])
-        task2 = data_dir / "trainreference_task2.csv"
-        if task2.exists():
-            write_reference_task2(out_dir / "trainreference_task2.csv",
-                                  {k: v for k, v in read_reference_task2(task2).items() if k in ok})
+    if refs is not None:  # whole: train.py's folds are made over every labelled record, then the failed left out
+        write_reference(out_dir / "trainreference.csv", refs)
+        if labels2 is not None:
+            write_reference_task2(out_dir / task2.name, labels2)
+    if groups is not None:
+        write_record_groups(out_dir / RECORD_GROUPS, groups)
+    else:  # never leave an earlier run's groups beside labels they may not describe
+        (out_dir / RECORD_GROUPS).unlink(missing_ok=True)
     write_text(cfg_path, json.dumps(settings, indent=2) + "\n")
 
     counts = rep["status"].value_counts()

@@ -51,7 +51,7 @@ POWER = 0.9
 OPTIMIZER = "auto"  # auto: momentum for pictures (the original), adam for resnet1d | momentum | adam
 MOMENTUM = 0.9
 WEIGHT_DECAY = 2e-4
-NUM_FOLDS = 10  # stratified folds; one is validation: 90/10 (the original used 1440/160)
+NUM_FOLDS = 10  # stratified folds (never splitting a record_groups.csv group); one validates: 90/10 (original: 1440/160)
 VAL_FOLD = 0  # which fold validates (k-fold: run 0..NUM_FOLDS-1)
 PRETRAINED = "auto"  # auto (ImageNet via Paddle's download/cache) | none | path/to/weights.pdparams
 NUM_WORKERS = 4  # DataLoader worker processes
@@ -100,12 +100,16 @@ def main(argv=None):
 
 
 def load_split(cfg, task, family, log=None):
-    """(the labelled records the family can read, training rows, validation rows) of the seeded folds."""
+    """(the labelled records the family can read, training rows, validation rows) of the seeded folds. The folds
+    are made over every record of the label file, a group (record_groups.csv beside it) never split, and only then
+    are the records the family cannot read left out: the same folds for every family."""
+    log = log or get_logger()
     src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]))
-    labelled = family.labels(task, src, log or get_logger())
+    labelled = family.labels(task, src, log)
     if len(labelled.refs) == 0:
         raise ECGDataError(labelled.label_file, "the training set is empty (no labelled record can be read)")
-    train_df, val_df = split_records(labelled.refs, task, cfg["NUM_FOLDS"], cfg["VAL_FOLD"], cfg["SEED"], labelled.label_file)
+    train_df, val_df = split_records(labelled.refs, task, cfg["NUM_FOLDS"], cfg["VAL_FOLD"], cfg["SEED"], labelled.label_file,
+                                     listed=labelled.listed, log=log)
     return labelled, train_df, val_df
 
 

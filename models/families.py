@@ -20,7 +20,7 @@ import pandas as pd
 
 from transforms import build_transforms
 from transforms.signal_augment import build_signal_transforms
-from utils.artifacts import FEATURE_CACHE, MODEL_FILE, load_weights
+from utils.artifacts import FEATURE_CACHE, MODEL_FILE, PROCESS_REPORT, load_weights
 from utils.ecg.io import list_records
 from utils.errors import ConfigError, ECGDataError
 from utils.inputs.pictures import ECGImageDataset, check_render_settings, read_failures, read_render_config
@@ -44,12 +44,18 @@ class Sources:
 
 @dataclass
 class Labelled:
-    """The labelled training records a family can read: `refs` (DataFrame name, y) from `label_file` and, for a
-    family that reads every record up front, `inputs` {name: prepared input}."""
+    """The labelled training records a family can read: `refs` (DataFrame name, y) from `label_file`; for a
+    family that reads every record up front, `inputs` {name: prepared input}; `listed`, every record of the label
+    file (those the family cannot read too: the folds are made over them, so they are the same for every family)."""
 
     label_file: Path
     refs: pd.DataFrame
     inputs: dict = None
+    listed: pd.DataFrame = None
+
+    def __post_init__(self):
+        if self.listed is None:
+            self.listed = self.refs
 
 
 class Family(ABC):
@@ -61,7 +67,7 @@ class Family(ABC):
     @abstractmethod
     def labels(self, task, src, log):
         """Labelled: the training records of `src` listed in the task's label file that this family can read
-        (unreadable ones left out with a warning)."""
+        (unreadable ones left out with a warning), and every record the file lists."""
 
     @abstractmethod
     def input_spec(self, inp):
@@ -128,8 +134,19 @@ class PictureFamily(NetworkFamily):
     name, optimizer = "picture", "momentum"  # the original design: Momentum fine-tuning of an ImageNet backbone
 
     def labels(self, task, src, log):
-        path = Path(src.dataset_dir) / task.label_file
-        return Labelled(path, task.read_labels(path, data_dir=Path(src.dataset_dir) / "train", ext=".png"))
+        """process.py carries the label file whole: a record it reported failed (no picture) is left out here with
+        a warning; a picture missing otherwise is an error (the pictures are incomplete: run process.py)."""
+        path, img_dir = Path(src.dataset_dir) / task.label_file, Path(src.dataset_dir) / "train"
+        listed = task.read_labels(path)
+        have = np.array([(img_dir / f"{n}.png").is_file() for n in listed["name"]], dtype=bool)
+        failed = read_failures(src.dataset_dir, split="train") if not have.all() else {}
+        for row, name in zip(np.flatnonzero(~have), listed["name"][~have]):
+            if name not in failed:
+                raise ECGDataError(path, f"row {row + 2}: record '{name}' has no file {img_dir / name}.png (and "
+                                         f"{Path(src.dataset_dir) / PROCESS_REPORT} does not say it failed): run "
+                                         f"process.py again")
+            log.warning(f"{img_dir / name}.png: {failed[name]} -> left out of training")
+        return Labelled(path, listed[have].reset_index(drop=True), listed=listed)
 
     def datasets(self, task, labelled, train_df, val_df, src, image_size, log):
         render = read_render_config(src.dataset_dir)
@@ -166,10 +183,10 @@ class SignalFamily(NetworkFamily):
         path, refs = self.read_records(task, src)
         d = Path(src.data_dir) / "train"
         signals, bad = load_signals([d / f"{n}.mat" for n in refs["name"]], default_preprocess(), "read training records")
-        for path, problem in bad.items():
-            log.warning(f"{path}: {problem} -> left out of training")
+        for record, problem in bad.items():  # not `path`: that is the label file's
+            log.warning(f"{record}: {problem} -> left out of training")
         inputs = {n: s for n, s in zip(refs["name"], signals) if s is not None}
-        return Labelled(path, refs[refs["name"].isin(inputs)].reset_index(drop=True), inputs)
+        return Labelled(path, refs[refs["name"].isin(inputs)].reset_index(drop=True), inputs, listed=refs)
 
     def datasets(self, task, labelled, train_df, val_df, src, image_size, log):
         prep = default_preprocess()
@@ -212,10 +229,10 @@ class FeaturesFamily(FittedFamily):
         path, refs = self.read_records(task, src)
         d = Path(src.data_dir) / "train"
         X, bad = features_for_records([d / f"{n}.mat" for n in refs["name"]], cache_dir=Path(src.data_dir) / FEATURE_CACHE)
-        for path, problem in bad.items():
-            log.warning(f"{path}: {problem} -> left out of training")
+        for record, problem in bad.items():  # not `path`: that is the label file's
+            log.warning(f"{record}: {problem} -> left out of training")
         keep = ~refs["name"].map(lambda n: str(d / f"{n}.mat") in bad).to_numpy()
-        return Labelled(path, refs[keep].reset_index(drop=True), dict(zip(refs["name"][keep], X[keep])))
+        return Labelled(path, refs[keep].reset_index(drop=True), dict(zip(refs["name"][keep], X[keep])), listed=refs)
 
     def fit(self, task, labelled, train_df, val_df, seed, log):
         from models.gbm import GBMModel

@@ -272,6 +272,31 @@ def test_fraction_split_never_leaks_windows(fraction_split):
         assert not [n for n in (train if split == "val" else test) if base(n) == name]
 
 
+@pytest.mark.parametrize("task", [1, 2])
+def test_a_fold_never_splits_a_recordings_windows(fraction_split, task):
+    """record_groups.csv gives each window its recording (no CinC header carries a patient id), and train.py's
+    folds keep a recording's windows together, for both tasks."""
+    import train
+    from utils.ecg.io import read_record_groups
+    from utils.scoring.tasks import get_task
+
+    raw, rep = fraction_split
+    groups = read_record_groups(raw / "record_groups.csv")
+    train_names = list_records(raw / "train")
+    assert sorted(groups) == train_names and all(g == n.split("_w")[0] for n, g in groups.items())
+    assert len(set(groups.values())) < len(groups)  # some recordings gave several windows
+    fold = {}
+    for k in range(4):
+        cfg = {"DATA_DIR": str(raw), "DATASET_DIR": "unused", "NUM_FOLDS": 4, "VAL_FOLD": k, "SEED": 2021}
+        _, _, va = train.load_split(cfg, get_task(task), train.get_family("resnet1d"))
+        fold.update(dict.fromkeys(va["name"], k))
+    assert sorted(fold) == train_names
+    folds_of_recording = {}
+    for name, k in fold.items():
+        folds_of_recording.setdefault(groups[name], set()).add(k)
+    assert all(len(ks) == 1 for ks in folds_of_recording.values()), folds_of_recording
+
+
 def test_converted_folder_runs_through_the_three_scripts(fraction_split, tmp_path):
     import predict
     import process

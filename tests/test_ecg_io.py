@@ -3,7 +3,15 @@ import numpy as np
 import pytest
 import scipy.io
 
-from utils.ecg.io import read_record, read_reference, read_reference_task2, write_record, write_reference_task2
+from utils.ecg.io import (
+    read_record,
+    read_record_groups,
+    read_reference,
+    read_reference_task2,
+    write_record,
+    write_record_groups,
+    write_reference_task2,
+)
 from utils.errors import ECGDataError
 
 
@@ -128,3 +136,25 @@ def test_label_files_not_utf8_are_a_clear_error(tmp_path):
         with pytest.raises(ECGDataError) as e:
             read(path)
         assert str(path) in str(e.value) and "not UTF-8 text" in str(e.value), str(e.value)
+
+
+def test_record_groups_round_trip_and_bad_files(tiny_raw, tmp_path):
+    """record_groups.csv: the sample's real one, a round trip, a BOM, and each malformed file an error naming it."""
+    groups = read_record_groups(tiny_raw / "record_groups.csv")  # convert_ptbxl's: one patient per record here
+    assert len(groups) == 60 and all(g.startswith("ptbxl_patient_") for g in groups.values())
+    write_record_groups(tmp_path / "g.csv", {"a": "p1", "b": "p1", "c": "x, y"})
+    assert read_record_groups(tmp_path / "g.csv") == {"a": "p1", "b": "p1", "c": "x, y"}
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbfname,group\r\na.mat,p1\r\n\r\n")
+    assert read_record_groups(tmp_path / "bom.csv") == {"a": "p1"}
+    for text, problem in [("", "header must be 'name,group', found an empty file"),
+                          ("name,patient\na,1\n", "header must be 'name,group', found name,patient"),
+                          ("name,group\na,1,2\n", "row 2: 3 fields, expected 2 (name,group)"),
+                          ("name,group\na,\n", "row 2: empty group"),
+                          ("name,group\na,1\nb,2\na,3\n", "row 4: duplicate name 'a' (also row 2)")]:
+        (tmp_path / "bad.csv").write_text(text)
+        with pytest.raises(ECGDataError) as e:
+            read_record_groups(tmp_path / "bad.csv")
+        assert str(e.value) == f"{tmp_path / 'bad.csv'}: {problem}"
+    (tmp_path / "latin1.csv").write_bytes("name,group\nm\xfcller,1\n".encode("latin-1"))
+    with pytest.raises(ECGDataError, match="latin1.csv: not UTF-8 text"):
+        read_record_groups(tmp_path / "latin1.csv")

@@ -11,9 +11,11 @@ trainreference.csv, trainreference_task2.csv, val/<name>.mat and the test truth 
 val_reference_task2.csv. Labels come from the `#Dx:` SNOMED-CT codes (utils/cinc.py). A test record is its first
 10 s; a shorter record has each lead's median removed and is zero-padded at the end. --windows: a training record
 gives every whole 10 s window (`<name>_w<k>`); the split is made by record first, so no record has windows on both
-sides. A bad record (no #Dx codes, missing or corrupt .mat, a lead missing, an unreadable sampling rate or unit,
-an implausible amplitude, i.e. a wrong header gain, unless --keep-implausible) is skipped and named in
-RAW_DIR/convert_report.csv.
+sides. RAW_DIR/record_groups.csv gives each training record its recording as its group (train.py's folds never
+split a group): a recording's windows share it. No source's header carries a patient id (the CinC headers hold
+#Age, #Sex, #Dx, #Rx, #Hx, #Sx only), so each recording is its own group. A bad record (no #Dx codes, missing or
+corrupt .mat, a lead missing, an unreadable sampling rate or unit, an implausible amplitude, i.e. a wrong header
+gain, unless --keep-implausible) is skipped and named in RAW_DIR/convert_report.csv.
 """
 import argparse
 import os
@@ -165,7 +167,7 @@ def read_signal(path):
 
 
 def convert_one(job):
-    """Convert one record; returns (report row, [(split, name, tag, classes) written])."""
+    """Convert one record; returns (report row, [(split, name, tag, classes, group) written])."""
     path, source, record, name, split, windows, dst, compress, keep_implausible = job
     row = dict(source=source, record=record, name=name, split=split, status="skipped", reason="", records_written=0, fs=None,
                seconds=None, tag=None, classes=None, detail="")
@@ -199,7 +201,7 @@ def convert_one(job):
     for out_name, sig in out:
         write_record(Path(dst) / split / f"{out_name}.mat", sig, compress=compress)
     row.update(records_written=len(out), detail="; ".join(notes))
-    return row, [(split, n, tag, classes) for n, _ in out]
+    return row, [(split, n, tag, classes, name) for n, _ in out]  # group: the recording (no patient ids)
 
 
 def main(argv=None):
@@ -258,8 +260,8 @@ def main(argv=None):
             if row["status"] == "skipped":
                 tqdm.write(f"skipped {row['record']}: {row['detail']}")
 
-    remove_stale(dst, {f"{s}/{n}.mat" for s, n, _, _ in written}, PREFIX)
-    labels = pd.DataFrame(written, columns=["split", "name", "tag", "classes"])
+    remove_stale(dst, {f"{s}/{n}.mat" for s, n, *_ in written}, PREFIX)
+    labels = pd.DataFrame(written, columns=["split", "name", "tag", "classes", "group"])
     write_labels(dst, labels[labels["split"] == "train"], labels[labels["split"] == "val"])
     rep = pd.DataFrame(report, columns=REPORT_COLUMNS).astype({"tag": "Int64"}).sort_values("record", ignore_index=True)
     with atomic_path(dst / "convert_report.csv") as tmp:

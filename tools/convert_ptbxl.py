@@ -2,8 +2,9 @@
 
     python tools/convert_ptbxl.py --src PTBXL_DIR --dst RAW_DIR [--test-fold 10] [--max-records N]
 
-Writes RAW_DIR/train/<name>.mat, trainreference.csv, trainreference_task2.csv, val/<name>.mat (the test
-set, unlabelled) and the truth beside it: val_reference.csv, val_reference_task2.csv.
+Writes RAW_DIR/train/<name>.mat, trainreference.csv, trainreference_task2.csv, record_groups.csv (each training
+record's patient: train.py's folds never split a patient), val/<name>.mat (the test set, unlabelled) and the truth
+beside it: val_reference.csv, val_reference_task2.csv.
 Test records are PTB-XL's `strat_fold == --test-fold` (folds separate patients).
 """
 import argparse
@@ -18,7 +19,16 @@ import wfdb
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from utils.ecg.io import CSV_ENCODING, LEADS, SHAPE, write_record, write_reference, write_reference_task2  # noqa: E402
+from utils.artifacts import RECORD_GROUPS  # noqa: E402
+from utils.ecg.io import (  # noqa: E402
+    CSV_ENCODING,
+    LEADS,
+    SHAPE,
+    write_record,
+    write_record_groups,
+    write_reference,
+    write_reference_task2,
+)
 from utils.ecg.ptbxl import map_scp_codes, parse_scp_codes  # noqa: E402
 
 
@@ -27,7 +37,7 @@ def record_name(ecg_id):
 
 
 def load_database(src):
-    """ptbxl_database.csv with tag, classes and competition name columns added."""
+    """ptbxl_database.csv with tag, classes, competition name and group (the patient) columns added."""
     db_path = Path(src) / "ptbxl_database.csv"
     if not db_path.is_file():
         sys.exit(f"error: {db_path} not found (is --src a PTB-XL folder?)")
@@ -39,7 +49,22 @@ def load_database(src):
     db["tag"] = [t for t, _ in labels]
     db["classes"] = [c for _, c in labels]
     db["name"] = [record_name(i) for i in db["ecg_id"]]
+    if "patient_id" not in db.columns:
+        print(f"warning: {db_path} has no patient_id column: each record is its own group, so train.py's folds may "
+              f"split a patient's records", file=sys.stderr)
+        db["patient_id"] = np.nan
+    db["group"] = [patient_group(p, n) for p, n in zip(db["patient_id"], db["name"])]
     return db.sort_values("ecg_id").reset_index(drop=True)
+
+
+def patient_group(patient_id, name):
+    """A record's group: its patient (`ptbxl_patient_<patient_id>`), or the record itself when the id is missing."""
+    if pd.isna(patient_id) or str(patient_id).strip() == "":
+        return name
+    try:
+        return f"ptbxl_patient_{int(float(patient_id))}"  # the CSV holds it as a float: 11315.0
+    except ValueError:
+        return f"ptbxl_patient_{str(patient_id).strip()}"
 
 
 def limit(df, n, seed):
@@ -66,14 +91,19 @@ def remove_stale(dst, wanted, prefix):
 
 
 def write_labels(dst, train, test):
-    """The four label files from DataFrames with columns name, tag, classes; prints the counts."""
+    """The four label files and record_groups.csv from DataFrames with columns name, tag, classes, group (of the
+    training records; the test records need none); prints the counts."""
     dst = Path(dst)
     write_reference(dst / "trainreference.csv", train)
+    write_record_groups(dst / RECORD_GROUPS, dict(zip(train["name"], train["group"])))
     write_reference_task2(dst / "trainreference_task2.csv", dict(zip(train["name"], train["classes"])))
     write_reference(dst / "val_reference.csv", test)
     write_reference_task2(dst / "val_reference_task2.csv", dict(zip(test["name"], test["classes"])))
     for split, df in (("train", train), ("test (val/)", test)):
         print(f"{split}: {len(df)} records, {int((df['tag'] == 0).sum())} normal / {int((df['tag'] == 1).sum())} abnormal")
+    shared = train["group"].duplicated(keep=False)
+    print(f"groups: {train['group'].nunique()} among {len(train)} training records ({int(shared.sum())} share theirs "
+          f"with another) -> {dst / RECORD_GROUPS}")
 
 
 def convert_one(args):

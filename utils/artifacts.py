@@ -1,8 +1,10 @@
 """The file contract between the three scripts, the tools and the benches: every on-disk name they share, and the
 model card (model.json) that says what a trained model is, with every older format's fallback in one place.
 
-    DATASET_DIR (process.py)   train/, val/ pictures, render_config.json, process_report.csv, the label files
-    DATA_DIR                   train/, val/ records, features_cache/ (measurements per record)
+    DATASET_DIR (process.py)   train/, val/ pictures, render_config.json, process_report.csv, the label files,
+                               record_groups.csv
+    DATA_DIR                   train/, val/ records, the label files, record_groups.csv, features_cache/
+                               (measurements per record)
     OUTPUT_DIR (train.py)      iter_N/ checkpoints, best_model/ (model.json, weights, val_predictions.csv), finished.json
 """
 import json
@@ -15,6 +17,8 @@ from .errors import CheckpointError
 # -- names the scripts share ------------------------------------------------------------------------------------
 RENDER_CONFIG = "render_config.json"  # DATASET_DIR: how process.py drew the pictures
 PROCESS_REPORT = "process_report.csv"  # DATASET_DIR: every record's outcome in process.py
+RECORD_GROUPS = "record_groups.csv"  # DATA_DIR, DATASET_DIR: name,group of the training records (a patient's, a
+# recording's windows): folds never split a group. Written by the converters, carried by process.py.
 FEATURE_CACHE = "features_cache"  # DATA_DIR: per-record measurements, so a second run does not recompute them
 BEST_DIR = "best_model"  # OUTPUT_DIR: the model predict.py reads
 FINISHED_FILE = "finished.json"  # OUTPUT_DIR: written when a run completes (tools/train_kfold.py skips such folds)

@@ -1,4 +1,4 @@
-"""Competition data I/O: MAT records and the Task 1 / Task 2 label files.
+"""Competition data I/O: MAT records, the Task 1 / Task 2 label files and the record groups (record_groups.csv).
 
 Every problem with an input file raises `ECGDataError`, whose message starts with the file's path. Label files
 are read as UTF-8 with or without a byte-order mark (Excel's "CSV UTF-8" writes one).
@@ -162,6 +162,46 @@ def write_reference_task2(path, labels):
         w = csv.writer(f)
         for name, classes in labels.items():
             w.writerow([name, *sorted(classes)])
+
+
+def read_record_groups(csv_path):
+    """Read record_groups.csv (`name,group`) -> {name: group}. Records of one group (a patient's records, a
+    recording's windows) must never be split between training and validation folds."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise ECGDataError(csv_path, "groups file not found")
+    try:
+        with open(csv_path, newline="", encoding=CSV_ENCODING) as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise _not_utf8(csv_path, e) from None
+    except csv.Error as e:
+        raise ECGDataError(csv_path, f"cannot parse as CSV ({e})") from None
+    if not rows or [c.strip() for c in rows[0]] != ["name", "group"]:
+        raise ECGDataError(csv_path, f"header must be 'name,group', found {','.join(rows[0]) if rows else 'an empty file'}")
+    names, groups, seen = [], [], {}
+    for row_no, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) != 2:
+            raise ECGDataError(csv_path, f"row {row_no}: {len(row)} fields, expected 2 (name,group)")
+        name, group = row[0].strip().removesuffix(".mat"), row[1].strip()
+        if name == "" or group == "":
+            raise ECGDataError(csv_path, f"row {row_no}: empty {'name' if name == '' else 'group'}")
+        if name in seen:
+            raise ECGDataError(csv_path, f"row {row_no}: duplicate name '{name}' (also row {seen[name]})")
+        seen[name] = row_no
+        names.append(name)
+        groups.append(group)
+    return dict(zip(names, groups))
+
+
+def write_record_groups(path, groups):
+    """Write record_groups.csv (`name,group`; `groups` maps name -> group) atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["name", "group"])
+        w.writerows((name, group) for name, group in groups.items())
 
 
 def list_records(data_dir):

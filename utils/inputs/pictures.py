@@ -88,11 +88,11 @@ def check_render_settings(inp, dataset_dir, model_dir, log):
                     f"both are resized to {inp['image_size']} px, but thin lines survive resizing differently")
 
 
-def read_failures(dataset_dir):
-    """name -> reason for the test records process.py reported as failed."""
+def read_failures(dataset_dir, split="val"):
+    """name -> reason for the records of `split` (val: the test records) process.py reported as failed."""
     path = Path(dataset_dir) / PROCESS_REPORT
     if not path.is_file():
         return {}
     rep = pd.read_csv(path, dtype=str, keep_default_na=False, encoding=CSV_ENCODING)
-    bad = rep[(rep["split"] == "val") & (rep["status"] == "failed")]
+    bad = rep[(rep["split"] == split) & (rep["status"] == "failed")]
     return {n: f"could not be read or rendered: {d}" for n, d in zip(bad["name"], bad["detail"])}
