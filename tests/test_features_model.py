@@ -58,7 +58,9 @@ def test_features_model_predicts_and_fuses_with_a_signal_model(features_model, t
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     fused = predict.main(["--data-dir", str(tiny_raw), "--model", feat, sig, "--weights", "auto", "--out",
                           str(tmp_path / "b.csv"), "--num-workers", "0", "--report", str(tmp_path / "r.json")])
-    assert len(fused["models"]) == 2 and sum(fused["fusion"]["fitted"]["per_family"].values()) == pytest.approx(1)
+    fit = fused["fusion"]["fitted"]  # stacked: a coefficient per family on its logit, fitted out of fold
+    assert len(fused["models"]) == 2 and fused["fusion"]["method"] == "stacking"
+    assert set(fit["per_family"]) == {"features", "resnet1d"} and fit["n_records"] > 0
     with pytest.raises(Exception, match="no network"):
         predict.main(["--data-dir", str(tiny_raw), "--model", feat, "--out", str(tmp_path / "c.csv"),
                       "--export", str(tmp_path / "exp"), "--num-workers", "0"])
