@@ -1,6 +1,7 @@
 """The measurements of many records, each record's row cached beside the data so a second run reads it instead of
-measuring again. The cache is keyed by the measurement code's names and version, and each row by its record's
-split, size and modification time."""
+measuring again. The cache is keyed by the measurement code itself (its names, FEATURES_VERSION and a hash of the
+source of the modules that read and measure a record), and each row by its record's split, size and modification
+time: changed measurement code never reuses the rows of the old one."""
 import hashlib
 import logging
 import re
@@ -16,11 +17,24 @@ from .io import read_record
 from . import measurements  # by module: the names and version are read when used
 
 log = logging.getLogger("ecg")
+MEASUREMENT_MODULES = ("io", "beats", "delineation", "measurements")  # utils/ecg/<name>.py: a row depends on them
+
+
+def measurement_code_hash():
+    """SHA-1 of the measurement code: the source of MEASUREMENT_MODULES (line endings normalised). Any edit
+    changes it; tests/test_ecg_features.py ties it to FEATURES_VERSION, which a trained model records."""
+    h = hashlib.sha1()
+    for name in MEASUREMENT_MODULES:
+        h.update(f"{name}\n".encode())
+        h.update((Path(__file__).parent / f"{name}.py").read_bytes().replace(b"\r\n", b"\n"))
+    return h.hexdigest()
 
 
 def cache_key():
-    """Sub-folder of the cache for this code's measurements: a change of names or version starts a new one."""
-    text = "\n".join(measurements.FEATURE_NAMES) + f"\nversion {measurements.FEATURES_VERSION}"
+    """Sub-folder of the cache for this code's measurements: a change of names, version or measurement code
+    starts a new one."""
+    text = ("\n".join(measurements.FEATURE_NAMES) + f"\nversion {measurements.FEATURES_VERSION}"
+            f"\ncode {measurement_code_hash()}")
     return f"v{measurements.FEATURES_VERSION}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
