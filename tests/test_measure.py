@@ -26,7 +26,7 @@ SAMPLE = ROOT / "dataset" / "sample"
 LUDB = ROOT.parent / "shared" / "data" / "ludb"
 
 # The measurement code (utils/ecg/cache.MEASUREMENT_MODULES) each FEATURES_VERSION was made with.
-KNOWN_CODE = {2: "afe0149d890036d9391601b97779b06ed5b15d17"}
+KNOWN_CODE = {2: "daa7b05a5ef1c4785b5e1acbfaffedeb282f21d4"}
 
 
 # --- tools/measure.py ------------------------------------------------------------------------------------------
@@ -162,6 +162,16 @@ def test_real_fast_record_keeps_a_plausible_qtc():
     705 ms)."""
     g = ef.global_measurements(read_record(SAMPLE / "train" / "ptbxl_06533.mat"))
     assert g["hr"] == pytest.approx(99, abs=2) and 360 < g["qtc"] < 480 and g["qt"] < 0.6 * 60000 / g["hr"]
+
+
+def test_no_p_wave_is_printed_in_atrial_fibrillation():
+    """AF records of the sample: the median beat has a bump before the QRS, but it does not repeat beat to beat."""
+    for name in ("ptbxl_21119", "ptbxl_09387", "ptbxl_00872", "ptbxl_14852"):
+        g = ef.global_measurements(read_record(SAMPLE / "train" / f"{name}.mat"))
+        assert np.isnan(g["p_dur"]) and np.isnan(g["pr"]) and np.isnan(g["p_axis"]), name
+        assert np.isfinite(g["qrs_dur"]) and np.isfinite(g["qt"]) and np.isfinite(g["hr"]), name
+    g = ef.global_measurements(read_record(SAMPLE / "train" / "ptbxl_01024.mat"))  # sinus rhythm
+    assert 90 < g["p_dur"] < 150 and 120 < g["pr"] < 220
 
 
 # --- cache key and FEATURES_VERSION follow the measurement code ------------------------------------------------

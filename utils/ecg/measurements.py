@@ -231,14 +231,19 @@ def _quality(raw, x):
 # --- the global measurements an electrocardiograph prints --------------------------------------------------------
 GLOBAL = ("hr", "p_dur", "pr", "qrs_dur", "qt", "qtc", "qtc_fridericia", "p_axis", "qrs_axis", "t_axis")
 GLOBAL_UNITS = {"hr": "bpm", "p_axis": "deg", "qrs_axis": "deg", "t_axis": "deg"}  # the others in ms
+P_CONSISTENT = 0.5  # a P wave is printed where the beats' P windows correlate with the median beat's at least this
 
 
 def global_measurements(sig=None, row=None):
     """{name: value or NaN} of GLOBAL for a record (12, N) mV at 500 Hz, or from its `row` of extract_features:
-    heart rate, P duration, PR, QRS duration, QT, QTc (Bazett and Fridericia), and the P, QRS and T axes."""
+    heart rate, P duration, PR, QRS duration, QT, QTc (Bazett and Fridericia), and the P, QRS and T axes.
+    A P wave counts only where it repeats beat after beat (p_corr_II >= P_CONSISTENT): in atrial fibrillation
+    the median beat still has a bump before the QRS, but no P wave, so P duration, PR and P axis are NaN."""
     row = extract_features(sig) if row is None else row
     get = {name: float(row[_INDEX[name]]) for name in ("hr", "p_dur", "pr", "qrs_dur", "qt", "qtc", "rr_median",
-                                                        "p_axis", "qrs_axis", "t_axis")}
+                                                        "p_axis", "qrs_axis", "t_axis", "p_corr_II")}
+    if not get.pop("p_corr_II") >= P_CONSISTENT:  # NaN too: no beats to compare
+        get.update(p_dur=np.nan, pr=np.nan, p_axis=np.nan)
     rr_s = get.pop("rr_median") / 1000
     get["qtc_fridericia"] = get["qt"] / np.cbrt(rr_s) if np.isfinite(rr_s) and rr_s > 0 else np.nan
     return {name: get[name] for name in GLOBAL}
