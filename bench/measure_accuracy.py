@@ -255,7 +255,7 @@ def main(argv=None):
         print(f"without the {len(df) - len(keep)} records with artificial pacing ({', '.join(sorted(paced))}): ours "
               + ", ".join(f"{LABELS[k]} {fmt(res['without_paced']['ours'][k])}" for k in LIMITS))
     extra = {LABELS[k]: res["ours"][k]["measured_without_reference"] for k in LIMITS}
-    print(f"measured where the reference has none (e.g. a P wave in atrial fibrillation): "
+    print("measured where the reference has none (e.g. a P wave in atrial fibrillation): "
           + ", ".join(f"{k} {v}" for k, v in extra.items()))
     print(f"CPU time per record (one core): ours {res['ours_ms_per_record']:.1f} ms "
           f"({res['ours_records_per_s_per_core']:.0f} records/s per core)" + (
@@ -264,8 +264,9 @@ def main(argv=None):
           + f"; {len(df)} records in {wall:.0f} s with {a.workers} workers")
     if "reference_check" in res:
         rc = res["reference_check"]
+        differing = f"; differing: {', '.join(rc['differing'])}" if rc["differing"] else ""
         print(f"reference computed from the annotations vs {truth_csv.name}: {rc['records'] - len(rc['differing'])} "
-              f"of {rc['records']} records identical" + (f"; differing: {', '.join(rc['differing'])}" if rc["differing"] else ""))
+              f"of {rc['records']} records identical{differing}")
         for line in rc["details"]:
             print(f"  {line}")
     if a.json:

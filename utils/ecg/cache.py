@@ -1,7 +1,7 @@
 """The measurements of many records, each record's row cached beside the data so a second run reads it instead of
 measuring again. The cache is keyed by the measurement code itself (its names, FEATURES_VERSION and a hash of the
-source of the modules that read and measure a record), and each row by its record's split, size and modification
-time: changed measurement code never reuses the rows of the old one."""
+source of the modules that read and measure a record, CACHE_MODULES), and each row by its record's split, size
+and modification time: changed measurement code never reuses the rows of the old one."""
 import contextlib
 import hashlib
 import logging
@@ -22,15 +22,17 @@ from .io import read_record
 from . import measurements  # by module: the names and version are read when used
 
 log = logging.getLogger("ecg")
-MEASUREMENT_MODULES = ("io", "beats", "delineation", "measurements")  # utils/ecg/<name>.py: a row depends on them
+MEASUREMENT_MODULES = ("beats", "delineation", "measurements")  # utils/ecg/<name>.py: signal -> measurements
+CACHE_MODULES = ("io",) + MEASUREMENT_MODULES  # and the record reader: a cached row depends on them all
 POOL_MIN_RECORDS = 400  # records to measure from which features_for_records uses a process per core (~5 s of work)
 
 
-def measurement_code_hash():
-    """SHA-1 of the measurement code: the source of MEASUREMENT_MODULES (line endings normalised). Any edit
-    changes it; tests/test_ecg_features.py ties it to FEATURES_VERSION, which a trained model records."""
+def measurement_code_hash(modules=MEASUREMENT_MODULES):
+    """SHA-1 of the source of utils/ecg/<module>.py for `modules` (line endings normalised): any edit changes it.
+    Of MEASUREMENT_MODULES, tests/test_measure.py ties it to FEATURES_VERSION, which a trained model records; of
+    CACHE_MODULES, it keys the cache."""
     h = hashlib.sha1()
-    for name in MEASUREMENT_MODULES:
+    for name in modules:
         h.update(f"{name}\n".encode())
         h.update((Path(__file__).parent / f"{name}.py").read_bytes().replace(b"\r\n", b"\n"))
     return h.hexdigest()
@@ -40,7 +42,7 @@ def cache_key():
     """Sub-folder of the cache for this code's measurements: a change of names, version or measurement code
     starts a new one."""
     text = ("\n".join(measurements.FEATURE_NAMES) + f"\nversion {measurements.FEATURES_VERSION}"
-            f"\ncode {measurement_code_hash()}")
+            f"\ncode {measurement_code_hash(CACHE_MODULES)}")
     return f"v{measurements.FEATURES_VERSION}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 

@@ -10,9 +10,9 @@ there are utils/ecg/measurements.py's. Every boundary is global, from all 12 lea
    in every lead, its peak near lead II's and its onset and offset by the trapezium-area method within 120 ms
    of that peak; the P onset and offset are the median over the leads where the P wave is clear.
    T wave: each lead's peak in a window from 40 ms after the QRS to 40 ms before the next beat's P wave
-   (RR - PR - 40 ms after the QRS onset; RR - 40 ms without a P wave), a maximum at the window's edge being no peak; its end by the
-   trapezium-area method within 150 ms after the peak; the T end is the median over the leads where the T
-   wave is clear.
+   (RR - PR - 40 ms after the QRS onset; RR - 40 ms without a P wave), a maximum at the window's edge being no
+   peak; its end by the trapezium-area method within 150 ms after the peak (and inside the window); the T end
+   is the upper quartile over the leads where the T wave is clear (towards the latest, robust to one lead).
 
 The trapezium-area method (Vazquez-Seisdedos et al., BioMed Eng OnLine 10:43, 2011): from the steepest point of
 the wave's return xm, the end is the point t maximising the area of the trapezium (xm, x(xm)), (t, x(t)), (xr,
