@@ -2,8 +2,8 @@
 
     base (utils/*.py: errors, atomic, config, runtime, artifacts)  <  ecg  <  inputs, scoring  <  training
 
-utils/ecg/ imports no Paddle; the converters import only utils/ecg/ and the base; predict.py never loads
-utils/training/, not even through another module."""
+utils/ecg/ imports no Paddle; the converters and tools/measure.py import only utils/ecg/ and the base; predict.py
+never loads utils/training/, not even through another module."""
 import ast
 import subprocess
 import sys
@@ -62,12 +62,12 @@ def test_layers_import_only_layers_below_them(path):
 
 
 def test_ecg_layer_and_converters_import_no_paddle_and_no_higher_layer():
-    for tool in sorted((ROOT / "tools").glob("convert_*.py")):
+    for tool in sorted((ROOT / "tools").glob("convert_*.py")) + [ROOT / "tools" / "measure.py"]:
         bad = [m for m in imported_modules(tool) if layer_of(m) not in (None, "base", "ecg") or m.split(".")[0] in ("models", "paddle")]
-        assert not bad, f"{tool.name} imports {bad}: converters use utils/ecg/ and the base only"
+        assert not bad, f"{tool.name} imports {bad}: converters and the measurement tool use utils/ecg/ and the base only"
     code = ("import sys, importlib, pkgutil, utils.ecg\n"
             "for m in pkgutil.iter_modules(utils.ecg.__path__): importlib.import_module('utils.ecg.' + m.name)\n"
-            "import tools.convert_ptbxl, tools.convert_cinc\n"
+            "import tools.convert_ptbxl, tools.convert_cinc, tools.measure\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'models')))")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

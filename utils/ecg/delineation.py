@@ -1,11 +1,24 @@
 """Delineation of the median beat (step 5 of utils/ecg/measurements.py): where the QRS, P and T waves are, as
 sample positions in the median beat of utils/ecg/beats.py (R at `PRE`). The amplitudes and intervals measured
-there are utils/ecg/measurements.py's.
+there are utils/ecg/measurements.py's. Every boundary is global, from all 12 leads, as an electrocardiograph's
+(the CSE convention: the earliest onset and the latest offset of a wave over the leads).
 
-5. QRS onset/offset where the spatial velocity (sum over leads of |slope|) stays under 4 % of its QRS peak. On
-   the beat relative to its PR-segment baseline: P wave = the most prominent wave of lead II 300-30 ms before the
-   QRS, its onset/offset at the knees against the chord to its peak; T peak per lead in a window after the QRS,
-   T end on lead II or V5 (the larger T) by the tangent at the steepest descent after its peak.
+5. QRS onset/offset on the spatial velocity (sum over the leads of |slope|): where it comes down to 2 % of its
+   QRS peak above the quietest 20 ms on that side (the PR segment before, the ST segment after), for 10 ms
+   before the QRS and 16 ms after it (an RBBB notch must not end the QRS).
+   P wave: the most prominent wave of lead II in the 300 ms before the QRS (after the previous beat's T wave);
+   in every lead, its peak near lead II's and its onset and offset by the trapezium-area method within 120 ms
+   of that peak; the P onset and offset are the median over the leads where the P wave is clear.
+   T wave: each lead's peak in a window from 40 ms after the QRS to 40 ms before the next beat's P wave
+   (RR - PR - 40 ms after the QRS onset; RR - 40 ms without a P wave), a maximum at the window's edge being no
+   peak; its end by the trapezium-area method within 150 ms after the peak (and inside the window); the T end
+   is the upper quartile over the leads where the T wave is clear (towards the latest, robust to one lead).
+
+The trapezium-area method (Vazquez-Seisdedos et al., BioMed Eng OnLine 10:43, 2011): from the steepest point of
+the wave's return xm, the end is the point t maximising the area of the trapezium (xm, x(xm)), (t, x(t)), (xr,
+x(t)), (xr, x(xm)) with xr the search's far bound; no amplitude threshold, so a flat T wave still ends.
+A wave is "clear" in a lead where its size relative to that lead's QRS is at least CLEAR x that of the lead
+where it is clearest: a ratio within a lead, so a gain per lead (LUDB's are normalised) changes nothing.
 """
 from typing import NamedTuple, Optional
 
@@ -16,19 +29,24 @@ from scipy.ndimage import uniform_filter1d
 from .beats import LD, PRE, ms_to_samples
 
 _n = ms_to_samples
-QRS_THRESHOLD = 0.04  # share of the QRS's peak spatial velocity under which the signal counts as quiet
+QRS_THRESHOLD = 0.02  # share of the QRS's peak spatial velocity (above the quiet level) that counts as quiet
+CLEAR = 0.5  # T wave: leads whose T/QRS is at least this share of the largest T/QRS
+CLEAR_P = 0.3  # P wave: the same for P/QRS (a P wave is smaller, more leads are needed)
 
 
 class PWave(NamedTuple):
-    """The P wave of lead II: peak, onset and offset sample (None: no wave) and the peak's prominence (mV)."""
+    """The P wave: peak sample (lead II), global onset and offset sample (None: no wave), the peak's prominence
+    in II (mV) and each lead's peak sample (or None)."""
     peak: Optional[int]
     onset: Optional[int]
     offset: Optional[int]
     prominence: float
+    peaks: Optional[np.ndarray] = None
 
 
 class TWave(NamedTuple):
-    """T wave: search window [start, stop), each lead's peak sample, the T-end lead and T end (float, NaN: none)."""
+    """T wave: search window [start, stop), each lead's peak sample, the lead where it is clearest and the global
+    T end (float, NaN: none)."""
     start: int
     stop: int
     peaks: np.ndarray
@@ -45,24 +63,51 @@ def _first_run(mask, run):
 
 
 def qrs_bounds(mb):
-    """(onset, offset) sample indices in the median beat: where the spatial velocity stays below 4 % of its QRS
-    peak, for 10 ms before the QRS and 16 ms after it (longer after: an RBBB notch must not end the QRS)."""
+    """(onset, offset) sample indices in the median beat: where the spatial velocity stays under QRS_THRESHOLD of
+    its QRS peak above the quiet level on that side, for 10 ms before the QRS and 16 ms after it."""
     v = uniform_filter1d(np.abs(np.diff(mb, axis=1)).sum(0), 5)
     vmax = v[PRE - _n(80):PRE + _n(80)].max()
-    base = np.percentile(v, 10)
-    quiet = v < base + QRS_THRESHOLD * (vmax - base)
+    quiet_level = uniform_filter1d(v, _n(20))  # the quietest 20 ms on each side: noise, P or T slope
+    b_on = quiet_level[PRE - _n(160):PRE - _n(20)].min()
+    b_off = quiet_level[PRE + _n(20):PRE + _n(200)].min()
+    quiet = v < b_on + QRS_THRESHOLD * (vmax - b_on)
     k = _first_run(quiet[PRE - _n(160):PRE][::-1], _n(10))
     onset = PRE - (k if k is not None else _n(160))
+    quiet = v < b_off + QRS_THRESHOLD * (vmax - b_off)
     k = _first_run(quiet[PRE:PRE + _n(200)], _n(16))
     offset = PRE + (k if k is not None else _n(200))
     return onset, offset
 
 
-def p_wave(y, onset, rr_median):
+def trapezium_end(x, peak, far):
+    """End of the positive wave of x that peaks at `peak`, searched up to `far` (> peak), by the trapezium-area
+    method; or before it when far < peak (its onset). NaN if there is no room."""
+    if far < peak:
+        r = trapezium_end(x[::-1], len(x) - 1 - peak, len(x) - 1 - far)
+        return len(x) - 1 - r if np.isfinite(r) else np.nan
+    seg = x[peak:far + 1]
+    if len(seg) < 3:
+        return np.nan
+    m = int(np.argmin(np.diff(seg)))  # the steepest return towards baseline
+    xr = len(seg) - 1
+    t = np.arange(m, xr + 1)
+    area = (seg[m] - seg[t]) * (2 * xr - t - m)
+    return float(peak + t[np.argmax(area)])
+
+
+def _clear(ratio, share):
+    """Leads where the wave is clear: ratio (the wave's size over the lead's QRS) >= share x the largest."""
+    return ratio >= share * ratio.max() if ratio.max() > 0 else np.zeros(len(ratio), dtype=bool)
+
+
+def _qrs_size(y, onset, offset):
+    return np.maximum(np.ptp(y[:, onset:offset + 1], axis=1), 1e-6)
+
+
+def p_wave(y, onset, offset, rr_median):
     """The P wave (PWave) of the baseline-relative median beat `y`, or None if there is no room for one."""
-    # The most prominent wave of lead II 300-30 ms before the QRS (and after the previous T wave) is the P wave;
-    # its onset and offset are the knees of the signal against the chord to its peak.
-    lo, hi = max(onset - _n(300), 0), onset - _n(30)
+    # The most prominent wave of lead II 300-20 ms before the QRS (and after the previous T wave) is the P wave.
+    lo, hi = max(onset - _n(300), 0), onset - _n(20)
     if np.isfinite(rr_median):
         lo = max(lo, PRE - _n(rr_median - 320))  # the previous beat's T peak is ~300 ms after its R
     if hi - lo < _n(40):
@@ -71,10 +116,25 @@ def p_wave(y, onset, rr_median):
     if pk is None:
         return PWave(None, None, None, 0.0)
     pk += lo
-    p = sign * y[LD["II"]]
-    p_on = _knee(p, max(pk - _n(120), 0), pk)
-    p_off = _knee(p, pk, min(pk + _n(120), onset))
-    return PWave(pk, p_on, p_off, prom)
+    # each lead's P peak: its extreme within 40 ms of lead II's; a lead whose extreme is at that window's edge
+    # has no peak there. Onset/offset by the trapezium method, 120 ms either side, not into the QRS.
+    a, b = max(pk - _n(40), 0), min(pk + _n(40), onset)
+    w = y[:, a:b]
+    k = np.abs(w).argmax(1)
+    peaks = a + k
+    inside = (k > 0) & (k < w.shape[1] - 1)
+    ons, offs, size = np.full(len(y), np.nan), np.full(len(y), np.nan), np.zeros(len(y))
+    qrs = _qrs_size(y, onset, offset)
+    for ld in np.flatnonzero(inside):
+        p = peaks[ld]
+        x = np.sign(y[ld, p]) * y[ld]
+        lo_l, hi_l = max(p - _n(120), 0), min(p + _n(120), onset)
+        ons[ld], offs[ld] = trapezium_end(x, p, lo_l), trapezium_end(x, p, hi_l)
+        size[ld] = (x[p] - 0.5 * (x[lo_l] + x[hi_l])) / qrs[ld]
+    use = _clear(size, CLEAR_P) & np.isfinite(ons) & np.isfinite(offs)
+    if not use.any():
+        return PWave(pk, None, None, prom, peaks)
+    return PWave(pk, int(round(np.median(ons[use]))), int(round(np.median(offs[use]))), prom, peaks)
 
 
 def _most_prominent(x):
@@ -91,48 +151,29 @@ def _most_prominent(x):
     return best.get(-1, (None, 0, 0.0))
 
 
-def _knee(x, a, b):
-    """Index in [a, b] farthest below the chord from x[a] to x[b]: where a wave rising towards b starts (or, with
-    the peak at a, where it has come down)."""
-    seg = x[a:b + 1]
-    if len(seg) < 3:
-        return a
-    line = np.linspace(seg[0], seg[-1], len(seg))
-    return a + int(np.argmax(line - seg))
+def t_window(onset, offset, rr_median, pr, width):
+    """T-wave search window [start, stop) in the median beat: 40 ms after the QRS to 40 ms before the next beat's
+    P wave, i.e. RR - PR - 40 ms after the QRS onset (without a P wave, as in atrial fibrillation or flutter, 40 ms
+    before the next QRS); inside the beat."""
+    pr = pr if np.isfinite(pr) else 0.0
+    span = rr_median - pr - 40 if np.isfinite(rr_median) else 600
+    return offset + _n(40), min(onset + _n(span), width)
 
 
-def _t_window(offset, rr_median, width):
-    """T-wave search window: 60 ms after J to 0.7 RR after R (250-600 ms), inside the median beat."""
-    span = 0.7 * rr_median if np.isfinite(rr_median) else 400
-    end = min(PRE + _n(np.clip(span, 250, 600)), width - 1)
-    return offset + _n(60), end
-
-
-def t_wave(y, offset, rr_median):
+def t_wave(y, onset, offset, rr_median, pr=np.nan):
     """The T wave (TWave) of the baseline-relative median beat `y`, or None if there is no room for one."""
-    lo, hi = _t_window(offset, rr_median, y.shape[1])
+    lo, hi = t_window(onset, offset, rr_median, pr, y.shape[1])
     if hi - lo < _n(40):
         return None
     seg = y[:, lo:hi]
     k = np.abs(seg).argmax(1)
-    amp = seg[np.arange(len(seg)), k]
-    lead = LD["II"] if abs(amp[LD["II"]]) >= abs(amp[LD["V5"]]) else LD["V5"]
-    return TWave(lo, hi, lo + k, lead, _t_end_tangent(y[lead], lo + k[lead], hi))
-
-
-def _t_end_tangent(x, tpk, hi):
-    """T end: where the tangent at the steepest return towards baseline after the T peak crosses the baseline.
-    The slope is searched only until the wave is back under a quarter of its peak (the next P wave is as steep)."""
-    s = np.sign(x[tpk])
-    if s == 0:
-        return np.nan
-    tail = s * x[tpk:min(hi + _n(100), len(x))]
-    low = np.flatnonzero(tail < 0.25 * tail[0])
-    d = np.diff(x[tpk:tpk + (low[0] + 1 if len(low) else len(tail))])
-    if len(d) < 2:
-        return np.nan
-    k = np.argmax(-s * d)
-    if -s * d[k] <= 0:
-        return np.nan
-    end = tpk + k - x[tpk + k] / d[k]
-    return end if tpk <= end < len(x) else np.nan
+    peaks = lo + k
+    inside = (k > 0) & (k < seg.shape[1] - 1)  # a maximum at the window's edge is the ST segment or the next P
+    size = np.where(inside, np.abs(seg[np.arange(len(y)), k]) / _qrs_size(y, onset, offset), 0.0)
+    ends = np.full(len(y), np.nan)
+    for ld in np.flatnonzero(_clear(size, CLEAR)):
+        x = np.sign(y[ld, peaks[ld]]) * y[ld]
+        ends[ld] = trapezium_end(x, peaks[ld], min(peaks[ld] + _n(150), hi - 1))
+    lead = int(np.argmax(size))
+    end = float(np.percentile(ends[np.isfinite(ends)], 75)) if np.isfinite(ends).any() else np.nan
+    return TWave(lo, hi, peaks, lead, end)

@@ -5,8 +5,9 @@ that is undefined (no beats, no T wave found, ...) is NaN, which the gradient-bo
 
 1-4. Filtering, R peaks, rhythm and the median beat: utils/ecg/beats.py.
 5. Delineation of the median beat (QRS onset/offset, P wave, T peak and T end as sample positions):
-   utils/ecg/delineation.py. Here: the PR-segment baseline per lead just before the QRS onset (all amplitudes
-   relative to it), QRS duration, PR interval and P duration, QT, QTc Bazett and Tpeak-Tend.
+   utils/ecg/delineation.py, global over the 12 leads. Here: the PR-segment baseline per lead just before the
+   QRS onset (all amplitudes relative to it), QRS duration, PR interval and P duration, QT, QTc Bazett and
+   Tpeak-Tend. Their accuracy against cardiologists' boundaries (LUDB): bench/measure_accuracy.py.
 6. Per lead: P, Q, R, S, T amplitudes, ST level at J+20/60/80 ms, T area, QRS area; the QRS, T and P axes
    (atan2 of aVF over I) and the QRS-T angle; voltage criteria (Sokolow-Lyon, Cornell), ST and T summaries.
 7. Bundle-branch-block morphology: terminal R' in V1 (positive deflection after the S wave), number of R peaks
@@ -24,7 +25,9 @@ from .beats import (LD, POST, PRE, SOS_BEAT, SOS_F, SOS_QRS, beat_consistency, b
 from .delineation import p_wave, qrs_bounds, t_wave
 from .io import FS, LEADS
 
-FEATURES_VERSION = 1
+# What a trained features model records and checks: bump it whenever the measurements change (a test ties it to
+# a hash of the measurement code, utils/ecg/cache.measurement_code_hash, which also keys the features cache).
+FEATURES_VERSION = 2
 
 _n = ms_to_samples
 F_LEADS = (LD["II"], LD["V1"])  # where atrial activity is largest
@@ -85,8 +88,10 @@ def _morphology(mb, rr_median):
     out = {"qrs_dur": (offset - onset) * 1000 / FS}
     out.update(_qrs_waves(y, onset, offset))
     out.update(_st(y, offset))
-    out.update(_p_measures(y, onset, p_wave(y, onset, rr_median)))
-    out.update(_t_measures(y, onset, offset, rr_median, t_wave(y, offset, rr_median)))
+    p = p_wave(y, onset, offset, rr_median)
+    out.update(_p_measures(y, onset, p))
+    pr = out.get("pr", np.nan)  # the T wave ends before the next beat's P wave
+    out.update(_t_measures(y, onset, offset, rr_median, t_wave(y, onset, offset, rr_median, pr)))
     out.update(_axes(out))
     out.update(_bbb(y, onset, offset))
     out.update(_summary(out))
@@ -126,7 +131,9 @@ def _p_measures(y, onset, p):
     if p.peak is None:
         return {"p_prom_II": 0.0}
     out = _per_lead("p_amp", y[:, p.peak])
-    out.update(p_prom_II=p.prominence, pr=(onset - p.onset) * 1000 / FS, p_dur=(p.offset - p.onset) * 1000 / FS)
+    out["p_prom_II"] = p.prominence
+    if p.onset is not None:
+        out.update(pr=(onset - p.onset) * 1000 / FS, p_dur=(p.offset - p.onset) * 1000 / FS)
     return out
 
 
@@ -224,14 +231,19 @@ def _quality(raw, x):
 # --- the global measurements an electrocardiograph prints --------------------------------------------------------
 GLOBAL = ("hr", "p_dur", "pr", "qrs_dur", "qt", "qtc", "qtc_fridericia", "p_axis", "qrs_axis", "t_axis")
 GLOBAL_UNITS = {"hr": "bpm", "p_axis": "deg", "qrs_axis": "deg", "t_axis": "deg"}  # the others in ms
+P_CONSISTENT = 0.5  # a P wave is printed where the beats' P windows correlate with the median beat's at least this
 
 
 def global_measurements(sig=None, row=None):
     """{name: value or NaN} of GLOBAL for a record (12, N) mV at 500 Hz, or from its `row` of extract_features:
-    heart rate, P duration, PR, QRS duration, QT, QTc (Bazett and Fridericia), and the P, QRS and T axes."""
+    heart rate, P duration, PR, QRS duration, QT, QTc (Bazett and Fridericia), and the P, QRS and T axes.
+    A P wave counts only where it repeats beat after beat (p_corr_II >= P_CONSISTENT): in atrial fibrillation
+    the median beat still has a bump before the QRS, but no P wave, so P duration, PR and P axis are NaN."""
     row = extract_features(sig) if row is None else row
     get = {name: float(row[_INDEX[name]]) for name in ("hr", "p_dur", "pr", "qrs_dur", "qt", "qtc", "rr_median",
-                                                        "p_axis", "qrs_axis", "t_axis")}
+                                                        "p_axis", "qrs_axis", "t_axis", "p_corr_II")}
+    if not get.pop("p_corr_II") >= P_CONSISTENT:  # NaN too: no beats to compare
+        get.update(p_dur=np.nan, pr=np.nan, p_axis=np.nan)
     rr_s = get.pop("rr_median") / 1000
     get["qtc_fridericia"] = get["qt"] / np.cbrt(rr_s) if np.isfinite(rr_s) and rr_s > 0 else np.nan
     return {name: get[name] for name in GLOBAL}
