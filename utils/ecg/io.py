@@ -122,18 +122,24 @@ def write_reference(path, df):
         df[["name", "tag"]].to_csv(tmp, index=False)
 
 
-def read_reference_task2(csv_path, data_dir=None, ext=".mat"):
-    """Read Task 2 labels: header-less rows `name,i1,i2,...` of 1-based class indices -> {name: [indices]}."""
-    csv_path = Path(csv_path)
+def _csv_rows(csv_path, what):
+    """The rows of a UTF-8 CSV file (a byte-order mark dropped); a missing, non-UTF-8 or unparsable file is an
+    ECGDataError naming it."""
     if not csv_path.is_file():
-        raise ECGDataError(csv_path, "label file not found")
+        raise ECGDataError(csv_path, f"{what} not found")
     try:
         with open(csv_path, newline="", encoding=CSV_ENCODING) as f:
-            rows = list(csv.reader(f))
+            return list(csv.reader(f))
     except UnicodeDecodeError as e:
         raise _not_utf8(csv_path, e) from None
     except csv.Error as e:
         raise ECGDataError(csv_path, f"cannot parse as CSV ({e})") from None
+
+
+def read_reference_task2(csv_path, data_dir=None, ext=".mat"):
+    """Read Task 2 labels: header-less rows `name,i1,i2,...` of 1-based class indices -> {name: [indices]}."""
+    csv_path = Path(csv_path)
+    rows = _csv_rows(csv_path, "label file")
     labels = {}
     for row_no, row in enumerate(rows, start=1):
         row = [c.strip() for c in row if c.strip() != ""]
@@ -168,15 +174,7 @@ def read_record_groups(csv_path):
     """Read record_groups.csv (`name,group`) -> {name: group}. Records of one group (a patient's records, a
     recording's windows) must never be split between training and validation folds."""
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise ECGDataError(csv_path, "groups file not found")
-    try:
-        with open(csv_path, newline="", encoding=CSV_ENCODING) as f:
-            rows = list(csv.reader(f))
-    except UnicodeDecodeError as e:
-        raise _not_utf8(csv_path, e) from None
-    except csv.Error as e:
-        raise ECGDataError(csv_path, f"cannot parse as CSV ({e})") from None
+    rows = _csv_rows(csv_path, "groups file")
     if not rows or [c.strip() for c in rows[0]] != ["name", "group"]:
         raise ECGDataError(csv_path, f"header must be 'name,group', found {','.join(rows[0]) if rows else 'an empty file'}")
     names, groups, seen = [], [], {}
