@@ -26,7 +26,7 @@ from utils.artifacts import IMPORTANCE_FILE, ModelCard  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.errors import ConfigError, ECGDataError  # noqa: E402
 from utils.inputs.draws import derive_seed  # noqa: E402
-from utils.runtime import get_logger, run_script, select_device  # noqa: E402
+from utils.runtime import get_logger, run_script, select_device, worker_count  # noqa: E402
 from utils.scoring.plots import plot_importance  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 from utils.training.checkpoint import save_checkpoint  # noqa: E402
@@ -55,6 +55,7 @@ NUM_FOLDS = 10  # stratified folds; one is validation: 90/10 (the original used 
 VAL_FOLD = 0  # which fold validates (k-fold: run 0..NUM_FOLDS-1)
 PRETRAINED = "auto"  # auto (ImageNet via Paddle's download/cache) | none | path/to/weights.pdparams
 NUM_WORKERS = 4  # DataLoader worker processes
+PREP_WORKERS = 0  # processes that preprocess or measure records not yet cached (resnet1d, features); 0: one per core (of this rank)
 SEED = 2021  # fixes the split, initial weights, sample order and every augmentation draw
 LOG_ITERS = 10
 EVAL_INTERVAL = 0  # iterations between evaluations; 0 = once per epoch
@@ -100,7 +101,7 @@ def main(argv=None):
 
 def load_split(cfg, task, family, log=None):
     """(the labelled records the family can read, training rows, validation rows) of the seeded folds."""
-    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]))
+    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg["PREP_WORKERS"]))
     labelled = family.labels(task, src, log or get_logger())
     if len(labelled.refs) == 0:
         raise ECGDataError(labelled.label_file, "the training set is empty (no labelled record can be read)")
@@ -119,7 +120,7 @@ def select_metric(name, task):
 def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, world, rank, device, out, log):
     """Train a network for ITERS iterations (PaddleSeg's loop and log lines), evaluating and checkpointing as
     it goes; resumable exactly from any checkpoint."""
-    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]))
+    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg["PREP_WORKERS"]))
     train_ds, val_ds, card.input = family.datasets(task, labelled, train_df, val_df, src, cfg["IMAGE_SIZE"], log)
     sampler, loader, val_loader = build_loaders(train_ds, val_ds, cfg["BATCH_SIZE"], cfg["SEED"], cfg["NUM_WORKERS"], world)
     model = family.build(cfg["ARCH"], task.num_outputs, cfg["PRETRAINED"])

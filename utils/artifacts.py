@@ -2,7 +2,8 @@
 model card (model.json) that says what a trained model is, with every older format's fallback in one place.
 
     DATASET_DIR (process.py)   train/, val/ pictures, render_config.json, process_report.csv, the label files
-    DATA_DIR                   train/, val/ records, features_cache/ (measurements per record)
+    DATA_DIR                   train/, val/ records, features_cache/ (measurements per record), signal_cache/
+                               (preprocessed signals per record)
     OUTPUT_DIR (train.py)      iter_N/ checkpoints, best_model/ (model.json, weights, val_predictions.csv), finished.json
 """
 import json
@@ -16,6 +17,7 @@ from .errors import CheckpointError
 RENDER_CONFIG = "render_config.json"  # DATASET_DIR: how process.py drew the pictures
 PROCESS_REPORT = "process_report.csv"  # DATASET_DIR: every record's outcome in process.py
 FEATURE_CACHE = "features_cache"  # DATA_DIR: per-record measurements, so a second run does not recompute them
+SIGNAL_CACHE = "signal_cache"  # DATA_DIR: per-record preprocessed signals (resnet1d), read memory-mapped
 BEST_DIR = "best_model"  # OUTPUT_DIR: the model predict.py reads
 FINISHED_FILE = "finished.json"  # OUTPUT_DIR: written when a run completes (tools/train_kfold.py skips such folds)
 INFO_FILE = "model.json"  # in a model directory: its ModelCard
