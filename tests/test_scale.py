@@ -226,3 +226,59 @@ def test_cores_are_shared_by_the_ranks_of_this_machine_only(monkeypatch):
     monkeypatch.setenv("PADDLE_LOCAL_SIZE", "4")
     monkeypatch.setenv("PADDLE_LOCAL_RANK", "2")
     assert runtime.local_ranks() == (2, 4) and runtime.cores_per_rank() == 4 and runtime.worker_count(0) == 4
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_machines_on_one_data_dir_train_and_share_one_signal_cache(tmp_path):
+    """The multi-machine command (paddle.distributed.launch --nnodes 2 --master HOST:PORT --rank R), both
+    "machines" here on one DATA_DIR with an empty cache: they build it at once, then train as 2 ranks."""
+    raw = tmp_path / "raw"
+    shutil.copytree(ROOT / "dataset" / "sample", raw)
+    out, master = tmp_path / "out", f"127.0.0.1:{_free_port()}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PADDLE_")}, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "paddle.distributed.launch", "--master", master, "--nnodes", "2",
+                               "--rank", str(r), "--nproc_per_node", "1", "--log_dir", str(tmp_path / f"log{r}"),
+                               "train.py", "--arch", "resnet1d", "--data-dir", str(raw), "--output-dir", str(out),
+                               "--iters", "3", "--batch-size", "8", "--warmup-iters", "0", "--save-interval", "3",
+                               "--num-workers", "0", "--pretrained", "none", "--prep-workers", "1"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for r in (0, 1)]
+    logs = [p.communicate(timeout=600)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), "\n".join(t[-3000:] for t in logs)
+    assert "batch 8 x 2 process(es)" in (out / "train.log").read_text()
+    assert (out / "best_model" / "model.pdparams").is_file()
+    files = sorted((raw / "signal_cache").rglob("*"))
+    npys = [f for f in files if f.is_file()]
+    assert len(npys) == 60 and all(f.suffix == ".npy" for f in npys)  # one whole file per training record
+    prep = default_preprocess()
+    for f in npys[:5]:
+        np.testing.assert_array_equal(read_signal(str(f)), _unscaled(raw / "train" / f"{f.name.split('.')[0]}.mat", prep))
+
+
+class _Pids(paddle.io.Dataset):
+    """Each item: the id of the process that loaded it."""
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, key):
+        from utils.inputs.draws import seed_sample
+
+        seed_sample(key)
+        return np.array([os.getpid()], np.int64), np.int64(0)
+
+
+def test_the_validation_loader_keeps_its_workers_between_evaluations():
+    from utils.training.engine import build_loaders
+
+    _, _, val_loader = build_loaders(_Pids(), _Pids(), 2, 0, 1, 1)
+    first = {int(x) for x, _ in val_loader for x in x.numpy().ravel()}
+    second = {int(x) for x, _ in val_loader for x in x.numpy().ravel()}
+    assert first == second and os.getpid() not in first
