@@ -9,6 +9,8 @@
 resnet1d reads the MAT records themselves (DATA_DIR). Every constant below is a flag (IMAGE_SIZE -> --image-size).
 Multi-GPU (or 2 CPU processes, gloo):
     python -m paddle.distributed.launch --nproc_per_node 2 train.py ...
+Several machines: the same command on each, with its own --rank (0 on the machine at HOST):
+    python -m paddle.distributed.launch --nnodes 2 --master HOST:PORT --rank R --nproc_per_node G train.py ...
 """
 from utils.runtime import configure_cpu_threads
 
