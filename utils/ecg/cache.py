@@ -110,7 +110,7 @@ def map_records(paths, compute, folder=None, load=None, keep_file=False, workers
     ones are only read, here. A folder that cannot be written warns once ("cannot cache `what`; `fallback`").
     """
     paths = [Path(p) for p in paths]
-    out, bad, jobs = [None] * len(paths), {}, []
+    out, bad, jobs = [None] * len(paths), {}, []  # bad: {index: problem}
     warned = False
 
     def warn(reason):
@@ -151,12 +151,18 @@ def map_records(paths, compute, folder=None, load=None, keep_file=False, workers
         try:
             for i, value, problem, cache_error in results:
                 if problem is not None:
-                    bad[str(paths[i])] = problem
+                    bad[i] = problem
                 else:
                     out[i] = value
                 if cache_error is not None:
                     warn(cache_error)
                 bar.update()
+        except BaseException:  # an error or Ctrl-C: do not wait for the records still queued
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+                pool = None
+            raise
         finally:
             _TASK = saved
             if pool is not None:  # close + join, not terminate: workers forked from Paddle report SIGTERM loudly
@@ -164,7 +170,7 @@ def map_records(paths, compute, folder=None, load=None, keep_file=False, workers
                 pool.join()
     finally:
         bar.close()
-    return out, bad
+    return out, {str(paths[i]): bad[i] for i in sorted(bad)}
 
 
 def features_for_records(paths, cache_dir=None, progress=True, workers=1):
