@@ -324,14 +324,14 @@ def print_tables(sizes, results, summary):
           + ", ".join(f"{k} {v:.2f}x" for k, v in summary["parallel_speedup"].items()))
     print(f"second pass vs first (N={max(sizes)}): " + ", ".join(f"{k} {v:.0f}x" for k, v in summary["second_pass_speedup"].items()))
     ex = summary["extrapolation"]
-    print(f"\n{ex['records']:,} training records on this machine (extrapolated from N={max(sizes)}: linear; in brackets "
-          f"with the measured time exponent; memory with its own):")
+    print(f"\n{ex['records']:,} training records on this machine (extrapolated from N={max(sizes)}: time linear, or in "
+          f"brackets with the measured exponent where it exceeds 1.05; memory with its own exponent):")
     total = 0.0
     for st in [st for st in STAGES if st in ex]:
-        e = ex[st]
+        e, g = ex[st], summary["growth"][st]["time_exponent"]
         total += e["seconds"] if not st.endswith("second_pass") and st != "train_1proc" else 0.0
-        print(f"  {st:<{w}}{e['seconds'] / 60:>8.1f} min ({e['seconds_at_measured_exponent'] / 60:.1f})   peak RSS "
-              f"{e['peak_rss_mb'] / 1024:>6.2f} GB")
+        steeper = f" ({e['seconds_at_measured_exponent'] / 60:.1f} min)" if g is not None and g > 1.05 else ""
+        print(f"  {st:<{w}}{e['seconds'] / 60:>8.1f} min{steeper:<14}peak RSS {e['peak_rss_mb'] / 1024:>6.2f} GB")
     print(f"  first pass of everything (process, measurements, signals, one 2-process epoch, features fit, predict): "
           f"{total / 3600:.1f} h")
 
