@@ -103,7 +103,7 @@ def main(argv=None):
 
 def load_split(cfg, task, family, log=None):
     """(the labelled records the family can read, training rows, validation rows) of the seeded folds."""
-    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg["PREP_WORKERS"]))
+    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg.get("PREP_WORKERS", 0)))
     labelled = family.labels(task, src, log or get_logger())
     if len(labelled.refs) == 0:
         raise ECGDataError(labelled.label_file, "the training set is empty (no labelled record can be read)")
@@ -122,7 +122,7 @@ def select_metric(name, task):
 def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, world, rank, device, out, log):
     """Train a network for ITERS iterations (PaddleSeg's loop and log lines), evaluating and checkpointing as
     it goes; resumable exactly from any checkpoint."""
-    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg["PREP_WORKERS"]))
+    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg.get("PREP_WORKERS", 0)))
     train_ds, val_ds, card.input = family.datasets(task, labelled, train_df, val_df, src, cfg["IMAGE_SIZE"], log)
     sampler, loader, val_loader = build_loaders(train_ds, val_ds, cfg["BATCH_SIZE"], cfg["SEED"], cfg["NUM_WORKERS"], world)
     model = family.build(cfg["ARCH"], task.num_outputs, cfg["PRETRAINED"])
