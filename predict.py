@@ -32,7 +32,7 @@ from utils.artifacts import ModelCard  # noqa: E402
 from utils.atomic import atomic_path, resolve_dir, write_text  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.errors import CheckpointError, ConfigError  # noqa: E402
-from utils.runtime import get_logger, run_script, select_device  # noqa: E402
+from utils.runtime import get_logger, run_script, select_device, worker_count  # noqa: E402
 from utils.scoring.fusion import Fusion, parse_weights  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.plots import plot_per_class  # noqa: E402
@@ -47,6 +47,7 @@ WEIGHTS = ""  # fusion: one weight per --model, comma-separated (default: equal)
 OUT = "answer.csv"  # answer.zip is written beside it
 BATCH_SIZE = 16
 NUM_WORKERS = 2
+PREP_WORKERS = 0  # processes that preprocess or measure test records not yet cached (signal, features); 0: one per core
 TRUTH = ""  # optional labels of the test records (the task's format): prints and saves the scores
 REPORT = ""  # default: predict_report.json beside the model directory (output/predict_report.json)
 EXPORT = ""  # also save a static inference model (paddle.jit.save) to this directory
@@ -101,7 +102,7 @@ def check_same_task(model_dirs):
 def predict_member(model_dir, card, task, cfg, names, device, log):
     """{name: probability} of one model over the test records it can read, {name: why not} for the others, and
     the dygraph model (None for an exported one)."""
-    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]))
+    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg["PREP_WORKERS"]))
     dataset, have, missing = family_of(card).test_inputs(card, src, names, model_dir, log)
     run, model = load_predictor(model_dir, card, task, device, log, cfg["TENSORRT"])
     probs = predict_probs(run, task, dataset, cfg["BATCH_SIZE"], cfg["NUM_WORKERS"], f"predict {card.arch}")

@@ -9,6 +9,8 @@
 resnet1d reads the MAT records themselves (DATA_DIR). Every constant below is a flag (IMAGE_SIZE -> --image-size).
 Multi-GPU (or 2 CPU processes, gloo):
     python -m paddle.distributed.launch --nproc_per_node 2 train.py ...
+Several machines: the same command on each, with its own --rank (0 on the machine at HOST):
+    python -m paddle.distributed.launch --nnodes 2 --master HOST:PORT --rank R --nproc_per_node G train.py ...
 """
 from utils.runtime import configure_cpu_threads
 
@@ -26,7 +28,7 @@ from utils.artifacts import IMPORTANCE_FILE, ModelCard  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.errors import ConfigError, ECGDataError  # noqa: E402
 from utils.inputs.draws import derive_seed  # noqa: E402
-from utils.runtime import get_logger, run_script, select_device  # noqa: E402
+from utils.runtime import get_logger, run_script, select_device, worker_count  # noqa: E402
 from utils.scoring.plots import plot_importance  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 from utils.training.checkpoint import save_checkpoint  # noqa: E402
@@ -55,6 +57,7 @@ NUM_FOLDS = 10  # stratified folds (never splitting a record_groups.csv group); 
 VAL_FOLD = 0  # which fold validates (k-fold: run 0..NUM_FOLDS-1)
 PRETRAINED = "auto"  # auto (ImageNet via Paddle's download/cache) | none | path/to/weights.pdparams
 NUM_WORKERS = 4  # DataLoader worker processes
+PREP_WORKERS = 0  # processes that preprocess or measure records not yet cached (resnet1d, features); 0: one per core (of this rank)
 SEED = 2021  # fixes the split, initial weights, sample order and every augmentation draw
 LOG_ITERS = 10
 EVAL_INTERVAL = 0  # iterations between evaluations; 0 = once per epoch
@@ -104,7 +107,7 @@ def load_split(cfg, task, family, log=None):
     are made over every record of the label file, a group (record_groups.csv beside it) never split, and only then
     are the records the family cannot read left out: the same folds for every family."""
     log = log or get_logger()
-    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]))
+    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg.get("PREP_WORKERS", 0)))
     labelled = family.labels(task, src, log)
     if len(labelled.refs) == 0:
         raise ECGDataError(labelled.label_file, "the training set is empty (no labelled record can be read)")
@@ -124,7 +127,7 @@ def select_metric(name, task):
 def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, world, rank, device, out, log):
     """Train a network for ITERS iterations (PaddleSeg's loop and log lines), evaluating and checkpointing as
     it goes; resumable exactly from any checkpoint."""
-    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]))
+    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg.get("PREP_WORKERS", 0)))
     train_ds, val_ds, card.input = family.datasets(task, labelled, train_df, val_df, src, cfg["IMAGE_SIZE"], log)
     sampler, loader, val_loader = build_loaders(train_ds, val_ds, cfg["BATCH_SIZE"], cfg["SEED"], cfg["NUM_WORKERS"], world)
     model = family.build(cfg["ARCH"], task.num_outputs, cfg["PRETRAINED"])

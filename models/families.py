@@ -20,12 +20,12 @@ import pandas as pd
 
 from transforms import build_transforms
 from transforms.signal_augment import build_signal_transforms
-from utils.artifacts import FEATURE_CACHE, MODEL_FILE, PROCESS_REPORT, load_weights
+from utils.artifacts import FEATURE_CACHE, MODEL_FILE, PROCESS_REPORT, SIGNAL_CACHE, load_weights
 from utils.ecg.io import list_records
 from utils.errors import ConfigError, ECGDataError
 from utils.inputs.pictures import ECGImageDataset, check_render_settings, read_failures, read_render_config
 from utils.inputs.render import LAYOUTS
-from utils.inputs.signals import SCALE_RECORDS, ECGSignalDataset, default_preprocess, fit_scale, load_signals
+from utils.inputs.signals import SCALE_RECORDS, ECGSignalDataset, default_preprocess, fit_scale, prepare_signals, read_signal
 
 from .resnet import PICTURE_ARCHS, build_model, load_pretrained
 from .resnet1d import resnet1d
@@ -36,10 +36,11 @@ log = logging.getLogger("ecg")
 @dataclass(frozen=True)
 class Sources:
     """Where the families find their inputs: the raw records (DATA_DIR/train, /val) and process.py's pictures
-    (DATASET_DIR/train, /val)."""
+    (DATASET_DIR/train, /val); and how many processes read, preprocess or measure records not yet cached."""
 
     data_dir: Path
     dataset_dir: Path
+    workers: int = 1
 
 
 @dataclass
@@ -175,28 +176,30 @@ class PictureFamily(NetworkFamily):
 
 
 class SignalFamily(NetworkFamily):
-    """The MAT records themselves, a 1D ResNet."""
+    """The MAT records themselves, a 1D ResNet. Each record is preprocessed once into DATA_DIR/signal_cache and
+    read from there, memory-mapped, one item at a time."""
 
     name, optimizer = "signal", "adam"  # trained from scratch: Adam needs no LR search per dataset
 
     def labels(self, task, src, log):
         path, refs = self.read_records(task, src)
         d = Path(src.data_dir) / "train"
-        signals, bad = load_signals([d / f"{n}.mat" for n in refs["name"]], default_preprocess(), "read training records")
+        items, bad = prepare_signals([d / f"{n}.mat" for n in refs["name"]], default_preprocess(),
+                                     Path(src.data_dir) / SIGNAL_CACHE, src.workers, "read training records")
         for record, problem in bad.items():  # not `path`: that is the label file's
             log.warning(f"{record}: {problem} -> left out of training")
-        inputs = {n: s for n, s in zip(refs["name"], signals) if s is not None}
+        inputs = {n: s for n, s in zip(refs["name"], items) if s is not None}
         return Labelled(path, refs[refs["name"].isin(inputs)].reset_index(drop=True), inputs, listed=refs)
 
     def datasets(self, task, labelled, train_df, val_df, src, image_size, log):
         prep = default_preprocess()
-        prep["scale"] = fit_scale([labelled.inputs[n] for n in train_df["name"][:SCALE_RECORDS]])
+        prep["scale"] = fit_scale([read_signal(labelled.inputs[n]) for n in train_df["name"][:SCALE_RECORDS]])
         log.info(f"signal input: high-pass {prep['highpass_hz']} Hz, {prep['fs']} Hz, x{prep['scale']:.3f} (one scale "
                  f"for all records, fitted on training records), training crops of {prep['crop']} samples")
 
-        def ds(df, train):
-            sigs = [labelled.inputs[n] * np.float32(prep["scale"]) for n in df["name"]]
-            return ECGSignalDataset(sigs, task.label_array(df["y"]), build_signal_transforms(train, prep))
+        def ds(df, train):  # the scale applies as each item is read
+            return ECGSignalDataset([labelled.inputs[n] for n in df["name"]], task.label_array(df["y"]),
+                                    build_signal_transforms(train, prep), scale=prep["scale"])
         return ds(train_df, True), ds(val_df, False), prep
 
     def build(self, arch, num_outputs, pretrained):
@@ -212,10 +215,11 @@ class SignalFamily(NetworkFamily):
 
     def test_inputs(self, card, src, names, model_dir, log):
         val_dir = Path(src.data_dir) / "val"
-        signals, bad = load_signals([val_dir / f"{n}.mat" for n in names], card.input, "read test records")
-        have = [n for n, s in zip(names, signals) if s is not None]
+        items, bad = prepare_signals([val_dir / f"{n}.mat" for n in names], card.input, Path(src.data_dir) / SIGNAL_CACHE,
+                                     src.workers, "read test records")
+        have = [n for n, s in zip(names, items) if s is not None]
         missing = {Path(p).stem: f"could not be read: {why}" for p, why in bad.items()}
-        return ECGSignalDataset([s for s in signals if s is not None]), have, missing
+        return ECGSignalDataset([s for s in items if s is not None], scale=card.input["scale"]), have, missing
 
 
 class FeaturesFamily(FittedFamily):
@@ -228,7 +232,8 @@ class FeaturesFamily(FittedFamily):
 
         path, refs = self.read_records(task, src)
         d = Path(src.data_dir) / "train"
-        X, bad = features_for_records([d / f"{n}.mat" for n in refs["name"]], cache_dir=Path(src.data_dir) / FEATURE_CACHE)
+        X, bad = features_for_records([d / f"{n}.mat" for n in refs["name"]], cache_dir=Path(src.data_dir) / FEATURE_CACHE,
+                                      workers=src.workers)
         for record, problem in bad.items():  # not `path`: that is the label file's
             log.warning(f"{record}: {problem} -> left out of training")
         keep = ~refs["name"].map(lambda n: str(d / f"{n}.mat") in bad).to_numpy()
@@ -282,7 +287,7 @@ class FeaturesFamily(FittedFamily):
                                           f"{inp.get('version')}; this code measures {len(FEATURE_NAMES)} of version "
                                           f"{FEATURES_VERSION}: retrain it")
         d = Path(src.data_dir)
-        X, bad = features_for_records([d / "val" / f"{n}.mat" for n in names], cache_dir=d / FEATURE_CACHE)
+        X, bad = features_for_records([d / "val" / f"{n}.mat" for n in names], cache_dir=d / FEATURE_CACHE, workers=src.workers)
         bad_names = {Path(p).stem: f"could not be read: {why}" for p, why in bad.items()}
         have = [n for n in names if n not in bad_names]
         return [x for n, x in zip(names, X) if n not in bad_names], have, bad_names

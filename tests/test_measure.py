@@ -202,25 +202,8 @@ def test_cache_key_changes_with_any_edit_of_the_measurement_code(tmp_path, monke
         assert ec.cache_key() == key
 
 
-def test_many_records_are_measured_by_a_process_per_core(tmp_path, monkeypatch):
-    paths = sorted((SAMPLE / "val").glob("*.mat"))[:5]
-    broken = tmp_path / "val" / "broken.mat"
-    broken.parent.mkdir()
-    broken.write_bytes(paths[0].read_bytes()[:1000])
-    paths = paths[:3] + [broken] + paths[3:]
-    want, want_bad = ec.features_for_records(paths, progress=False, workers=1)
-    monkeypatch.setattr(ec, "POOL_MIN_RECORDS", 2)
-    started = []
-    real_pool = ec.ProcessPoolExecutor
-    monkeypatch.setattr(ec, "ProcessPoolExecutor", lambda n, **kw: started.append(n) or real_pool(n, **kw))
-    X, bad = ec.features_for_records(paths, cache_dir=tmp_path / "cache", progress=False, workers=2)
-    assert started == [2] and bad == want_bad and list(bad) == [str(broken)]
-    np.testing.assert_array_equal(X, want)
-    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 5  # cached by the parent, as without workers
-
-
 def test_measurement_workers_do_not_import_the_main_script(tmp_path):
-    """A spawned worker imports the parent's main script unless hidden: train.py / predict.py load Paddle."""
+    """Measurement workers never run the parent's main script (train.py / predict.py would load Paddle in each)."""
     script = tmp_path / "main_script.py"
     script.write_text(
         "import os, sys\n"
@@ -228,7 +211,6 @@ def test_measurement_workers_do_not_import_the_main_script(tmp_path):
         "open(os.environ['IMPORTS_LOG'], 'a').write(__name__ + '\\n')\n"
         "from pathlib import Path\n"
         "from utils.ecg import cache\n"
-        "cache.POOL_MIN_RECORDS = 2\n"
         "if __name__ == '__main__':\n"
         f"    paths = sorted(Path({str(SAMPLE / 'val')!r}).glob('*.mat'))[:4]\n"
         "    X, bad = cache.features_for_records(paths, progress=False, workers=2)\n"

@@ -4,7 +4,7 @@ model card (model.json) that says what a trained model is, with every older form
     DATASET_DIR (process.py)   train/, val/ pictures, render_config.json, process_report.csv, the label files,
                                record_groups.csv
     DATA_DIR                   train/, val/ records, the label files, record_groups.csv, features_cache/
-                               (measurements per record)
+                               (measurements per record), signal_cache/ (preprocessed signals per record)
     OUTPUT_DIR (train.py)      iter_N/ checkpoints, best_model/ (model.json, weights, val_predictions.csv), finished.json
 """
 import json
@@ -20,6 +20,7 @@ PROCESS_REPORT = "process_report.csv"  # DATASET_DIR: every record's outcome in 
 RECORD_GROUPS = "record_groups.csv"  # DATA_DIR, DATASET_DIR: name,group of the training records (a patient's, a
 # recording's windows): folds never split a group. Written by the converters, carried by process.py.
 FEATURE_CACHE = "features_cache"  # DATA_DIR: per-record measurements, so a second run does not recompute them
+SIGNAL_CACHE = "signal_cache"  # DATA_DIR: per-record preprocessed signals (resnet1d), read memory-mapped
 BEST_DIR = "best_model"  # OUTPUT_DIR: the model predict.py reads
 FINISHED_FILE = "finished.json"  # OUTPUT_DIR: written when a run completes (tools/train_kfold.py skips such folds)
 INFO_FILE = "model.json"  # in a model directory: its ModelCard

@@ -12,10 +12,10 @@ from .errors import ConfigError, PipelineError
 def configure_cpu_threads():
     """Use every core (Paddle's CPU kernels default to one thread) and, on AMD, MKL's fast code path.
 
-    Values already set in the environment win. Under paddle.distributed.launch the cores are shared by ranks.
+    Values already set in the environment win. Under paddle.distributed.launch the cores are shared by the ranks
+    of this machine.
     """
-    ranks = int(os.environ.get("PADDLE_TRAINERS_NUM", os.environ.get("PADDLE_LOCAL_SIZE", "1")) or 1)
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // ranks)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(cores_per_rank()))
     try:
         with open("/proc/cpuinfo") as f:
             amd = "AuthenticAMD" in f.read(4096)
@@ -24,6 +24,28 @@ def configure_cpu_threads():
     if amd:
         os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")  # MKL otherwise takes its slow path on AMD CPUs
     load_before_paddle()
+
+
+def local_ranks():
+    """(this process's rank on its machine, ranks on this machine) under paddle.distributed.launch, else (0, 1).
+    With --nnodes, PADDLE_TRAINERS_NUM counts the ranks of every machine: the cores here are shared by this
+    machine's only (PADDLE_LOCAL_SIZE)."""
+    env = os.environ
+    size = int(env.get("PADDLE_LOCAL_SIZE") or env.get("PADDLE_TRAINERS_NUM") or 1)
+    rank = int(env.get("PADDLE_LOCAL_RANK") or env.get("PADDLE_RANK_IN_NODE") or env.get("PADDLE_TRAINER_ID") or 0)
+    return min(max(rank, 0), max(size, 1) - 1), max(size, 1)
+
+
+def cores_per_rank():
+    """This machine's cores divided among its ranks (at least one)."""
+    return max(1, (os.cpu_count() or 1) // local_ranks()[1])
+
+
+def worker_count(requested):
+    """Processes for a per-record stage: `requested`, or with 0 (the scripts' default) one per core of this rank."""
+    if requested < 0:
+        raise ConfigError(f"--prep-workers must be >= 0 (0: one per core), got {requested}")
+    return requested or cores_per_rank()
 
 
 def load_before_paddle():

@@ -1,15 +1,17 @@
 """The measurements of many records, each record's row cached beside the data so a second run reads it instead of
 measuring again. The cache is keyed by the measurement code itself (its names, FEATURES_VERSION and a hash of the
 source of the modules that read and measure a record, CACHE_MODULES), and each row by its record's split, size
-and modification time: changed measurement code never reuses the rows of the old one."""
-import contextlib
+and modification time: changed measurement code never reuses the rows of the old one.
+
+`map_records` is the per-record machinery itself (also used for the preprocessed signals, utils/inputs/signals.py):
+cached records are read in this process, the others computed by a pool of worker processes and written atomically,
+so several processes (the ranks of paddle.distributed.launch, two runs on one DATA_DIR) may build one cache at once:
+each file appears whole or not at all, and two writers of one record write the same bytes (the last rename wins).
+"""
 import hashlib
 import logging
 import multiprocessing
-import os
 import re
-import sys
-from concurrent.futures import ProcessPoolExecutor
 from glob import escape as glob_escape
 from pathlib import Path
 
@@ -18,13 +20,13 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path
 from ..errors import ECGDataError
+from ..runtime import local_ranks
 from .io import read_record
 from . import measurements  # by module: the names and version are read when used
 
 log = logging.getLogger("ecg")
 MEASUREMENT_MODULES = ("beats", "delineation", "measurements")  # utils/ecg/<name>.py: signal -> measurements
 CACHE_MODULES = ("io",) + MEASUREMENT_MODULES  # and the record reader: a cached row depends on them all
-POOL_MIN_RECORDS = 400  # records to measure from which features_for_records uses a process per core (~5 s of work)
 
 
 def measurement_code_hash(modules=MEASUREMENT_MODULES):
@@ -73,78 +75,133 @@ def _save_cached(cached, row, stem):
         np.save(f, row)
 
 
-def _measure(path):
-    """(row, None) of one MAT record, or (None, problem) if it cannot be read. In a worker process too."""
+_TASK = None  # (compute, keep_file) of the running map_records: set in this process, inherited by forked workers
+
+
+def _init_worker(compute, keep_file):
+    global _TASK
+    _TASK = (compute, keep_file)
+    try:  # one thread per worker: the workers are the parallelism (NumPy's BLAS would otherwise use every core)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+
+def _run_job(job):
+    """(index, value or its cache file, problem, cache write error) of one record: read, compute, cache."""
+    i, path, cached = job
+    compute, keep_file = _TASK
     try:
         sig = read_record(path)
     except ECGDataError as e:
-        return None, e.problem
-    return measurements.extract_features(sig), None
-
-
-@contextlib.contextmanager
-def _workers_skip_main():
-    """A spawned worker first imports the parent's main script (its __spec__ or __file__): train.py or predict.py
-    would load Paddle in every worker (seconds and ~400 MB each) for a measurement that needs only this module.
-    While the workers start, the main module shows neither, so they import only what the task needs."""
-    main = sys.modules.get("__main__")
-    if main is None:
-        yield
-        return
-    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
-    main.__dict__.pop("__file__", None)
-    main.__spec__ = None
+        return i, None, e.problem, None
+    value = compute(sig)
+    if cached is None:
+        return i, value, None, None
     try:
-        yield
+        _save_cached(cached, value, path.stem)
+    except OSError as e:  # a read-only data folder: the value itself, and the caller warns
+        return i, value, None, e.strerror or str(e)
+    return i, (cached if keep_file else value), None, None
+
+
+def _rank_order(jobs):
+    """The jobs rotated by this process's share: ranks of one machine building one cache start at different
+    records, so each computes about its own share and then finds the others' files (when they start together)."""
+    rank, size = local_ranks()
+    k = len(jobs) * rank // size
+    return jobs[k:] + jobs[:k]
+
+
+def map_records(paths, compute, folder=None, load=None, keep_file=False, workers=1, desc="records", progress=True,
+                what="results", fallback="computing without a cache"):
+    """`compute(read_record(path))` of every MAT file, cached per record under `folder` (None: no cache).
+
+    Returns (a list of one item per path: the value, or with `keep_file` its cache file; None for an unreadable
+    record, {path: problem} of those). `load(cache file)` returns what a cached record gives (its value, or the
+    file itself), or None when the file is missing or not well-formed: the record is then computed again. With
+    `workers` > 1 the records not cached are computed by that many forked processes (results in order); cached
+    ones are only read, here. A folder that cannot be written warns once ("cannot cache `what`; `fallback`").
+    """
+    paths = [Path(p) for p in paths]
+    out, bad, jobs = [None] * len(paths), {}, []  # bad: {index: problem}
+    warned = False
+
+    def warn(reason):
+        nonlocal warned
+        if not warned:
+            log.warning(f"{folder}: cannot cache {what} there ({reason}); {fallback}")
+        warned = True
+
+    if folder is not None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            warn(e.strerror or str(e))
+            folder = None
+    bar = tqdm(total=len(paths), desc=desc, unit="rec", leave=False, disable=not progress)
+    try:
+        for i, path in enumerate(paths):
+            try:
+                cached = _cache_file(folder, path) if folder is not None else None
+            except OSError:  # the record is missing: read_record says so below
+                cached = None
+            hit = load(cached) if cached is not None and load is not None else None
+            if hit is None:
+                jobs.append((i, path, cached))
+            else:
+                out[i] = hit
+                bar.update()
+        jobs = _rank_order(jobs)
+        workers = max(1, min(workers, len(jobs)))
+        global _TASK
+        pool, saved = None, _TASK
+        if workers > 1:  # fork: the workers need nothing pickled, and a script's __main__ (Paddle) is not re-imported
+            pool = multiprocessing.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(compute, keep_file))
+            results = pool.imap_unordered(_run_job, jobs, chunksize=max(1, min(16, len(jobs) // (8 * workers))))
+        else:
+            _TASK = (compute, keep_file)
+            results = map(_run_job, jobs)
+        try:
+            for i, value, problem, cache_error in results:
+                if problem is not None:
+                    bad[i] = problem
+                else:
+                    out[i] = value
+                if cache_error is not None:
+                    warn(cache_error)
+                bar.update()
+        except BaseException:  # an error or Ctrl-C: do not wait for the records still queued
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+                pool = None
+            raise
+        finally:
+            _TASK = saved
+            if pool is not None:  # close + join, not terminate: workers forked from Paddle report SIGTERM loudly
+                pool.close()
+                pool.join()
     finally:
-        main.__dict__.update(saved)
-        if "__spec__" not in saved:
-            del main.__spec__
+        bar.close()
+    return out, {str(paths[i]): bad[i] for i in sorted(bad)}
 
 
-def features_for_records(paths, cache_dir=None, progress=True, workers=None):
+def features_for_records(paths, cache_dir=None, progress=True, workers=1):
     """Measurements of the MAT files `paths` -> (float32 (N, F), {path: problem} of unreadable records).
 
     An unreadable record gets a row of NaN. With `cache_dir`, each record's row is kept as
     `<cache_dir>/<cache_key()>/<split folder>/<stem>.<size>-<mtime_ns>.npy` and reused while the MAT file keeps
-    that size and modification time. POOL_MIN_RECORDS or more records to measure are measured by `workers`
-    processes (default: one per core); fewer, here (starting the processes would cost more than it saves).
+    that size and modification time. `workers` > 1 measures that many records at once (processes).
     """
-    paths = [Path(p) for p in paths]
-    X = np.full((len(paths), len(measurements.FEATURE_NAMES)), np.nan, dtype=np.float32)
-    bad = {}
     folder = Path(cache_dir) / cache_key() if cache_dir is not None else None
-    todo = []  # (index, cache file or None) of the records to measure
-    for i, path in enumerate(paths):
-        try:
-            cached = _cache_file(folder, path) if folder is not None else None
-        except OSError:  # the record is missing: read_record says so when it is measured
-            cached = None
-        row = _load_cached(cached) if cached is not None else None
-        if row is None:
-            todo.append((i, cached))
-        else:
+    rows, bad = map_records(paths, lambda sig: measurements.extract_features(sig), folder, _load_cached,
+                            workers=workers, desc="ECG measurements", progress=progress, what="measurements",
+                            fallback="measuring without a cache")
+    X = np.full((len(rows), len(measurements.FEATURE_NAMES)), np.nan, dtype=np.float32)
+    for i, row in enumerate(rows):
+        if row is not None:
             X[i] = row
-    workers = max(1, os.cpu_count() or 1) if workers is None else max(1, workers)
-    todo_paths = [paths[i] for i, _ in todo]
-    bar = dict(total=len(todo), desc="ECG measurements", unit="rec", leave=False, disable=not progress)
-    if workers > 1 and len(todo) >= POOL_MIN_RECORDS:
-        # spawn, not fork: the caller may have threads running (Paddle's), which a forked child must not inherit
-        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as ex:
-            with _workers_skip_main():  # map submits every task now, which starts the workers
-                results = ex.map(_measure, todo_paths, chunksize=16)
-            results = list(tqdm(results, **bar))
-    else:
-        results = (_measure(p) for p in tqdm(todo_paths, **bar))
-    for (i, cached), (row, problem) in zip(todo, results):
-        if row is None:
-            bad[str(paths[i])] = problem
-            continue
-        X[i] = row
-        if cached is not None and folder is not None:
-            try:
-                _save_cached(cached, row, paths[i].stem)
-            except OSError as e:  # a read-only data folder: measure every time rather than fail
-                log.warning(f"{folder}: cannot cache measurements there ({e.strerror}); measuring without a cache")
-                folder = None
     return X, bad

@@ -16,7 +16,8 @@ def build_loaders(train_ds, val_ds, batch_size, seed, num_workers, world):
     sampler = SeededBatchSampler(train_ds, batch_size, seed, drop_last=drop_last)
     loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=num_workers, return_list=True,
                         persistent_workers=num_workers > 0)
-    val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=min(num_workers, 2), return_list=True)
+    val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=min(num_workers, 2), return_list=True,
+                            persistent_workers=num_workers > 0)  # not restarted at every evaluation
     return sampler, loader, val_loader
 
 
