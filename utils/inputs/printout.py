@@ -336,10 +336,11 @@ class PdfWriter:
         self._obj(img, (f"<< /Type /XObject /Subtype /Image /Width {w} /Height {h} /BitsPerComponent {BITS} "
                         f"/ColorSpace [/Indexed /DeviceRGB {n_colors - 1} <{palette.hex()}>] /Filter /FlateDecode "
                         f"/Length {len(data)} >>").encode(), data)
-        pw, ph = self.sheet.width_mm * 72 / 25.4, self.sheet.height_mm * 72 / 25.4
-        ops = f"q {pw:.2f} 0 0 {ph:.2f} 0 0 cm /Im0 Do Q".encode()
+        # the exact size in points, rounded down at the 4th decimal: rendered at the page's own dpi it is its pixels
+        pw, ph = (int(v * 72 / 25.4 * 1e4) / 1e4 for v in (self.sheet.width_mm, self.sheet.height_mm))
+        ops = f"q {pw:.4f} 0 0 {ph:.4f} 0 0 cm /Im0 Do Q".encode()
         self._obj(content, f"<< /Length {len(ops)} >>".encode(), ops)
-        self._obj(pg, (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {pw:.2f} {ph:.2f}] "
+        self._obj(pg, (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {pw:.4f} {ph:.4f}] "
                        f"/Resources << /XObject << /Im0 {img} 0 R >> >> /Contents {content} 0 R >>").encode())
         self.page_ids.append(pg)
 
