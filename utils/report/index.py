@@ -175,7 +175,7 @@ def write_index(path, rows, summary):
     if wrong is not None:
         facts.insert(1, f"{wrong} wrong")
     control = ('<label><input type="checkbox" id="errors-only"> only wrong answers</label>' if truth and answers
-               else "<span>(no answers and truth to compare: nothing is marked right or wrong)</span>")
+               else "<span>(no answers and truth to compare: nothing is marked right or wrong)</span>") + "."
     title = summary.get("title") or "ECG printouts"
     legend = ("Task 2 columns: " + ", ".join(f"{s} {c}" for s, c in zip(SHORT, CLASS_NAMES)) + "; bold: answered."
               if answers and task == 2 else "")

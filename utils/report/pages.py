@@ -94,8 +94,9 @@ def _p(v):
 
 
 # -- one page ---------------------------------------------------------------------------------------------------
-def _wrap(canvas, text, width_mm, size_mm, bold=False, sep=" "):
-    """Greedy line breaks of `text` at `sep` to fit `width_mm`."""
+def _wrap(canvas, text, width_mm, size_mm, bold=False, sep=" ", max_lines=None):
+    """Greedy line breaks of `text` at `sep` to fit `width_mm`; at most `max_lines`, the last ending in "…" when
+    text was left out."""
     lines, cur = [], ""
     for word in text.split(sep):
         trial = word if not cur else cur + sep + word
@@ -104,7 +105,11 @@ def _wrap(canvas, text, width_mm, size_mm, bold=False, sep=" "):
             cur = word
         else:
             cur = trial
-    return lines + ([cur] if cur else [])
+    lines += [cur] if cur else []
+    if max_lines and len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1].rstrip(", ") + " …"
+    return lines
 
 
 def _header_left(canvas, name, source, lines, title):
@@ -156,14 +161,16 @@ def _header_answer(canvas, verdict, truth, x, x_end):
     y = 27.0
     if verdict.fallback:
         for line in _wrap(canvas, f"no model could read this record ({verdict.fallback}): answered with the training "
-                                  f"set's most frequent answer", x_end - x, 2.6)[:3]:
+                                  f"set's most frequent answer", x_end - x, 2.6, max_lines=3):
             canvas.text(x, y, line, size_mm=2.6, ink="wrong")
             y += 3.4
         return
     # the table: answered classes (Task 1: P(abnormal)) and, with the truth, the true ones not answered
+    max_rows = 5
     rows = sorted(answer_set(task, verdict.answer)) if task == 2 else [0]
-    if truth is not None and task == 2:
-        rows += sorted(answer_set(task, truth) - set(rows))
+    missed = sorted(answer_set(task, truth) - set(rows)) if truth is not None and task == 2 else []
+    hidden = max(0, len(rows) + len(missed) - max_rows)
+    rows = rows[:max(0, max_rows - len(missed))] + missed[:max_rows]  # the missed ones are always shown
     cols = _member_columns(verdict)
     xs = [x, x + 44.0, x + 55.0] + [x + 71.0 + 12.0 * i for i in range(len(cols))]
     mark_x = (xs[-1] + (22.0 if cols and cols[0][0] == "members" else 12.0)) if cols else x + 71.0
@@ -173,8 +180,7 @@ def _header_answer(canvas, verdict, truth, x, x_end):
     if truth is not None and task == 2:
         canvas.text(mark_x, y, "truth", size_mm=2.6, ink="muted")
     y += 3.8
-    max_rows = 5
-    for k in rows[:max_rows]:
+    for k in rows:
         cells = [names[k] if task == 2 else "P(abnormal)", _p(verdict.probs[k]), _p(verdict.thresholds[k])]
         cells += [_member_text(ps, k) for _, ps in cols]
         answered = k in answer_set(task, verdict.answer) if task == 2 else True
@@ -185,13 +191,13 @@ def _header_answer(canvas, verdict, truth, x, x_end):
             mark, ink = (("✓", "right") if true else ("✗ not true", "wrong")) if answered else ("✗ missed", "wrong")
             canvas.text(mark_x, y, mark, size_mm=3.0, bold=True, ink=ink)
         y += 4.0
-    if len(rows) > max_rows:
-        canvas.text(x, y, f"+ {len(rows) - max_rows} more (printouts.json)", size_mm=2.6, ink="muted")
+    if hidden:
+        canvas.text(x, y, f"+ {hidden} more (printouts.json)", size_mm=2.6, ink="muted")
         y += 3.6
     if cols:
         legend = ("   ".join(f"{c} {label}" for c, ps in cols for label in ps) if cols[0][0] != "members"
                   else f"members: the lowest–highest of {len(verdict.members)}: " + ", ".join(verdict.members))
-        for line in _wrap(canvas, legend, x_end - x, 2.4)[:2]:
+        for line in _wrap(canvas, legend, x_end - x, 2.4, max_lines=2):
             canvas.text(x, y, line, size_mm=2.4, ink="muted")
             y += 3.0
 
@@ -202,7 +208,7 @@ def _header_truth(canvas, task, answer, truth, x, x_end):
         canvas.text(x, 20.5, "not in the truth file", size_mm=3.0, ink="muted")
         return
     y = 20.5
-    for line in _wrap(canvas, answer_text(task, truth), x_end - x, 3.2, sep=", ")[:3]:
+    for line in _wrap(canvas, answer_text(task, truth), x_end - x, 3.2, sep=", ", max_lines=3):
         canvas.text(x, y, line, size_mm=3.2, bold=True)
         y += 4.0
     if answer is None:
@@ -219,7 +225,7 @@ def _header_truth(canvas, task, answer, truth, x, x_end):
         for label, ks in (("missed", want - got), ("not true", got - want)):
             if ks:
                 for line in _wrap(canvas, f"{label}: " + ", ".join(CLASS_NAMES[k] for k in sorted(ks)), x_end - x,
-                                  2.6, sep=", ")[:2]:
+                                  2.6, sep=", ", max_lines=3):
                     canvas.text(x, y, line, size_mm=2.6, ink="wrong")
                     y += 3.3
 
@@ -228,7 +234,7 @@ def _unreadable(canvas, problem):
     s = canvas.sheet
     x0, x1 = s.grid_left + 30, s.grid_left + s.grid_width - 30
     y0 = s.grid_top + 35
-    lines = _wrap(canvas, problem, x1 - x0 - 10, 3.5)[:6]
+    lines = _wrap(canvas, problem, x1 - x0 - 10, 3.5, max_lines=6)
     canvas.rect(x0, y0, x1, y0 + 22 + 4.8 * len(lines), "wrong_bg", outline="wrong", width_px=5)
     canvas.text(x0 + 5, y0 + 5, "This record could not be read", size_mm=7.0, bold=True, ink="wrong")
     for k, line in enumerate(lines):
