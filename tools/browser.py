@@ -4,7 +4,10 @@ download (Selenium Manager is not asked for anything).
 
     driver = chromium(width, height)   # or raises BrowserUnavailable saying what is missing
     why = unavailable()                # None, or why no browser can be driven here
+
+    python tools/browser.py PAGE.html SHOT.png [--width 1400] [--height 1000]   # a screenshot of a local page
 """
+import importlib.util
 import os
 import shutil
 
@@ -32,9 +35,7 @@ def _which(names, env):
 
 def unavailable():
     """None when a browser, its driver and Selenium are all here; else why not."""
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         return "the selenium package is not installed (pip install -r requirements.txt)"
     if not _which(BROWSERS, "CHROMIUM"):
         return "no Chromium found (Debian: apt-get install chromium chromium-driver; or set $CHROMIUM)"
@@ -77,3 +78,26 @@ def screenshot(page, png, width=1400, height=1000):
         return driver.get_log("browser")
     finally:
         driver.quit()
+
+
+def main(argv=None):
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(description="A screenshot of a local page (e.g. a printouts index.html) in headless Chromium.")
+    p.add_argument("page")
+    p.add_argument("png")
+    p.add_argument("--width", type=int, default=1400)
+    p.add_argument("--height", type=int, default=1000)
+    a = p.parse_args(argv)
+    try:
+        log = screenshot(a.page, a.png, a.width, a.height)
+    except BrowserUnavailable as e:
+        sys.exit(f"error: {e}")
+    errors = [e for e in log if e.get("level") == "SEVERE"]
+    print(f"screenshot: {a.png}" + (f" (the page's console errors: {errors})" if errors else ""))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
