@@ -104,7 +104,7 @@ def _cell(text, sort=None, cls=None, raw=False):
     return f"<td{attrs}>{text if raw else html.escape(str(text))}</td>"
 
 
-def _num(v, digits=2):
+def _num(v, digits=3):
     return ("", "") if v is None else (f"{v:.{digits}f}", f"{v:.6g}")
 
 

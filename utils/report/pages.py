@@ -90,7 +90,7 @@ def measurement_lines(m):
 
 
 def _p(v):
-    return "—" if v is None or not math.isfinite(v) else f"{v:.2f}"
+    return "—" if v is None or not math.isfinite(v) else f"{v:.3f}"
 
 
 # -- one page ---------------------------------------------------------------------------------------------------
@@ -142,7 +142,7 @@ def _member_text(ps, k):
     vals = [p[k] for p in ps.values() if p is not None]
     if not vals:
         return "—"
-    return _p(vals[0]) if len(ps) == 1 else f"{min(vals):.2f}–{max(vals):.2f}"
+    return _p(vals[0]) if len(ps) == 1 else f"{min(vals):.3f}–{max(vals):.3f}"
 
 
 def _header_answer(canvas, verdict, truth, x, x_end):
@@ -241,6 +241,15 @@ def _unreadable(canvas, problem):
         canvas.text(x0 + 5, y0 + 16 + 4.8 * k, line, size_mm=3.5, ink="wrong")
 
 
+def _shown_path(path):
+    """A record's path as the page prints it: relative to the working directory when inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def draw_page(name, record, verdict=None, truth=None, task=1, sheet=A4, title="", source=None, truth_known=None):
     """(Canvas, info) of one record's page. `record`: a MAT path or a (12, N) array in mV; `verdict`: the model's
     answer (None: drawn without one); `truth`: the record's true label (None: not known; with `truth_known` the
@@ -254,7 +263,7 @@ def draw_page(name, record, verdict=None, truth=None, task=1, sheet=A4, title=""
     if isinstance(record, np.ndarray):
         sig = record
     else:
-        source = str(record) if source is None else source
+        source = _shown_path(record) if source is None else source
         try:
             sig = read_record(record)
         except ECGDataError as e:
