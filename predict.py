@@ -2,7 +2,7 @@
 (+ answer.zip to submit).
 
     python predict.py [--task 1|2] --data-dir RAW_DIR --dataset-dir DATASET_DIR --model DIR [DIR ...] --out ANSWER_CSV
-                      [--weights W1,W2,...] [--truth FILE] [--export DIR]
+                      [--weights W1,W2,...] [--truth FILE] [--export DIR] [--printouts DIR]
 
 The test records are the MAT files in RAW_DIR/val/: each gets exactly one row, sorted by name. Each --model reads
 its own input (a picture model the pictures in DATASET_DIR/val, a signal model the records themselves) with its
@@ -11,7 +11,9 @@ own preprocessing; several models are fused: the mean of their probabilities (we
 members' out-of-fold validation predictions (utils/scoring/fusion.py). A record no model
 could read gets the training set's most frequent answer, with a warning and a line in the report. --model may
 also be a directory written by --export (Paddle Inference). A Task 2 model also writes the Task 1 answer
-(abnormal = anything but "normal" alone) as ANSWER_CSV with _task1 before the extension.
+(abnormal = anything but "normal" alone) as ANSWER_CSV with _task1 before the extension. --printouts DIR also
+draws every test record as an electrocardiograph prints it, with its measurements and the answer (and, with
+--truth, the true labels and a mark where the answer is wrong), and DIR/index.html (utils/report/).
 """
 from utils.runtime import configure_cpu_threads
 
@@ -36,6 +38,7 @@ from utils.runtime import get_logger, run_script, select_device, worker_count  #
 from utils.scoring.fusion import Fusion, parse_weights  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.plots import plot_per_class  # noqa: E402
+from utils.report.pages import PDF_MODES  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
 # -- configuration (every constant is also a flag: MODEL -> --model) -----------------------------------------
@@ -53,6 +56,9 @@ REPORT = ""  # default: predict_report.json beside the model directory (output/p
 EXPORT = ""  # also save a static inference model (paddle.jit.save) to this directory
 DEVICE = "auto"
 TENSORRT = False  # exported models on GPU: use TensorRT
+PRINTOUTS = ""  # also draw a printed page per test record (ECG, measurements, answer) and index.html in this folder
+PRINTOUT_WORKERS = 0  # printouts: processes drawing pages (0: every core)
+PRINTOUT_PDF = "each"  # printouts: a PDF per record (each), one printouts.pdf (all) or PNG only (none)
 # ------------------------------------------------------------------------------------------------------------
 
 
@@ -130,7 +136,8 @@ def score(task, cfg, names, probs, thresholds, fallback):
 
 
 def main(argv=None):
-    cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__)
+    cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__,
+                       choices={"PRINTOUT_PDF": PDF_MODES})
     log = get_logger()
     t0 = time.time()
     task = get_task(cfg["TASK"])
@@ -171,6 +178,10 @@ def main(argv=None):
               "fallback": [{"name": n, "reason": r, "answer": fallback} for n, r in missing.items()]}
     if fusion is not None:
         report["fusion"] = fusion.report
+    labels = member_labels(members)
+    if cfg["PRINTOUTS"]:
+        report["printouts"] = str(draw_printouts(cfg, task, names, answers, probs, thresholds, results, labels,
+                                                 missing, fusion, log))
 
     report_path = Path(cfg["REPORT"]) if cfg["REPORT"] else members[0][0].parent / "predict_report.json"
     if metrics is not None:
@@ -182,7 +193,7 @@ def main(argv=None):
             plot_per_class(metrics["per_class"], fig, f"test ({metrics['n']} records)")
             report["per_class_figure"] = str(fig)
         if len(results) > 1:
-            report["members"] = score_members(task, cfg, names, results, metrics, log)
+            report["members"] = score_members(task, cfg, names, results, labels, metrics, log)
     report["probabilities"] = str(write_probabilities(task, report_path, names, results, probs))
     report["seconds"] = round(time.time() - t0, 2)
     write_text(report_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
@@ -202,18 +213,54 @@ def write_probabilities(task, report_path, names, results, fused):
     return path
 
 
-def score_members(task, cfg, names, results, fused_metrics, log):
+def member_labels(members):
+    """How tables and printouts name each model: its family and validation fold ("features (fold 0)"), with its
+    directory's parent folder added where two would read alike ("resnet50 (fold 0, kfold_a)")."""
+    labels = [card.label for _, card in members]
+    return [f"{label[:-1]}, {d.parent.name})" if labels.count(label) > 1 and label.endswith(")")
+            else f"{label} ({d.parent.name})" if labels.count(label) > 1 else label
+            for label, (d, _) in zip(labels, members)]
+
+
+def score_members(task, cfg, names, results, labels, fused_metrics, log):
     """Each member scored alone (its own thresholds) beside the fusion: a table in the log, a list in the report."""
     rows = []
-    for r in results:
+    for r, label in zip(results, labels):
         card = r["card"]
         _, m, _ = score(task, cfg, names, r["probs"], card.thresholds, card.fallback_answer)
-        rows.append({"model": str(r["dir"]), "arch": card.arch, "metrics": m})
+        rows.append({"model": str(r["dir"]), "label": label, "arch": card.arch, "metrics": m})
     keys = task.headline
-    log.info(f"{'model':<50} " + " ".join(f"{k:>10}" for k in keys))
-    for label, m in [(f"{r['model']} ({r['arch']})", r["metrics"]) for r in rows] + [("fusion", fused_metrics)]:
-        log.info(f"{label[-50:]:<50} " + " ".join(f"{fmt(m[k]):>10}" for k in keys))
+    width = max(len("fusion"), *(len(r["label"]) for r in rows))
+    log.info(f"{'model':<{width}} " + " ".join(f"{k:>10}" for k in keys))
+    for label, m in [(r["label"], r["metrics"]) for r in rows] + [("fusion", fused_metrics)]:
+        log.info(f"{label:<{width}} " + " ".join(f"{fmt(m[k]):>10}" for k in keys))
     return rows
+
+
+FUSION_TEXT = {"mean": "mean of {} models", "weights": "weighted mean of {} models", "stacking": "stacking of {} models"}
+
+
+def draw_printouts(cfg, task, names, answers, probs, thresholds, results, labels, missing, fusion, log):
+    """A printed page per test record with its answer (utils/report/), and the index; returns the index's path.
+    A record no model could read still gets its page: the fallback answer, and why its record could not be read."""
+    from utils.report.pages import Verdict, read_truth, write_printouts
+
+    t = np.atleast_1d(np.asarray(thresholds, dtype=np.float64)).tolist()
+    method = FUSION_TEXT.get(fusion.report.get("method"), "fusion of {} models").format(len(results)) if fusion else ""
+
+    def member_probs(n):
+        if len(results) == 1:
+            return {}
+        return {label: (np.atleast_1d(r["probs"][n]).astype(float).tolist() if n in r["probs"] else None)
+                for label, r in zip(labels, results)}
+
+    verdicts = {n: Verdict(task.number, a, np.atleast_1d(probs[n]).astype(float).tolist() if n in probs else None, t,
+                           member_probs(n), missing.get(n), method) for n, a in zip(names, answers)}
+    truth = read_truth(cfg["TRUTH"], task.number) if cfg["TRUTH"] else None
+    who = f"the {method}: " + ", ".join(labels) if fusion else labels[0]
+    return write_printouts(cfg["PRINTOUTS"], {n: Path(cfg["DATA_DIR"]) / "val" / f"{n}.mat" for n in names}, verdicts,
+                           truth, task.number, cfg["PRINTOUT_WORKERS"], cfg["PRINTOUT_PDF"],
+                           f"answers of {who}", log=log.info)
 
 
 if __name__ == "__main__":

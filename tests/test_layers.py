@@ -1,9 +1,11 @@
 """The architecture's import rules (README's Layout): utils/ is layered, each layer importing only those below it.
 
-    base (utils/*.py: errors, atomic, config, runtime, artifacts)  <  ecg  <  inputs, scoring  <  training
+    base (utils/*.py: errors, atomic, config, runtime, artifacts)  <  ecg  <  inputs, scoring  <  report, training
 
-utils/ecg/ imports no Paddle; the converters and tools/measure.py import only utils/ecg/ and the base; predict.py
-never loads utils/training/, not even through another module."""
+report (the printouts a person reads: pages and their index) draws with inputs' printout renderer and reads records
+and measurements from ecg, but not scoring (which loads Paddle) or training: predict.py and tools/printout.py use
+it, the latter with no model. utils/ecg/ imports no Paddle; the converters and tools/measure.py import only
+utils/ecg/ and the base; predict.py never loads utils/training/, not even through another module."""
 import ast
 import subprocess
 import sys
@@ -18,6 +20,7 @@ ALLOWED = {  # layer -> the utils layers its modules may import
     "ecg": {"base", "ecg"},
     "inputs": {"base", "ecg", "inputs"},
     "scoring": {"base", "ecg", "scoring"},
+    "report": {"base", "ecg", "inputs", "report"},
     "training": {"base", "ecg", "inputs", "scoring", "training"},
 }
 
@@ -79,3 +82,14 @@ def test_predict_never_loads_the_training_layer():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]", f"predict.py loads {r.stdout.strip()}"
+
+
+def test_printouts_need_no_paddle_and_no_model():
+    """tools/printout.py draws any records with no model: utils/report/ and it load neither Paddle nor models/."""
+    code = ("import sys, importlib, pkgutil, utils.report\n"
+            "for m in pkgutil.iter_modules(utils.report.__path__): importlib.import_module('utils.report.' + m.name)\n"
+            "import utils.inputs.printout, tools.printout\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'models')))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]", f"utils/report/ or tools/printout.py loads {r.stdout.strip()}"

@@ -136,6 +136,11 @@ def test_main_command_end_to_end_on_a_few_records(tmp_path):
     assert "test F1" in r.stdout and f"submission: {tmp_path / 'out' / 'answer.zip'}" in r.stdout
     table = r.stdout[r.stdout.index("test F1"):].splitlines()
     assert [line.split()[0] for line in table[1:5]] == ["resnet50", "resnet1d", "features", "fusion"]  # every model, their fusion
+    assert all("(fold 0)" in line for line in table[1:4]), table  # named by family and fold, not a cut path
+    index = tmp_path / "out" / "printouts" / "index.html"
+    assert f"printouts: {index}" in r.stdout and index.is_file()  # a printed page per test record, and their index
+    pages = json.loads((index.parent / "printouts.json").read_text())["records"]
+    assert sorted(p["name"] for p in pages) == sorted(truth["name"]) and all((index.parent / p["page"]).is_file() for p in pages)
     report = json.loads((tmp_path / "out" / "predict_report.json").read_text())
     assert len(report["models"]) == 3 and report["fusion"]["out_of_fold"]["n"] > 0
     assert len(pd.read_csv(tmp_path / "out" / "answer.csv")) == 4

@@ -1,7 +1,8 @@
 """The main job on the embedded sample, sized for a 2-core CPU (under 10 minutes): process.py -> train.py for the
 picture model (ResNet50), the signal model (resnet1d) and the features model (ECG measurements + gradient boosting)
--> predict.py with the three fused, then print each model's and the fusion's test F1/AUC and the path of answer.zip
-(the fusion's answer).
+-> predict.py with the three fused, then print each model's and the fusion's test F1/AUC, the path of answer.zip
+(the fusion's answer) and that of the printouts' index (OUTPUT_DIR/printouts/index.html: every test record as an
+electrocardiograph prints it, with the fusion's answer).
 
     python tools/run_sample.py [--iters 120] [--signal-iters 150] [--image-size 224] [--batch-size 8] [--pretrained auto|none|PATH]
 
@@ -73,7 +74,8 @@ def main(argv=None):
                                                  "--output-dir", str(features_out), "--overwrite"]),
     }
     predict = ["predict.py", "--data-dir", data_dir, "--dataset-dir", dataset_dir, "--model", str(out / "best_model"),
-               str(signal_out / "best_model"), str(features_out / "best_model"), "--out", str(answer)]
+               str(signal_out / "best_model"), str(features_out / "best_model"), "--out", str(answer),
+               "--printouts", str(out / "printouts")]
     truth = Path(data_dir) / "val_reference.csv"
     if truth.exists():
         predict += ["--truth", str(truth)]
@@ -82,13 +84,15 @@ def main(argv=None):
     report = json.loads((out / "predict_report.json").read_text())
     print("\n=== done: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
     if "metrics" in report:
-        rows = [(m["arch"], m["metrics"]) for m in report.get("members", [])]
+        rows = [(m.get("label", m["arch"]), m["metrics"]) for m in report.get("members", [])]
         print(f"{'model':<28} {'test F1':>8} {'ROC AUC':>8}   ({report['metrics']['n']} test records, pretrained {pretrained})")
         for name, m in rows + [("fusion (mean)", report["metrics"])]:
             auc = "n/a" if m["auc"] is None else f"{m['auc']:.4f}"  # undefined when the test set has one class
             print(f"{name:<28} {m['f1']:>8.4f} {auc:>8}")
         print("54 training records make this a smoke run of the pipeline, not a model: see README's benches for accuracy.")
     print(f"submission: {report['zip']}")
+    if report.get("printouts"):
+        print(f"printouts: {report['printouts']} (open it in a browser: a page per test record)")
 
 
 if __name__ == "__main__":

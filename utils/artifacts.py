@@ -59,6 +59,12 @@ class ModelCard:
     config: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)  # anything else a family records (fit_seconds, ...)
 
+    @property
+    def label(self):
+        """How tables name this model: its architecture and validation fold, e.g. "features (fold 0)"."""
+        fold = (self.config or {}).get("VAL_FOLD")
+        return self.arch if fold is None else f"{self.arch} (fold {fold})"
+
     def to_json(self):
         d = asdict(self)
         return {**{k: v for k, v in d.items() if k != "extra"}, **d["extra"]}

@@ -65,19 +65,33 @@ def plot_per_class(rows, path, title):
     _save(fig, path, plt)
 
 
-def plot_importance(df, path, title):
-    """Bar charts of the most important measurements per class (DataFrame class, feature, importance, std)."""
+def plot_importance(df, path, title, n_records=None):
+    """Bar charts of the most important measurements per class (DataFrame class, feature, importance, std). A class
+    whose measurements all leave the validation score unchanged when shuffled, or a fold where no class could be
+    measured at all, says so on the figure (a validation fold of a few records measures nothing) instead of
+    showing empty axes. `n_records`: the validation fold's size, for that message."""
     plt = _pyplot()
+    fold = f"the validation fold ({n_records} records)" if n_records is not None else "the validation fold"
     classes = list(dict.fromkeys(df["class"]))
     if not classes:
-        return None
+        fig, ax = plt.subplots(figsize=(8, 3))
+        _say(ax, f"Nothing measured: in {fold} no class has both positives and negatives,\n"
+                 f"so ROC AUC, and the drop in it when a measurement is shuffled, is undefined.\n"
+                 f"Validate on more records (a larger --num-folds fold, or more data).")
+        fig.suptitle(title)
+        _save(fig, path, plt)
+        return path
     cols = min(3, len(classes))
     rows = (len(classes) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.2 * rows), squeeze=False)
     for ax, cls in zip(axes.flat, classes):
         d = df[df["class"] == cls].iloc[::-1]
-        ax.barh(d["feature"], d["importance"], xerr=d["std"], color="tab:blue")
         ax.set_title(cls, fontsize=10)
+        if not (d["importance"].abs() > 1e-12).any():
+            _say(ax, f"No measurement changes the validation ROC AUC\nwhen shuffled: {fold} is too small\n"
+                     f"to measure importance (not a sign that\nthe measurements do not matter).")
+            continue
+        ax.barh(d["feature"], d["importance"], xerr=d["std"], color="tab:blue")
         ax.tick_params(labelsize=7)
         ax.set_xlabel("drop in ROC AUC when shuffled", fontsize=8)
     for ax in list(axes.flat)[len(classes):]:
@@ -85,3 +99,10 @@ def plot_importance(df, path, title):
     fig.suptitle(title)
     _save(fig, path, plt)
     return path
+
+
+def _say(ax, text):
+    """An axis that carries a message instead of a plot."""
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=9, wrap=True, transform=ax.transAxes,
+            bbox={"boxstyle": "round", "facecolor": "#fff4e0", "edgecolor": "#d9a441"})
