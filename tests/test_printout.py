@@ -143,11 +143,14 @@ def test_header_shows_the_measurement_tools_values(tmp_path):
     m = global_measurements(read_record(path))
     canvas, info = draw_page("ptbxl_09549", path)
     h = info["header"]
-    assert h["Heart rate"] == f"{m['hr']:.0f} bpm" and h["QRS"] == f"{m['qrs_dur']:.0f} ms"
-    assert h["PR"] == f"{m['pr']:.0f} ms" and h["QT"] == f"{m['qt']:.0f} ms" and h["QTc Bazett"] == f"{m['qtc']:.0f} ms"
-    assert h["QTc Fridericia"] == f"{m['qtc_fridericia']:.0f} ms" and h["P duration"] == f"{m['p_dur']:.0f} ms"
-    assert h["P / QRS / T axes"] == f"{m['p_axis']:.0f}° / {m['qrs_axis']:.0f}° / {m['t_axis']:.0f}°"
-    assert info["measurements"] == pytest.approx({k: float(v) for k, v in m.items()})
+    def shown(key, unit=""):  # the tool's value as the page prints it: a dash where it is undefined
+        return "—" if not np.isfinite(m[key]) else f"{m[key]:.0f}{unit}"
+    assert h["Heart rate"] == shown("hr", " bpm") and h["QRS"] == shown("qrs_dur", " ms")
+    assert h["PR"] == shown("pr", " ms") and h["QT"] == shown("qt", " ms") and h["QTc Bazett"] == shown("qtc", " ms")
+    assert h["QTc Fridericia"] == shown("qtc_fridericia", " ms") and h["P duration"] == shown("p_dur", " ms")
+    assert h["P / QRS / T axes"] == f"{shown('p_axis', '°')} / {shown('qrs_axis', '°')} / {shown('t_axis', '°')}"
+    assert np.isfinite(m["hr"]) and np.isfinite(m["qrs_dur"]) and np.isfinite(m["qt"])  # a real record: measured
+    assert info["measurements"] == pytest.approx({k: (float(v) if np.isfinite(v) else None) for k, v in m.items()})
     ink = canvas.ink
     assert (ink[:A4.px(A4.grid_top - 2), :A4.px(90)] == INK["text"]).sum() > 2000  # the header is drawn
     nan = draw_page("flat", np.zeros((12, 5000), np.float32))[1]  # nothing to measure: dashes, not "nan"
