@@ -53,6 +53,13 @@ def children(pid=None):
     return found
 
 
+def forget_shared_memory(pids):
+    """Remove the shared-memory batches of killed workers (Paddle's /dev/shm/paddle_<pid>_*): nobody else will."""
+    for pid in pids:
+        for f in Path("/dev/shm").glob(f"paddle_{pid}_*"):
+            f.unlink(missing_ok=True)
+
+
 def alive(pids):
     return {p for p in pids if Path(f"/proc/{p}").exists() and
             Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")}
@@ -71,10 +78,12 @@ def test_the_suite_has_a_per_test_time_limit(pytestconfig):
 def test_a_stuck_loader_ends_in_an_error_naming_it(workers):
     before = children()
     loader = make_loader(Numbers(stuck=5), "stuck", timeout=3, batch_size=2, num_workers=workers)
-    got, t0 = [], time.monotonic()
+    got, t0, started = [], time.monotonic(), set()
     with pytest.raises(DataLoaderError, match=r"^--loader-timeout: DataLoader 'stuck' with .*no batch in 3 s") as e:
         for _, y in loader:
             got.append(y.numpy().tolist())
+            started |= children() - before
+    forget_shared_memory(started)
     assert time.monotonic() - t0 < 30
     assert got == [[0, 1], [2, 3]]  # the batches before the stuck one arrived
     assert ("2 worker processes" in str(e.value)) == (workers == 2)
@@ -98,6 +107,7 @@ def test_a_persistent_loader_whose_worker_died_fails_at_once():
         with pytest.raises(DataLoaderError, match=rf"DataLoader 'persistent' .*pid {victim} exited"):
             list(loader)
         assert time.monotonic() - t0 < 20
+    forget_shared_memory([victim])
 
 
 @pytest.mark.timeout(120, method="thread")
@@ -167,6 +177,7 @@ def test_workers_end_when_their_run_is_killed(tiny_raw, tmp_path):
            "--iters", "100000", "--eval-interval", "100000", "--save-interval", "100000", "--num-workers", "2", *SIGNAL]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    workers = set()
     try:
         deadline = time.monotonic() + 200
         while len(children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
@@ -185,3 +196,4 @@ def test_workers_end_when_their_run_is_killed(tiny_raw, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the run
         except ProcessLookupError:
             pass
+        forget_shared_memory(workers)

@@ -92,8 +92,9 @@ class Loader:
         except StopIteration:
             raise
         except Exception as e:
-            if state["problem"]:
-                raise self._fail(it, state["problem"]) from e
+            problem = state["problem"] or _dead_workers(it)  # Paddle's own error for a dead worker names no loader
+            if problem:
+                raise self._fail(it, problem) from e
             raise
         finally:
             with lock:
@@ -114,10 +115,11 @@ class Loader:
             who, see = "no worker processes", ""
         self._stop(it)
         if problem == TIMED_OUT:
-            problem = f"no batch in {self.timeout:g} s, stopped (a slow or busy machine needs a larger {self.flag}){see}"
+            flag, problem = self.flag, (f"no batch in {self.timeout:g} s, stopped (a slow or busy machine needs a larger "
+                                        f"{self.flag}){see}")
         else:
-            problem += f", stopped (killed from outside, e.g. out of memory, or crashed){see}"
-        return DataLoaderError(f"{self.flag}: DataLoader '{self.name}' with {who}: {problem}")
+            flag, problem = "--num-workers", problem + f", stopped (killed from outside, e.g. out of memory, or crashed){see}"
+        return DataLoaderError(f"{flag}: DataLoader '{self.name}' with {who}: {problem}")
 
     def _stop(self, it):
         if it is None:
