@@ -25,7 +25,6 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from paddle.io import DataLoader  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from models.families import Sources, family_of, list_test_records  # noqa: E402
@@ -34,6 +33,7 @@ from utils.artifacts import ModelCard  # noqa: E402
 from utils.atomic import atomic_path, resolve_dir, write_text  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.errors import CheckpointError, ConfigError  # noqa: E402
+from utils.inputs.loading import DEFAULT_TIMEOUT, make_loader  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device, worker_count  # noqa: E402
 from utils.scoring.fusion import Fusion, parse_weights  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
@@ -51,6 +51,7 @@ OUT = "answer.csv"  # answer.zip is written beside it
 BATCH_SIZE = 16
 NUM_WORKERS = 2
 PREP_WORKERS = 0  # processes that preprocess or measure test records not yet cached (signal, features); 0: one per core
+LOADER_TIMEOUT = 300.0  # seconds the DataLoader may wait for one batch before prediction stops with an error naming it
 TRUTH = ""  # optional labels of the test records (the task's format): prints and saves the scores
 REPORT = ""  # default: predict_report.json beside the model directory (output/predict_report.json)
 EXPORT = ""  # also save a static inference model (paddle.jit.save) to this directory
@@ -75,12 +76,12 @@ def load_predictor(model_dir, card, task, device, log, tensorrt=False):
     return run, model
 
 
-def predict_probs(run, task, dataset, batch_size, num_workers, desc="predict"):
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, return_list=True)
+def predict_probs(run, task, dataset, batch_size, num_workers, desc="predict", timeout=DEFAULT_TIMEOUT):
     probs = []
-    for batch in tqdm(loader, desc=desc, unit="batch"):
-        x = batch[0] if isinstance(batch, (list, tuple)) else batch
-        probs.append(task.probs(run(x.numpy())))
+    with make_loader(dataset, desc, timeout, batch_size=batch_size, shuffle=False, num_workers=num_workers) as loader:
+        for batch in tqdm(loader, desc=desc, unit="batch"):
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            probs.append(task.probs(run(x.numpy())))
     return np.concatenate(probs) if probs else np.zeros(0)
 
 
@@ -111,7 +112,8 @@ def predict_member(model_dir, card, task, cfg, names, device, log):
     src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg["PREP_WORKERS"]))
     dataset, have, missing = family_of(card).test_inputs(card, src, names, model_dir, log)
     run, model = load_predictor(model_dir, card, task, device, log, cfg["TENSORRT"])
-    probs = predict_probs(run, task, dataset, cfg["BATCH_SIZE"], cfg["NUM_WORKERS"], f"predict {card.arch}")
+    probs = predict_probs(run, task, dataset, cfg["BATCH_SIZE"], cfg["NUM_WORKERS"], f"predict {card.arch}",
+                          cfg["LOADER_TIMEOUT"])
     return dict(zip(have, probs)), missing, model
 
 

@@ -28,6 +28,7 @@ from utils.artifacts import IMPORTANCE_FILE, ModelCard  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.errors import ConfigError, ECGDataError  # noqa: E402
 from utils.inputs.draws import derive_seed  # noqa: E402
+from utils.inputs.loading import close_all  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device, worker_count  # noqa: E402
 from utils.scoring.plots import plot_importance  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
@@ -58,6 +59,7 @@ VAL_FOLD = 0  # which fold validates (k-fold: run 0..NUM_FOLDS-1)
 PRETRAINED = "auto"  # auto (ImageNet via Paddle's download/cache) | none | path/to/weights.pdparams
 NUM_WORKERS = 4  # DataLoader worker processes
 PREP_WORKERS = 0  # processes that preprocess or measure records not yet cached (resnet1d, features); 0: one per core (of this rank)
+LOADER_TIMEOUT = 300.0  # seconds a DataLoader may wait for one batch before the run stops with an error naming it
 SEED = 2021  # fixes the split, initial weights, sample order and every augmentation draw
 LOG_ITERS = 10
 EVAL_INTERVAL = 0  # iterations between evaluations; 0 = once per epoch
@@ -129,60 +131,64 @@ def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, worl
     it goes; resumable exactly from any checkpoint."""
     src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg.get("PREP_WORKERS", 0)))
     train_ds, val_ds, card.input = family.datasets(task, labelled, train_df, val_df, src, cfg["IMAGE_SIZE"], log)
-    sampler, loader, val_loader = build_loaders(train_ds, val_ds, cfg["BATCH_SIZE"], cfg["SEED"], cfg["NUM_WORKERS"], world)
-    model = family.build(cfg["ARCH"], task.num_outputs, cfg["PRETRAINED"])
-    scheduler = build_scheduler(cfg["LR"], cfg["ITERS"], cfg["WARMUP_ITERS"], cfg["END_LR"], cfg["POWER"])
-    optimizer = build_optimizer(family.optimizer if cfg["OPTIMIZER"] == "auto" else cfg["OPTIMIZER"], scheduler, model,
-                                cfg["MOMENTUM"], cfg["WEIGHT_DECAY"])
-    amp_dtype, scaler = setup_amp(cfg["AMP"], device, log)
-    state = begin_or_resume(cfg["RESUME"], cfg["OVERWRITE"], out, run_signature(cfg, world, train_df, val_df), model,
-                            optimizer, scaler, log, cfg["TRUST_PICKLE"])
-    run = Run(out, state, card, task, select, val_df["name"], log)
-    if world > 1:
-        model = paddle.DataParallel(model)
-    vdl = None
-    if cfg["USE_VDL"] and rank == 0:
-        from utils.training.progress import VDLWriter
+    sampler, loader, val_loader = build_loaders(train_ds, val_ds, cfg["BATCH_SIZE"], cfg["SEED"], cfg["NUM_WORKERS"], world,
+                                                cfg["LOADER_TIMEOUT"])
+    try:  # the loaders' worker processes end with this function, whether it returns or raises
+        model = family.build(cfg["ARCH"], task.num_outputs, cfg["PRETRAINED"])
+        scheduler = build_scheduler(cfg["LR"], cfg["ITERS"], cfg["WARMUP_ITERS"], cfg["END_LR"], cfg["POWER"])
+        optimizer = build_optimizer(family.optimizer if cfg["OPTIMIZER"] == "auto" else cfg["OPTIMIZER"], scheduler, model,
+                                    cfg["MOMENTUM"], cfg["WEIGHT_DECAY"])
+        amp_dtype, scaler = setup_amp(cfg["AMP"], device, log)
+        state = begin_or_resume(cfg["RESUME"], cfg["OVERWRITE"], out, run_signature(cfg, world, train_df, val_df), model,
+                                optimizer, scaler, log, cfg["TRUST_PICKLE"])
+        run = Run(out, state, card, task, select, val_df["name"], log)
+        if world > 1:
+            model = paddle.DataParallel(model)
+        vdl = None
+        if cfg["USE_VDL"] and rank == 0:
+            from utils.training.progress import VDLWriter
 
-        vdl = VDLWriter(out / "vdl", state["history"])
+            vdl = VDLWriter(out / "vdl", state["history"])
 
-    iters, it = cfg["ITERS"], state["iter"]
-    per_epoch = max(1, len(sampler))
-    eval_interval = cfg["EVAL_INTERVAL"] or per_epoch
-    progress = Progress(log, state, iters, vdl)
-    model.train()
-    log.info(f"run {state['run_id']}: {cfg['ARCH']} ({family.name}), {iters} iterations ({len(sampler)} per epoch), batch "
-             f"{cfg['BATCH_SIZE']} x {world} process(es), input {family.input_spec(card.input)[1:]}, device {device}, "
-             f"pretrained {cfg['PRETRAINED']}")
-    while it < iters:
-        epoch, skip = divmod(it, per_epoch)
-        sampler.set_epoch(epoch, skip)  # a mid-epoch resume starts at the batch the killed run would have drawn next
-        batch_start = time.perf_counter()
-        for inputs, labels in loader:
-            reader_seconds = time.perf_counter() - batch_start
-            it += 1
-            lr = optimizer.get_lr()
-            # Paddle's random draws in the step (dropout) come from a seed fixed by (run seed, iteration, rank): a
-            # resumed run redraws them exactly on any Paddle, so checkpoints need not (and on 2.6 could not) keep its state.
-            paddle.seed(derive_seed(cfg["SEED"], it, rank))
-            loss = train_step(model, task, inputs, labels, optimizer, amp_dtype, scaler)
-            scheduler.step()
-            progress.step(loss, time.perf_counter() - batch_start, reader_seconds, len(labels))
-            if it % cfg["LOG_ITERS"] == 0 or it == iters:
-                progress.report(it, epoch, lr)
-
-            if rank == 0 and (it % eval_interval == 0 or it == iters):
-                val_loss, probs, val_labels = validate(model, val_loader, task)
-                rec = run.evaluate(it, val_labels, probs, loss=val_loss, model=model)
-                if vdl:
-                    vdl.eval(rec)
-            state["iter"] = it
-            if rank == 0 and (it % cfg["SAVE_INTERVAL"] == 0 or it == iters):
-                save_checkpoint(out / f"iter_{it}", model, optimizer, state, scaler)
-                prune_checkpoints(out, cfg["KEEP_CHECKPOINTS"], state["run_id"])
-            if it >= iters:
-                break
+        iters, it = cfg["ITERS"], state["iter"]
+        per_epoch = max(1, len(sampler))
+        eval_interval = cfg["EVAL_INTERVAL"] or per_epoch
+        progress = Progress(log, state, iters, vdl)
+        model.train()
+        log.info(f"run {state['run_id']}: {cfg['ARCH']} ({family.name}), {iters} iterations ({len(sampler)} per epoch), batch "
+                 f"{cfg['BATCH_SIZE']} x {world} process(es), input {family.input_spec(card.input)[1:]}, device {device}, "
+                 f"pretrained {cfg['PRETRAINED']}")
+        while it < iters:
+            epoch, skip = divmod(it, per_epoch)
+            sampler.set_epoch(epoch, skip)  # a mid-epoch resume starts at the batch the killed run would have drawn next
             batch_start = time.perf_counter()
+            for inputs, labels in loader:
+                reader_seconds = time.perf_counter() - batch_start
+                it += 1
+                lr = optimizer.get_lr()
+                # Paddle's random draws in the step (dropout) come from a seed fixed by (run seed, iteration, rank): a
+                # resumed run redraws them exactly on any Paddle (2.6 cannot restore a pickled generator state).
+                paddle.seed(derive_seed(cfg["SEED"], it, rank))
+                loss = train_step(model, task, inputs, labels, optimizer, amp_dtype, scaler)
+                scheduler.step()
+                progress.step(loss, time.perf_counter() - batch_start, reader_seconds, len(labels))
+                if it % cfg["LOG_ITERS"] == 0 or it == iters:
+                    progress.report(it, epoch, lr)
+
+                if rank == 0 and (it % eval_interval == 0 or it == iters):
+                    val_loss, probs, val_labels = validate(model, val_loader, task)
+                    rec = run.evaluate(it, val_labels, probs, loss=val_loss, model=model)
+                    if vdl:
+                        vdl.eval(rec)
+                state["iter"] = it
+                if rank == 0 and (it % cfg["SAVE_INTERVAL"] == 0 or it == iters):
+                    save_checkpoint(out / f"iter_{it}", model, optimizer, state, scaler)
+                    prune_checkpoints(out, cfg["KEEP_CHECKPOINTS"], state["run_id"])
+                if it >= iters:
+                    break
+                batch_start = time.perf_counter()
+    finally:
+        close_all(loader, val_loader)
 
     if rank == 0:
         if vdl:

@@ -40,9 +40,10 @@ def _loader_batches(dataset_dir, workers, seed, n=4):
     df = pd.DataFrame({"name": [name] * (2 * n), "y": [1] * (2 * n)})
     family, src = get_family("resnet50"), Sources(Path("unused"), Path(dataset_dir))
     train_ds, val_ds, _ = family.datasets(get_task(1), None, df, df, src, 64, logging.getLogger("ecg"))
-    sampler, loader, _ = build_loaders(train_ds, val_ds, batch_size=2, seed=seed, num_workers=workers, world=1)
-    sampler.set_epoch(0)
-    return np.concatenate([images.numpy() for images, _ in loader])
+    sampler, loader, val_loader = build_loaders(train_ds, val_ds, batch_size=2, seed=seed, num_workers=workers, world=1)
+    with loader, val_loader:  # their workers end here
+        sampler.set_epoch(0)
+        return np.concatenate([images.numpy() for images, _ in loader])
 
 
 def test_workers_draw_distinct_augmentations_reproducibly(tiny_dataset):

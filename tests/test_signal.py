@@ -4,7 +4,6 @@ import logging
 import shutil
 
 import numpy as np
-import paddle
 import pandas as pd
 import pytest
 
@@ -22,6 +21,7 @@ from transforms.signal_augment import (
 )
 from utils.artifacts import ModelCard, read_json
 from utils.ecg.io import read_record
+from utils.inputs.loading import make_loader
 from utils.inputs.signals import ECGSignalDataset, default_preprocess, preprocess
 from utils.scoring.tasks import get_task
 from utils.training.sampling import SeededBatchSampler
@@ -70,8 +70,8 @@ def test_signal_dataset_draws_are_distinct_and_reproducible_across_workers(tiny_
     def draws(workers, seed):
         ds = ECGSignalDataset([x] * 8, np.ones(8, np.int64), build_signal_transforms(True, prep))
         sampler = SeededBatchSampler(ds, 2, seed, drop_last=False)
-        loader = paddle.io.DataLoader(ds, batch_sampler=sampler, num_workers=workers, return_list=True)
-        return np.concatenate([b.numpy() for b, _ in loader])
+        with make_loader(ds, "draws", batch_sampler=sampler, num_workers=workers) as loader:
+            return np.concatenate([b.numpy() for b, _ in loader])
 
     two = draws(2, 7)
     assert two.shape == (8, 12, prep["crop"])

@@ -20,6 +20,7 @@ from pipeline_fixtures import TINY
 from transforms import ECG_MEAN, ECG_STD, build_transforms
 from utils.artifacts import load_weights
 from utils.errors import CheckpointError, ConfigError, ECGDataError, PretrainedWeightsError
+from utils.inputs.loading import make_loader
 from utils.inputs.pictures import ECGImageDataset
 from utils.inputs.render import band_edges, render_image
 from utils.scoring.tasks import get_task
@@ -46,8 +47,9 @@ def test_loss_falls_on_real_data(tiny_trained, tiny_dataset):
     labelled, train_df, val_df = train.load_split(cfg, task, family)
     src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]))
     train_ds, val_ds, _ = family.datasets(task, labelled, train_df, val_df, src, cfg["IMAGE_SIZE"], logging.getLogger("ecg"))
-    _, loader, _ = build_loaders(train_ds, val_ds, cfg["BATCH_SIZE"], cfg["SEED"], cfg["NUM_WORKERS"], 1)
-    inputs, labels = next(iter(loader))
+    _, loader, val_loader = build_loaders(train_ds, val_ds, cfg["BATCH_SIZE"], cfg["SEED"], cfg["NUM_WORKERS"], 1)
+    with loader, val_loader:
+        inputs, labels = next(iter(loader))
     paddle.seed(0)
     model = family.build("resnet50", task.num_outputs, "none")
     model.train()
@@ -78,12 +80,12 @@ def test_best_model_reloads_with_identical_validation_outputs(tiny_trained, tiny
     cfg = info["config"]
     _, _, val = train.load_split(cfg, T1, get_family("resnet50"))
     ds = ECGImageDataset(tiny_dataset / "train", val["name"], T1.label_array(val["y"]), 64, build_transforms(False))
-    loader = paddle.io.DataLoader(ds, batch_size=4, shuffle=False)
     model = build_model(2, "none")
     load_weights(model, out / "best_model" / "model.pdparams")
-    loss, probs, labels = validate(model, loader, T1)
-    assert loss == pytest.approx(info["metrics"]["val_loss"], rel=1e-5, abs=1e-6)
-    loss2, probs2, _ = validate(model, loader, T1)
+    with make_loader(ds, "validation", batch_size=4, shuffle=False) as loader:
+        loss, probs, labels = validate(model, loader, T1)
+        assert loss == pytest.approx(info["metrics"]["val_loss"], rel=1e-5, abs=1e-6)
+        loss2, probs2, _ = validate(model, loader, T1)
     np.testing.assert_array_equal(probs, probs2)
     assert ((probs >= info["thresholds"]).astype(int) == labels).mean() == pytest.approx(info["metrics"]["at_threshold"]["accuracy"])
 

@@ -25,3 +25,8 @@ class CheckpointError(PipelineError, RuntimeError):
 
 class PretrainedWeightsError(PipelineError, RuntimeError):
     """ImageNet weights could not be found, fetched, or matched to the model."""
+
+
+class DataLoaderError(PipelineError, RuntimeError):
+    """A DataLoader got no batch within its time limit (a stuck or killed worker, or a machine too busy): the
+    message names the flag, the loader and its workers."""

@@ -4,20 +4,23 @@ import contextlib
 
 import numpy as np
 import paddle
-from paddle.io import DataLoader
 
 from ..errors import ConfigError
+from ..inputs.loading import DEFAULT_TIMEOUT, make_loader
 from .sampling import SeededBatchSampler
 
 
-def build_loaders(train_ds, val_ds, batch_size, seed, num_workers, world):
-    """(sampler, training loader: seeded shuffled batches, augmented; validation loader: fixed order, plain)."""
+def build_loaders(train_ds, val_ds, batch_size, seed, num_workers, world, timeout=DEFAULT_TIMEOUT):
+    """(sampler, training loader: seeded shuffled batches, augmented; validation loader: fixed order, plain).
+    The loaders (utils/inputs/loading.py) wait at most `timeout` seconds for a batch; close them (or use `with`)
+    to stop their workers."""
     drop_last = len(train_ds) >= batch_size * world
     sampler = SeededBatchSampler(train_ds, batch_size, seed, drop_last=drop_last)
-    loader = DataLoader(train_ds, batch_sampler=sampler, num_workers=num_workers, return_list=True,
-                        persistent_workers=num_workers > 0)
-    val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, num_workers=min(num_workers, 2), return_list=True,
-                            persistent_workers=num_workers > 0)  # not restarted at every evaluation
+    loader = make_loader(train_ds, "training", timeout, batch_sampler=sampler, num_workers=num_workers,
+                         persistent_workers=num_workers > 0)
+    val_loader = make_loader(val_ds, "validation", timeout, batch_size=batch_size, shuffle=False,
+                             num_workers=min(num_workers, 2),
+                             persistent_workers=num_workers > 0)  # not restarted at every evaluation
     return sampler, loader, val_loader
 
 

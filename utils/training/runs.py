@@ -23,8 +23,9 @@ from ..scoring.plots import plot_per_class, plot_training_curves
 from .checkpoint import STATE_FILE, load_checkpoint, read_trainer_state, restore_trainer_state
 
 # Settings a resumed run may change: they do not alter which samples it sees, its updates, or its evaluations.
-RESUME_MAY_CHANGE = {"DATASET_DIR", "DATA_DIR", "OUTPUT_DIR", "NUM_WORKERS", "PREP_WORKERS", "LOG_ITERS", "SAVE_INTERVAL",
-                     "KEEP_CHECKPOINTS", "RESUME", "OVERWRITE", "USE_VDL", "DEVICE", "IMPORTANCE_REPEATS", "TRUST_PICKLE"}
+RESUME_MAY_CHANGE = {"DATASET_DIR", "DATA_DIR", "OUTPUT_DIR", "NUM_WORKERS", "PREP_WORKERS", "LOADER_TIMEOUT", "LOG_ITERS",
+                     "SAVE_INTERVAL", "KEEP_CHECKPOINTS", "RESUME", "OVERWRITE", "USE_VDL", "DEVICE", "IMPORTANCE_REPEATS",
+                     "TRUST_PICKLE"}
 
 
 def run_signature(cfg, world, train_df, val_df):

@@ -1,0 +1,199 @@
+"""No hang and no leftover process: every DataLoader has a deadline that ends in an error naming it, forks its
+workers only once earlier loaders' reader threads are gone (the suite's hang), and its workers end with
+train.main and with a killed run; the suite itself runs under a per-test time limit."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+import train
+from pipeline_fixtures import SIGNAL
+from utils.errors import DataLoaderError
+from utils.inputs.loading import make_loader
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads processes from /proc (Linux)")
+
+
+class Numbers(paddle.io.Dataset):
+    """Sample i is (i repeated, i); sample `stuck` never arrives."""
+
+    def __init__(self, n=8, stuck=None):
+        self.n, self.stuck = n, stuck
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i == self.stuck:
+            time.sleep(3600)
+        return np.full(4, i, np.float32), np.int64(i)
+
+
+def children(pid=None):
+    """Live (non-zombie) child processes of `pid` (this process)."""
+    pid = pid or os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+                found.add(int(entry))
+    return found
+
+
+def forget_shared_memory(pids):
+    """Remove the shared-memory batches of killed workers (Paddle's /dev/shm/paddle_<pid>_*): nobody else will."""
+    for pid in pids:
+        for f in Path("/dev/shm").glob(f"paddle_{pid}_*"):
+            f.unlink(missing_ok=True)
+
+
+def alive(pids):
+    return {p for p in pids if Path(f"/proc/{p}").exists() and
+            Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")}
+
+
+def test_the_suite_has_a_per_test_time_limit(pytestconfig):
+    """pytest.ini (found from the checkout's root) gives every test a limit; the thread method also ends a test
+    blocked inside Paddle's C++, where a SIGALRM handler never runs."""
+    assert 60 <= float(pytestconfig.getini("timeout") or 0) <= 900
+    assert pytestconfig.getini("timeout_method") == "thread"
+    assert any(line.split("#")[0].strip() == "pytest-timeout" for line in (ROOT / "requirements.txt").read_text().splitlines())
+
+
+@pytest.mark.timeout(120, method="thread")
+@pytest.mark.parametrize("workers", [2, 0])
+def test_a_stuck_loader_ends_in_an_error_naming_it(workers):
+    before = children()
+    loader = make_loader(Numbers(stuck=5), "stuck", timeout=3, batch_size=2, num_workers=workers)
+    got, t0, started = [], time.monotonic(), set()
+    with pytest.raises(DataLoaderError, match=r"^--loader-timeout: DataLoader 'stuck' with .*no batch in 3 s") as e:
+        for _, y in loader:
+            got.append(y.numpy().tolist())
+            started |= children() - before
+    forget_shared_memory(started)
+    assert time.monotonic() - t0 < 30
+    assert got == [[0, 1], [2, 3]]  # the batches before the stuck one arrived
+    assert ("2 worker processes" in str(e.value)) == (workers == 2)
+    assert children() <= before, "the stuck loader's workers are still running"
+
+
+@pytest.mark.timeout(120, method="thread")
+def test_a_persistent_loader_whose_worker_died_fails_at_once():
+    """Paddle's reset of persistent workers would wait for ever for the acknowledgement of a dead worker."""
+    with make_loader(Numbers(), "persistent", timeout=60, batch_size=2, num_workers=2, persistent_workers=True) as loader:
+        assert [y.numpy().tolist() for _, y in loader] == [[0, 1], [2, 3], [4, 5], [6, 7]]
+        victim = loader.loader._iterator._workers[0].pid
+        try:
+            os.kill(victim, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while alive({victim}) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        except SystemError:  # Paddle's SIGCHLD handler reports the killed worker too
+            pass
+        t0 = time.monotonic()
+        with pytest.raises(DataLoaderError, match=rf"DataLoader 'persistent' .*pid {victim} exited"):
+            list(loader)
+        assert time.monotonic() - t0 < 20
+    forget_shared_memory([victim])
+
+
+@pytest.mark.timeout(120, method="thread")
+def test_workers_are_forked_only_once_earlier_reader_threads_are_gone(monkeypatch):
+    """The suite's hang: a loader's workers were forked while the reader thread of the loader just before was
+    exiting, holding a lock of Paddle's memory statistics that the workers then waited for for ever."""
+    forks = []  # thread ids alive at each fork of a worker
+    recording = threading.Event()
+
+    def before_fork():
+        if recording.is_set():
+            forks.append({int(t) for t in os.listdir("/proc/self/task")})
+
+    os.register_at_fork(before=before_fork)  # cannot be unregistered: inert outside this test
+    readers = []  # per pass: the native ids of the reader threads Paddle started
+    start = threading.Thread.start
+
+    def start_and_note(thread):
+        start(thread)
+        if getattr(getattr(thread, "_target", None), "__name__", "") == "_thread_loop":
+            readers[-1].add(thread.native_id)
+
+    monkeypatch.setattr(threading.Thread, "start", start_and_note)
+
+    def one_pass(workers):
+        readers.append(set())
+        with make_loader(Numbers(), f"pass {len(readers)}", batch_size=2, num_workers=workers) as loader:
+            n_forks = len(forks)
+            assert len(list(loader)) == 4
+            return forks[n_forks:]
+
+    recording.set()
+    try:
+        one_pass(0)  # a single-process pass, as in test_signal's draws, then two with workers at once
+        first = one_pass(2)
+        second = one_pass(2)
+    finally:
+        recording.clear()
+    assert all(readers) and len(first) == len(second) == 2
+    assert not any(readers[0] & f for f in first + second), "workers forked while an earlier reader thread ran"
+    assert not any(readers[1] & f for f in second), "workers forked while an earlier reader thread ran"
+
+
+@pytest.mark.timeout(300, method="thread")
+@pytest.mark.parametrize("fails", [False, True], ids=["returns", "raises"])
+def test_train_main_leaves_no_worker_process_behind(tiny_raw, tmp_path, monkeypatch, fails):
+    before = children()
+    args = ["--data-dir", str(tiny_raw), "--output-dir", str(tmp_path / "out"), "--iters", "8", "--eval-interval", "4",
+            "--save-interval", "8", "--num-workers", "2", *SIGNAL]
+    if fails:
+        def failing_validation(model, loader, task):
+            next(iter(loader))  # mid-pass: the validation workers run, and the training loader's
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(train, "validate", failing_validation)
+        with pytest.raises(RuntimeError, match="boom"):
+            train.main(args)
+    else:
+        assert train.main(args)["iter"] == 8
+    assert children() <= before, "train.main left DataLoader workers running"
+
+
+@pytest.mark.timeout(300, method="thread")
+def test_workers_end_when_their_run_is_killed(tiny_raw, tmp_path):
+    """kill -9 of train.py: its DataLoader workers must not live on (they did, for good)."""
+    cmd = [sys.executable, "train.py", "--data-dir", str(tiny_raw), "--output-dir", str(tmp_path / "out"),
+           "--iters", "100000", "--eval-interval", "100000", "--save-interval", "100000", "--num-workers", "2", *SIGNAL]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    workers = set()
+    try:
+        deadline = time.monotonic() + 200
+        while len(children(proc.pid)) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        workers = children(proc.pid)
+        assert len(workers) >= 2, "the run never started its workers"
+        time.sleep(2)  # a few batches: the workers are waiting for work
+        proc.kill()
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 15
+        while alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not alive(workers), f"workers {sorted(alive(workers))} outlived their killed run"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the run
+        except ProcessLookupError:
+            pass
+        forget_shared_memory(workers)
