@@ -37,6 +37,17 @@ class Numbers(paddle.io.Dataset):
         return np.full(4, i, np.float32), np.int64(i)
 
 
+def in_a_fresh_process(test_name):
+    """Run this file's `test_name` in a new pytest process and assert it passed; False when already in one (the
+    caller then runs the test body). For the fork-time properties, which depend on the threads the process holds."""
+    if os.environ.get("ECG_FRESH_PROCESS"):
+        return False
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{test_name}"],
+                       env={**os.environ, "ECG_FRESH_PROCESS": "1"}, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+    return True
+
+
 def children(pid=None):
     """Live (non-zombie) child processes of `pid` (this process)."""
     pid = pid or os.getpid()
@@ -97,12 +108,7 @@ def test_a_persistent_loader_whose_worker_died_fails_at_once():
     Run in a fresh interpreter: late in the full suite (after many in-process trainings), this loader's first pass
     sometimes got no batch for the whole deadline (ending, as designed, in a DataLoaderError naming it), a hang at
     fork that settle_reader_threads does not yet prevent in a long-lived process; that is not what this checks."""
-    if not os.environ.get("ECG_FRESH_PROCESS"):
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                            f"{__file__}::test_a_persistent_loader_whose_worker_died_fails_at_once"],
-                           env={**os.environ, "ECG_FRESH_PROCESS": "1"}, cwd=ROOT, capture_output=True, text=True,
-                           timeout=300)
-        assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
+    if in_a_fresh_process("test_a_persistent_loader_whose_worker_died_fails_at_once"):
         return
     with make_loader(Numbers(), "persistent", timeout=60, batch_size=2, num_workers=2, persistent_workers=True) as loader:
         assert [y.numpy().tolist() for _, y in loader] == [[0, 1], [2, 3], [4, 5], [6, 7]]
