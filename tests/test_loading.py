@@ -163,7 +163,9 @@ def test_workers_are_forked_only_once_earlier_reader_threads_are_gone(monkeypatc
         second = one_pass(2)
     finally:
         recording.clear()
-    assert all(readers) and len(first) == len(second) == 2
+    # A 2-worker pass always starts a reader thread; the single-process one is not always seen starting one on
+    # Paddle 2.6 (1 run in 5 here), so its check below may be empty: the one between the two worker passes is not.
+    assert readers[1] and readers[2] and len(first) == len(second) == 2
     assert not any(readers[0] & f for f in first + second), "workers forked while an earlier reader thread ran"
     assert not any(readers[1] & f for f in second), "workers forked while an earlier reader thread ran"
 
