@@ -64,17 +64,24 @@ def test_layers_import_only_layers_below_them(path):
     assert not bad, f"{path.relative_to(ROOT)} ({own}) imports {bad}: allowed layers {sorted(ALLOWED[own])}"
 
 
+def paddle_or_models_loaded_by(package, also):
+    """In a fresh interpreter, import every module of `package` and the modules `also` names: the Paddle and
+    models/ modules that loaded, as a printed list ("[]" for none)."""
+    code = (f"import sys, importlib, pkgutil, {package}\n"
+            f"for m in pkgutil.iter_modules({package}.__path__): importlib.import_module('{package}.' + m.name)\n"
+            f"import {also}\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'models')))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip()
+
+
 def test_ecg_layer_and_converters_import_no_paddle_and_no_higher_layer():
     for tool in sorted((ROOT / "tools").glob("convert_*.py")) + [ROOT / "tools" / "measure.py"]:
         bad = [m for m in imported_modules(tool) if layer_of(m) not in (None, "base", "ecg") or m.split(".")[0] in ("models", "paddle")]
         assert not bad, f"{tool.name} imports {bad}: converters and the measurement tool use utils/ecg/ and the base only"
-    code = ("import sys, importlib, pkgutil, utils.ecg\n"
-            "for m in pkgutil.iter_modules(utils.ecg.__path__): importlib.import_module('utils.ecg.' + m.name)\n"
-            "import tools.convert_ptbxl, tools.convert_cinc, tools.measure\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'models')))")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]", f"utils/ecg/ or a converter loads {r.stdout.strip()}"
+    loaded = paddle_or_models_loaded_by("utils.ecg", "tools.convert_ptbxl, tools.convert_cinc, tools.measure")
+    assert loaded == "[]", f"utils/ecg/ or a converter loads {loaded}"
 
 
 def test_predict_never_loads_the_training_layer():
@@ -86,10 +93,5 @@ def test_predict_never_loads_the_training_layer():
 
 def test_printouts_need_no_paddle_and_no_model():
     """tools/printout.py draws any records with no model: utils/report/ and it load neither Paddle nor models/."""
-    code = ("import sys, importlib, pkgutil, utils.report\n"
-            "for m in pkgutil.iter_modules(utils.report.__path__): importlib.import_module('utils.report.' + m.name)\n"
-            "import utils.inputs.printout, tools.printout\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'models')))")
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "[]", f"utils/report/ or tools/printout.py loads {r.stdout.strip()}"
+    loaded = paddle_or_models_loaded_by("utils.report", "utils.inputs.printout, tools.printout")
+    assert loaded == "[]", f"utils/report/ or tools/printout.py loads {loaded}"
