@@ -33,8 +33,8 @@ def parse_weights(text, n):
 def fuse(member_probs, weights, names):
     """{name: fused probability} for every name that at least one member predicted.
 
-    `member_probs`: one {name: probability (scalar or vector)} per member; `weights`: one per member, a number
-    or (fitted for Task 2) one per output."""
+    `member_probs`: one {name: probability (scalar or vector)} per member; `weights`: one number per member (an
+    array of one per output works too)."""
     out = {}
     for n in names:
         have = [(w, p[n]) for w, p in zip(weights, member_probs) if n in p]
