@@ -28,7 +28,7 @@ LUDB = ROOT.parent / "shared" / "data" / "ludb"
 # The measurement code (utils/ecg/cache.MEASUREMENT_MODULES: a signal to its measurements) of each FEATURES_VERSION.
 # The record reader (io.py) is not in it: editing the label-file code there must not retire every trained
 # features model; it is in the cache key (CACHE_MODULES).
-KNOWN_CODE = {2: "23494204f272c929832b78b7be479a70c8f2f8c6"}
+KNOWN_CODE = {2: "23494204f272c929832b78b7be479a70c8f2f8c6", 3: "d4f344f378e93617feb9bc23ed0c81e42190f984"}
 
 
 # --- tools/measure.py ------------------------------------------------------------------------------------------
@@ -123,6 +123,28 @@ def test_ludb_reference_matches_truth_intervals(bench, number):
     ref = ludb.reference(leads)
     for k in ludb.REFERENCE:
         assert ref[k] == pytest.approx(truth[k], abs=0.051, nan_ok=True), k
+
+
+# --- pacing ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("number, paced", [(111, True), (45, True), (1, False), (99, False)])
+def test_paced_ludb_records_are_flagged_and_get_no_qrs_duration(bench, number, paced):
+    """111 (ventricular pacing, AV block) and 45 (atrial and ventricular pacing): a pacemaker spike before most
+    QRS complexes, so no QRS duration, P duration or PR; 1 (sinus) and 99 (its recorder jumps inside the QRS,
+    after the R peak: no spike before it) are not paced."""
+    if not (LUDB / "records").is_dir():
+        pytest.skip(f"LUDB not found at {LUDB}")
+    sig, _ = bench.read_ludb(LUDB / "records" / str(number))
+    row = ef.extract_features(sig)
+    frac = float(row[ef.FEATURE_NAMES.index("frac_paced")])
+    g = ef.global_measurements(row=row)
+    assert np.isfinite(g["hr"]) and np.isfinite(g["qt"]) and np.isfinite(g["qrs_axis"])
+    if paced:
+        assert frac >= max(ef.PACED, 0.75)
+        assert np.isnan(g["qrs_dur"]) and np.isnan(g["p_dur"]) and np.isnan(g["pr"]) and np.isnan(g["p_axis"])
+        assert np.isfinite(row[ef.FEATURE_NAMES.index("qrs_dur")])  # the features model still reads the width
+    else:
+        assert frac == 0 and 60 < g["qrs_dur"] < 130 and np.isfinite(g["pr"])
 
 
 # --- the T wave ends before the next P wave --------------------------------------------------------------------
