@@ -1,7 +1,8 @@
 """The global measurements and their tool: tools/measure.py on real records (and unreadable ones), the LUDB
-reference the accuracy bench compares with (utils/ecg/ludb.py, against shared/data/ludb/truth_intervals.csv), the
-T-wave window that must end before the next beat's P wave, the features cache and FEATURES_VERSION tied to the
-measurement code, and LightGBM's early stopping scored with the training class weights."""
+reference the accuracy bench compares with (utils/ecg/ludb.py, against shared/data/ludb/truth_intervals.csv),
+paced records (flagged, no QRS duration), the T-wave window that must end before the next beat's P wave, the
+features cache and FEATURES_VERSION tied to the measurement code, and LightGBM's early stopping scored with the
+training class weights."""
 import csv
 import importlib.util
 import shutil
@@ -145,6 +146,16 @@ def test_paced_ludb_records_are_flagged_and_get_no_qrs_duration(bench, number, p
         assert np.isfinite(row[ef.FEATURE_NAMES.index("qrs_dur")])  # the features model still reads the width
     else:
         assert frac == 0 and 60 < g["qrs_dur"] < 130 and np.isfinite(g["pr"])
+
+
+def test_only_the_paced_sample_record_is_flagged():
+    """Of the 80 sample records (PTB-XL), ptbxl_05658 is the one with PTB-XL's pacemaker statement (PACE): spikes
+    before 8 of its 11 beats (the others its own or fusion beats); no other record has a spike before a beat."""
+    frac = {p.stem: float(ef.extract_features(read_record(p))[ef.FEATURE_NAMES.index("frac_paced")])
+            for p in sorted(SAMPLE.rglob("*.mat"))}
+    assert len(frac) >= 60 and frac.pop("ptbxl_05658") >= max(ef.PACED, 0.6)
+    assert max(frac.values()) == 0
+    assert np.isnan(ef.global_measurements(read_record(SAMPLE / "train" / "ptbxl_05658.mat"))["qrs_dur"])
 
 
 # --- the T wave ends before the next P wave --------------------------------------------------------------------
