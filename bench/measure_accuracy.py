@@ -39,7 +39,7 @@ from tqdm import tqdm  # noqa: E402
 
 from utils.ecg import ludb  # noqa: E402
 from utils.ecg.io import FS, LEADS, write_record  # noqa: E402
-from utils.ecg.measurements import global_measurements  # noqa: E402
+from utils.ecg.measurements import FEATURE_NAMES, PACED, extract_features, global_measurements  # noqa: E402
 
 INTERVALS = ("p_dur", "pr", "qrs_dur", "qt", "hr")
 LABELS = {"p_dur": "P duration", "pr": "PR", "qrs_dur": "QRS duration", "qt": "QT", "hr": "heart rate (bpm)"}
@@ -102,8 +102,10 @@ def measure_one(job):
         write_record(Path(mat_dir) / f"{row['name']}.mat", sig)
     row.update({f"ref_{k}": v for k, v in ludb.reference(leads).items()})
     t = time.process_time()
-    ours = global_measurements(sig)
+    features = extract_features(sig)
+    ours = global_measurements(row=features)
     row["ours_s"] = time.process_time() - t
+    row["ours_paced"] = bool(features[FEATURE_NAMES.index("frac_paced")] >= PACED)
     row.update({f"ours_{k}": ours[k] for k in INTERVALS})
     if with_nk:
         import neurokit2 as nk
@@ -254,6 +256,11 @@ def main(argv=None):
             res["without_paced"]["neurokit2"] = stats(keep, "nk")
         print(f"without the {len(df) - len(keep)} records with artificial pacing ({', '.join(sorted(paced))}): ours "
               + ", ".join(f"{LABELS[k]} {fmt(res['without_paced']['ours'][k])}" for k in LIMITS))
+    flagged = sorted(df["name"][df["ours_paced"]])
+    res["flagged_paced"] = flagged
+    print(f"flagged as paced (pacemaker spikes before >= {PACED:.0%} of the beats: no QRS duration, P duration or PR): "
+          f"{len(flagged)}" + (f" ({', '.join(flagged)})" if flagged else "")
+          + (f"; {len(set(flagged) & paced)} of the {len(paced)} with pacing in diagnoses.csv" if paced else ""))
     extra = {LABELS[k]: res["ours"][k]["measured_without_reference"] for k in LIMITS}
     print("measured where the reference has none (e.g. a P wave in atrial fibrillation): "
           + ", ".join(f"{k} {v}" for k, v in extra.items()))

@@ -1,7 +1,8 @@
 """The global measurements and their tool: tools/measure.py on real records (and unreadable ones), the LUDB
-reference the accuracy bench compares with (utils/ecg/ludb.py, against shared/data/ludb/truth_intervals.csv), the
-T-wave window that must end before the next beat's P wave, the features cache and FEATURES_VERSION tied to the
-measurement code, and LightGBM's early stopping scored with the training class weights."""
+reference the accuracy bench compares with (utils/ecg/ludb.py, against shared/data/ludb/truth_intervals.csv),
+paced records (flagged, no QRS duration), the T-wave window that must end before the next beat's P wave, the
+features cache and FEATURES_VERSION tied to the measurement code, and LightGBM's early stopping scored with the
+training class weights."""
 import csv
 import importlib.util
 import shutil
@@ -28,7 +29,7 @@ LUDB = ROOT.parent / "shared" / "data" / "ludb"
 # The measurement code (utils/ecg/cache.MEASUREMENT_MODULES: a signal to its measurements) of each FEATURES_VERSION.
 # The record reader (io.py) is not in it: editing the label-file code there must not retire every trained
 # features model; it is in the cache key (CACHE_MODULES).
-KNOWN_CODE = {2: "23494204f272c929832b78b7be479a70c8f2f8c6"}
+KNOWN_CODE = {2: "23494204f272c929832b78b7be479a70c8f2f8c6", 3: "f55eb26d866560b0a1ff50e6e9447eadc9c4a8b5"}
 
 
 # --- tools/measure.py ------------------------------------------------------------------------------------------
@@ -123,6 +124,38 @@ def test_ludb_reference_matches_truth_intervals(bench, number):
     ref = ludb.reference(leads)
     for k in ludb.REFERENCE:
         assert ref[k] == pytest.approx(truth[k], abs=0.051, nan_ok=True), k
+
+
+# --- pacing ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("number, paced", [(111, True), (45, True), (1, False), (99, False)])
+def test_paced_ludb_records_are_flagged_and_get_no_qrs_duration(bench, number, paced):
+    """111 (ventricular pacing, AV block) and 45 (atrial and ventricular pacing): a pacemaker spike before most
+    QRS complexes, so no QRS duration, P duration or PR; 1 (sinus) and 99 (its recorder jumps inside the QRS,
+    after the R peak: no spike before it) are not paced."""
+    if not (LUDB / "records").is_dir():
+        pytest.skip(f"LUDB not found at {LUDB}")
+    sig, _ = bench.read_ludb(LUDB / "records" / str(number))
+    row = ef.extract_features(sig)
+    frac = float(row[ef.FEATURE_NAMES.index("frac_paced")])
+    g = ef.global_measurements(row=row)
+    assert np.isfinite(g["hr"]) and np.isfinite(g["qt"]) and np.isfinite(g["qrs_axis"])
+    if paced:
+        assert frac >= max(ef.PACED, 0.75)
+        assert np.isnan(g["qrs_dur"]) and np.isnan(g["p_dur"]) and np.isnan(g["pr"]) and np.isnan(g["p_axis"])
+        assert np.isfinite(row[ef.FEATURE_NAMES.index("qrs_dur")])  # the features model still reads the width
+    else:
+        assert frac == 0 and 60 < g["qrs_dur"] < 130 and np.isfinite(g["pr"])
+
+
+def test_only_the_paced_sample_record_is_flagged():
+    """Of the 80 sample records (PTB-XL), ptbxl_05658 is the one with PTB-XL's pacemaker statement (PACE): spikes
+    before 8 of its 11 beats (the others its own or fusion beats); no other record has a spike before a beat."""
+    frac = {p.stem: float(ef.extract_features(read_record(p))[ef.FEATURE_NAMES.index("frac_paced")])
+            for p in sorted(SAMPLE.rglob("*.mat"))}
+    assert len(frac) >= 60 and frac.pop("ptbxl_05658") >= max(ef.PACED, 0.6)
+    assert max(frac.values()) == 0
+    assert np.isnan(ef.global_measurements(read_record(SAMPLE / "train" / "ptbxl_05658.mat"))["qrs_dur"])
 
 
 # --- the T wave ends before the next P wave --------------------------------------------------------------------

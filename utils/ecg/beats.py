@@ -12,6 +12,12 @@ A record is (12, N) mV at 500 Hz, leads as `utils.ecg.io.LEADS`; everything uses
    successive RR differences, fraction of RR changes > 15 %, premature beats (RR < 0.85 x local median, followed
    by a longer RR), split into aberrant (QRS unlike the dominant beat: PVC-like) and normal-shaped (PAC-like).
 4. Median beat per lead, -400..+600 ms around R, over the non-premature beats; each beat's correlation with it.
+5. Pacemaker spikes, on the unfiltered record: a pacing pulse lasts 0.1-2 ms, so at 500 Hz it is a jump of one
+   or two samples, steeper than any QRS, on most leads at once. A spike is a sample where, in at least
+   SPIKE_LEADS of the 8 independent leads (I, II, V1-V6: the other limb leads are their sums, and one bad limb
+   electrode moves them together), the one-sample change exceeds SPIKE_SLOPE x that lead's 99th percentile of
+   |change| (the steepest QRS slopes of the record); a beat is paced when a spike precedes its R peak by
+   10-300 ms (a ventricular spike just before the QRS, an atrial one up to an AV delay earlier).
 """
 import numpy as np
 from scipy import signal as sps
@@ -32,6 +38,9 @@ PRE, POST = _n(400), _n(600)  # median-beat window around R: room for a long PR 
 SOS_BEAT = sps.butter(2, [0.5, 40], btype="bandpass", fs=FS, output="sos")
 SOS_QRS = sps.butter(2, [5, 25], btype="bandpass", fs=FS, output="sos")
 SOS_F = sps.butter(2, [4, 9], btype="bandpass", fs=FS, output="sos")
+SPIKE_SLOPE = 3.0  # a pacemaker spike's one-sample change over the lead's 99th percentile (the QRS's steepest)
+SPIKE_LEADS = 3  # of the 8 independent leads
+INDEPENDENT = [LD[name] for name in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
 
 
 # --- R peaks and rhythm ---------------------------------------------------------------------------------------
@@ -155,3 +164,19 @@ def beat_consistency(segs, mb, premature):
             "beat_corr_min": np.nanmin(corr) if defined else np.nan, "frac_beats_lowcorr": low.mean(),
             "beat_energy_ratio_max": energy.max(), "beat_residual_rms": np.sqrt(np.mean(res ** 2)),
             "n_premature_aberrant": (premature & low).sum(), "n_premature_normal": (premature & ~low).sum()}
+
+
+# --- pacemaker spikes -----------------------------------------------------------------------------------------
+
+def paced_beats(raw, r):
+    """Per R peak of `r`: a pacemaker spike 10-300 ms before it in the unfiltered record `raw` (12, N) mV (module
+    docstring, step 5). A beat too near the record's start to look back 300 ms is not paced."""
+    d = np.abs(np.diff(raw[INDEPENDENT], axis=1))
+    steep = np.maximum(np.percentile(d, 99, axis=1, keepdims=True), 1e-3)  # 1 uV/sample: a flat lead
+    spike = (d > SPIKE_SLOPE * steep).sum(0) >= SPIKE_LEADS
+    hits = np.flatnonzero(spike) + 1  # the sample after the jump
+    out = np.zeros(len(r), dtype=bool)
+    if len(hits):
+        lo, hi = np.searchsorted(hits, r - _n(300)), np.searchsorted(hits, r - _n(10), side="right")
+        out = (hi > lo) & (r >= _n(300))
+    return out

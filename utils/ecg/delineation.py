@@ -3,9 +3,10 @@ sample positions in the median beat of utils/ecg/beats.py (R at `PRE`). The ampl
 there are utils/ecg/measurements.py's. Every boundary is global, from all 12 leads, as an electrocardiograph's
 (the CSE convention: the earliest onset and the latest offset of a wave over the leads).
 
-5. QRS onset/offset on the spatial velocity (sum over the leads of |slope|): where it comes down to 2 % of its
-   QRS peak above the quietest 20 ms on that side (the PR segment before, the ST segment after), for 10 ms
-   before the QRS and 16 ms after it (an RBBB notch must not end the QRS).
+5. QRS onset/offset on the spatial velocity (sum over the leads of |slope|): where it comes down under twice the
+   level of the quietest 20 ms on that side (the PR segment before, the ST segment after: the velocity of noise
+   fluctuates about as much as its mean) plus 1 % of its QRS peak, for 10 ms before the QRS and 16 ms after it
+   (an RBBB notch must not end the QRS).
    P wave: the most prominent wave of lead II in the 300 ms before the QRS (after the previous beat's T wave);
    in every lead, its peak near lead II's and its onset and offset by the trapezium-area method within 120 ms
    of that peak; the P onset and offset are the median over the leads where the P wave is clear.
@@ -29,7 +30,8 @@ from scipy.ndimage import uniform_filter1d
 from .beats import LD, PRE, ms_to_samples
 
 _n = ms_to_samples
-QRS_THRESHOLD = 0.02  # share of the QRS's peak spatial velocity (above the quiet level) that counts as quiet
+QRS_THRESHOLD = 0.01  # share of the QRS's peak spatial velocity (above the quiet level) that counts as quiet
+QUIET_NOISE = 2.0  # ... above this many times the quiet level: the velocity's noise is about as large as its mean
 CLEAR = 0.5  # T wave: leads whose T/QRS is at least this share of the largest T/QRS
 CLEAR_P = 0.3  # P wave: the same for P/QRS (a P wave is smaller, more leads are needed)
 
@@ -63,17 +65,17 @@ def _first_run(mask, run):
 
 
 def qrs_bounds(mb):
-    """(onset, offset) sample indices in the median beat: where the spatial velocity stays under QRS_THRESHOLD of
-    its QRS peak above the quiet level on that side, for 10 ms before the QRS and 16 ms after it."""
+    """(onset, offset) sample indices in the median beat: where the spatial velocity stays quiet (under twice the
+    quiet level on that side plus QRS_THRESHOLD of its QRS peak), for 10 ms before the QRS and 16 ms after it."""
     v = uniform_filter1d(np.abs(np.diff(mb, axis=1)).sum(0), 5)
     vmax = v[PRE - _n(80):PRE + _n(80)].max()
     quiet_level = uniform_filter1d(v, _n(20))  # the quietest 20 ms on each side: noise, P or T slope
     b_on = quiet_level[PRE - _n(160):PRE - _n(20)].min()
     b_off = quiet_level[PRE + _n(20):PRE + _n(200)].min()
-    quiet = v < b_on + QRS_THRESHOLD * (vmax - b_on)
+    quiet = v < QUIET_NOISE * b_on + QRS_THRESHOLD * (vmax - b_on)
     k = _first_run(quiet[PRE - _n(160):PRE][::-1], _n(10))
     onset = PRE - (k if k is not None else _n(160))
-    quiet = v < b_off + QRS_THRESHOLD * (vmax - b_off)
+    quiet = v < QUIET_NOISE * b_off + QRS_THRESHOLD * (vmax - b_off)
     k = _first_run(quiet[PRE:PRE + _n(200)], _n(16))
     offset = PRE + (k if k is not None else _n(200))
     return onset, offset

@@ -16,18 +16,19 @@ that is undefined (no beats, no T wave found, ...) is NaN, which the gradient-bo
    II and V1: near 0 in atrial fibrillation) and f waves (4-9 Hz power left before the QRS once the median beat
    is subtracted from every beat, absolute and as a share of the residual there).
 9. Signal quality per lead: standard deviation and max |x| of the filtered signal, out-of-band std.
+10. Pacing: the share of the beats that follow a pacemaker spike (utils/ecg/beats.py, step 5).
 """
 import numpy as np
 from scipy import signal as sps
 
 from .beats import (LD, POST, PRE, SOS_BEAT, SOS_F, SOS_QRS, beat_consistency, beat_segments, corr_rows,
-                    detect_r_peaks, median_beat, ms_to_samples, premature_beats, rhythm)
+                    detect_r_peaks, median_beat, ms_to_samples, paced_beats, premature_beats, rhythm)
 from .delineation import p_wave, qrs_bounds, t_wave
 from .io import FS, LEADS
 
 # What a trained features model records and checks: bump it whenever the measurements change (a test ties it to
 # a hash of the measurement code, utils/ecg/cache.measurement_code_hash, which also keys the features cache).
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 
 _n = ms_to_samples
 F_LEADS = (LD["II"], LD["V1"])  # where atrial activity is largest
@@ -36,7 +37,7 @@ RHYTHM = ("n_beats", "hr", "rr_mean", "rr_median", "rr_std", "rr_min", "rr_max",
           "rr_cv", "rr_diff_entropy", "rr_frac_change15", "n_premature", "frac_premature", "n_premature_aberrant",
           "n_premature_normal")
 BEATS = ("n_template_beats", "beat_corr_mean", "beat_corr_min", "frac_beats_lowcorr", "beat_energy_ratio_max",
-         "beat_residual_rms")
+         "beat_residual_rms", "frac_paced")
 INTERVALS = ("qrs_dur", "pr", "p_dur", "qt", "qtc", "t_peak_end")
 AXES = ("qrs_axis", "t_axis", "p_axis", "qrs_t_angle")
 BBB = ("v1_rprime_amp", "v1_rprime_rel", "v1_n_rpeaks", "v1_term40_area", "i_term40_area", "v6_term40_area",
@@ -66,6 +67,8 @@ def extract_features(sig):
     r = detect_r_peaks(xq)
     premature = premature_beats(r)
     out.update(rhythm(r, premature))
+    if len(r):
+        out["frac_paced"] = paced_beats(raw, r).mean()
     segs, ok = beat_segments(x, r)
     if len(ok):
         mb = median_beat(segs, premature[ok])
@@ -232,18 +235,24 @@ def _quality(raw, x):
 GLOBAL = ("hr", "p_dur", "pr", "qrs_dur", "qt", "qtc", "qtc_fridericia", "p_axis", "qrs_axis", "t_axis")
 GLOBAL_UNITS = {"hr": "bpm", "p_axis": "deg", "qrs_axis": "deg", "t_axis": "deg"}  # the others in ms
 P_CONSISTENT = 0.5  # a P wave is printed where the beats' P windows correlate with the median beat's at least this
+PACED = 0.3  # a paced record: at least this share of its beats follow a pacemaker spike (beats.paced_beats)
 
 
 def global_measurements(sig=None, row=None):
     """{name: value or NaN} of GLOBAL for a record (12, N) mV at 500 Hz, or from its `row` of extract_features:
     heart rate, P duration, PR, QRS duration, QT, QTc (Bazett and Fridericia), and the P, QRS and T axes.
     A P wave counts only where it repeats beat after beat (p_corr_II >= P_CONSISTENT): in atrial fibrillation
-    the median beat still has a bump before the QRS, but no P wave, so P duration, PR and P axis are NaN."""
+    the median beat still has a bump before the QRS, but no P wave, so P duration, PR and P axis are NaN.
+    A paced record (frac_paced >= PACED) has no QRS duration, P duration, PR or P axis either: its QRS is the
+    pacemaker's, started by a spike cardiologists count or not, and its atrial activity is paced, dissociated
+    from the paced QRS, or fibrillation."""
     row = extract_features(sig) if row is None else row
     get = {name: float(row[_INDEX[name]]) for name in ("hr", "p_dur", "pr", "qrs_dur", "qt", "qtc", "rr_median",
-                                                        "p_axis", "qrs_axis", "t_axis", "p_corr_II")}
+                                                        "p_axis", "qrs_axis", "t_axis", "p_corr_II", "frac_paced")}
     if not get.pop("p_corr_II") >= P_CONSISTENT:  # NaN too: no beats to compare
         get.update(p_dur=np.nan, pr=np.nan, p_axis=np.nan)
+    if get.pop("frac_paced") >= PACED:
+        get.update(qrs_dur=np.nan, p_dur=np.nan, pr=np.nan, p_axis=np.nan)
     rr_s = get.pop("rr_median") / 1000
     get["qtc_fridericia"] = get["qt"] / np.cbrt(rr_s) if np.isfinite(rr_s) and rr_s > 0 else np.nan
     return {name: get[name] for name in GLOBAL}
