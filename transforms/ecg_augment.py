@@ -41,9 +41,12 @@ class RandomTimeShift(_RandomOp):
 
     def apply(self, img):
         w = img.shape[1]
-        d = int(np.random.randint(-int(self.max_frac * w), int(self.max_frac * w) + 1))
+        return self.shift(img, int(np.random.randint(-int(self.max_frac * w), int(self.max_frac * w) + 1)))
+
+    def shift(self, img, d):
+        """`img` with each lead column's trace moved `d` pixels right (left if negative) within the column."""
         out = np.full_like(img, WHITE)
-        edges = band_edges(w, self.n_cols)
+        edges = band_edges(img.shape[1], self.n_cols)
         for x0, x1 in zip(edges[:-1], edges[1:]):
             n = max(x1 - x0 - abs(d), 0)  # columns of this lead column that stay inside it
             if d >= 0:
