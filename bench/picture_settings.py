@@ -61,12 +61,12 @@ def stage(name, args):
     subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, check=True)
 
 
-def run_kfold(a, i, flags, raw, work, extra):
+def run_kfold(a, key, flags, raw, work, extra):
     """One setting, K-fold: its pictures, K fold models, the folds fused on the test fold -> a result entry as
     ptbxl_accuracy.py's --json writes one (the out-of-fold figures as "validation")."""
     from bench.ptbxl_accuracy import BENCH_DEFAULTS
 
-    ds, out = work / f"dataset{i}", work / f"kfold{i}"
+    ds, out = work / f"dataset-{key}", work / f"kfold-{key}"  # by key: a re-run with other --settings reuses the right one
     stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", a.image_size, *flags.split()])
     d = BENCH_DEFAULTS["picture"]
     train = ["--task", a.task, "--arch", a.arch, "--image-size", a.image_size, "--batch-size", d["batch_size"],
@@ -74,7 +74,7 @@ def run_kfold(a, i, flags, raw, work, extra):
              "--save-interval", 100, "--pretrained", "none", "--num-workers", 2, "--log-iters", 50,
              *extra]  # later flags win: `-- --iters 400` overrides the default
     stage("train folds", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--output-dir", out, "--",
-                          "--dataset-dir", ds, *train])
+                          "--data-dir", raw, "--dataset-dir", ds, *train])
     truth = raw / ("val_reference.csv" if a.task == 1 else "val_reference_task2.csv")
     report = out / "predict_report.json"
     stage("predict", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model",
@@ -116,7 +116,7 @@ def main():
         name, flags = SETTINGS[key]
         t = time.time()
         if a.num_folds:
-            r = run_kfold(a, i, flags, raw, work, extra)
+            r = run_kfold(a, key, flags, raw, work, extra)
         else:
             out = work / f"{i}.json"
             subprocess.run([sys.executable, "bench/ptbxl_accuracy.py", "--src", a.src, "--test-fold", str(a.test_fold),
