@@ -43,8 +43,8 @@ LINE_WIDTH = 2  # pixels (chosen on the picture-settings bench: README)
 LAYOUT = "12x1"  # 12 bands of full width; or 6x2
 MV_RANGE = 2.0  # mV spanned by one lead's band (fixed for all records: amplitude is diagnostic)
 SCALE = "fixed"  # fixed (MV_RANGE for every lead and record) | per-lead (each lead fills its band, as the original drew them)
-AMPLITUDE = "clip"  # beyond the band (fixed scale): clip (cut flat at its edge) | soft (compressed smoothly, taller stays taller)
-HIGHPASS = 0.0  # Hz: high-pass each record before drawing (0.5: the signal family's filter, removes baseline wander); 0 = off
+AMPLITUDE = "clip"  # beyond the band: clip (cut flat at its edge) | soft (compressed smoothly: taller stays taller)
+HIGHPASS = 0.0  # Hz, high-pass before drawing (0.5: the signal family's filter, removes baseline wander); 0 = off
 WORKERS = os.cpu_count() or 1
 FORCE = False  # re-render images that are newer than their record
 PREVIEW = 0  # write DATASET_DIR/preview.png with this many rendered train records
@@ -108,7 +108,8 @@ def main(argv=None):
         raise ConfigError(f"--amplitude {cfg['AMPLITUDE']} needs --scale fixed: a per-lead scale never leaves the band")
 
     # Pictures are "up to date" only if drawn with the same settings: on a change, re-render everything.
-    settings = {k.lower(): cfg[k] for k in ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE", "SCALE", "AMPLITUDE", "HIGHPASS")}
+    keys = ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE", "SCALE", "AMPLITUDE", "HIGHPASS")
+    settings = {k.lower(): cfg[k] for k in keys}
     cfg_path = out_dir / RENDER_CONFIG
     try:
         prev = json.loads(cfg_path.read_text()) if cfg_path.exists() else None

@@ -66,7 +66,7 @@ def run_kfold(a, key, flags, raw, work, extra):
     ptbxl_accuracy.py's --json writes one (the out-of-fold figures as "validation")."""
     from bench.ptbxl_accuracy import BENCH_DEFAULTS
 
-    ds, out = work / f"dataset-{key}", work / f"kfold-{key}"  # by key: a re-run with other --settings reuses the right one
+    ds, out = work / f"dataset-{key}", work / f"kfold-{key}"  # by key: a re-run with other --settings finds its own
     stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", a.image_size, *flags.split()])
     d = BENCH_DEFAULTS["picture"]
     train = ["--task", a.task, "--arch", a.arch, "--image-size", a.image_size, "--batch-size", d["batch_size"],
@@ -120,7 +120,8 @@ def main():
         else:
             out = work / f"{i}.json"
             subprocess.run([sys.executable, "bench/ptbxl_accuracy.py", "--src", a.src, "--test-fold", str(a.test_fold),
-                            "--arch", a.arch, "--task", str(a.task), "--image-size", str(a.image_size), "--render", flags,
+                            "--arch", a.arch, "--task", str(a.task), "--image-size", str(a.image_size),
+                            "--render", flags,
                             "--json", str(out), "--work-dir", str(work / f"run{i}"), *extra], cwd=ROOT, check=True)
             r = json.loads(out.read_text())
         results[name] = {**r, "minutes": (time.time() - t) / 60, "render": flags, "key": key}
@@ -144,9 +145,9 @@ def main():
         print(f"{name:<42} " + " ".join(f"{protocol.fmt_ci(cmp['figures'][name][k]):>20}" for k in keys)
               + f" {fmt(v):>14} {r['minutes']:>8.1f}" + ("  <- chosen" if name == chosen else ""))
     if a.num_folds:
-        print(f"chosen by the out-of-fold {sel} ({n_val} development records, each validated once by one of {a.num_folds} "
-              f"folds, the same split for every setting; they also chose each fold's checkpoint, so all are optimistic "
-              f"alike): {chosen}")
+        print(f"chosen by the out-of-fold {sel} ({n_val} development records, each validated once by one of "
+              f"{a.num_folds} folds, the same split for every setting; they also chose each fold's checkpoint, so all "
+              f"are optimistic alike): {chosen}")
     else:
         print(f"chosen by the validation {sel} ({n_val} development records, the same split for every setting; they "
               f"also chose each run's checkpoint, so all are optimistic alike): {chosen}")

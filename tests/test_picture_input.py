@@ -27,7 +27,8 @@ LOG = logging.getLogger("ecg")
 @pytest.fixture(scope="module")
 def columns(tiny_raw):
     """A real record drawn 6x2, as two gray pictures: only the limb-lead column inked, only the chest-lead one."""
-    full = np.asarray(render_image(read_record(tiny_raw / "train" / "ptbxl_00275.mat"), SIZE, layout="6x2").convert("L"))
+    sig = read_record(tiny_raw / "train" / "ptbxl_00275.mat")
+    full = np.asarray(render_image(sig, SIZE, layout="6x2").convert("L"))
     limb, chest = full.copy(), full.copy()
     limb[:, HALF:] = 255
     chest[:, :HALF] = 255
@@ -65,13 +66,14 @@ def test_training_pipeline_keeps_6x2_columns_apart(columns, tmp_path):
     (ds / "render_config.json").write_text(json.dumps({"size": SIZE, "line_width": 2, "layout": "6x2", "mv_range": 2.0,
                                                        "scale": "fixed", "amplitude": "clip", "highpass": 0.0}))
     df = pd.DataFrame({"name": list(columns), "y": [0, 1]})
-    train_ds, _, inp = get_family("resnet18").datasets(get_task(1), None, df, df, Sources(Path("unused"), ds), SIZE, LOG)
+    src = Sources(Path("unused"), ds)
+    train_ds, _, inp = get_family("resnet18").datasets(get_task(1), None, df, df, src, SIZE, LOG)
     assert inp["render_config"]["layout"] == "6x2"
 
     def leaks(dataset):
         n = 0
         for i, (_, other) in enumerate(columns.values()):
-            for j in range(30):  # seeded per sample as SeededBatchSampler keys them: (index, derive_seed(seed, epoch, i))
+            for j in range(30):  # keyed as SeededBatchSampler keys a sample: (index, derive_seed(seed, epoch, i))
                 x, _ = dataset[(i, derive_seed(7, 0, 100 * i + j))]
                 gray = x[0] * ECG_STD[0] + ECG_MEAN[0]
                 n += bool((gray[other] < 0.5).any())
