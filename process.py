@@ -1,6 +1,7 @@
 """Step 1 of 3: render every ECG record (MAT) to a waveform picture (PNG).
 
     python process.py --data-dir RAW_DIR --out-dir DATASET_DIR [--size 640] [--workers N] [--force] [--preview N]
+                      [--amplitude clip|soft] [--highpass HZ]
 
 RAW_DIR holds train/*.mat, val/*.mat (the test set), trainreference.csv and, if the converter wrote it,
 record_groups.csv. DATASET_DIR gets train/<name>.png, val/<name>.png, the label files and record_groups.csv as
@@ -20,6 +21,7 @@ from utils.artifacts import PROCESS_REPORT, RECORD_GROUPS, RENDER_CONFIG
 from utils.atomic import atomic_path, write_text
 from utils.config import flag_name, parse_config, script_constants
 from utils.ecg.io import (
+    FS,
     list_records,
     read_record,
     read_record_groups,
@@ -30,7 +32,7 @@ from utils.ecg.io import (
     write_reference_task2,
 )
 from utils.errors import ConfigError, ECGDataError
-from utils.inputs.render import LAYOUTS, SCALES, render_image
+from utils.inputs.render import AMPLITUDES, LAYOUTS, RENDER_DEFAULTS, SCALES, render_image
 from utils.runtime import run_script
 
 # -- configuration (every constant is also a command-line flag: DATA_DIR -> --data-dir) --------------------
@@ -41,6 +43,8 @@ LINE_WIDTH = 2  # pixels (chosen on the picture-settings bench: README)
 LAYOUT = "12x1"  # 12 bands of full width; or 6x2
 MV_RANGE = 2.0  # mV spanned by one lead's band (fixed for all records: amplitude is diagnostic)
 SCALE = "fixed"  # fixed (MV_RANGE for every lead and record) | per-lead (each lead fills its band, as the original drew them)
+AMPLITUDE = "clip"  # beyond the band: clip (cut flat at its edge) | soft (compressed smoothly: taller stays taller)
+HIGHPASS = 0.0  # Hz, high-pass before drawing (0.5: the signal family's filter, removes baseline wander); 0 = off
 WORKERS = os.cpu_count() or 1
 FORCE = False  # re-render images that are newer than their record
 PREVIEW = 0  # write DATASET_DIR/preview.png with this many rendered train records
@@ -57,7 +61,8 @@ def render_one(job):
     except ECGDataError as e:
         png.unlink(missing_ok=True)  # never leave a stale picture of a record that is now bad
         return split, name, "failed", e.problem
-    img = render_image(sig, cfg["SIZE"], cfg["LINE_WIDTH"], cfg["LAYOUT"], cfg["MV_RANGE"], cfg["SCALE"])
+    img = render_image(sig, cfg["SIZE"], cfg["LINE_WIDTH"], cfg["LAYOUT"], cfg["MV_RANGE"], cfg["SCALE"],
+                       cfg["AMPLITUDE"], cfg["HIGHPASS"])
     with atomic_path(png) as tmp:  # a killed run never leaves a half-written PNG that looks up to date
         img.save(tmp, format="PNG", compress_level=1)
     return split, name, "rendered", ""
@@ -90,21 +95,28 @@ def write_preview(out_dir, refs, n):
 
 def main(argv=None):
     cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__,
-                       choices={"LAYOUT": sorted(LAYOUTS), "SCALE": SCALES})
+                       choices={"LAYOUT": sorted(LAYOUTS), "SCALE": SCALES, "AMPLITUDE": AMPLITUDES})
     data_dir, out_dir = Path(cfg["DATA_DIR"]), Path(cfg["OUT_DIR"])
     if not (data_dir / "train").is_dir() and not (data_dir / "val").is_dir():
         raise ECGDataError(data_dir, "has neither train/ nor val/ (expected the competition layout)")
     for key in ("SIZE", "LINE_WIDTH", "WORKERS"):
         if cfg[key] < 1:
             raise ConfigError(f"{flag_name(key)} must be >= 1, got {cfg[key]}")
+    if not 0 <= cfg["HIGHPASS"] < FS / 2:
+        raise ConfigError(f"--highpass must be 0 (off) or a frequency below {FS / 2:g} Hz, got {cfg['HIGHPASS']}")
+    if cfg["AMPLITUDE"] != "clip" and cfg["SCALE"] == "per-lead":
+        raise ConfigError(f"--amplitude {cfg['AMPLITUDE']} needs --scale fixed: a per-lead scale never leaves the band")
 
     # Pictures are "up to date" only if drawn with the same settings: on a change, re-render everything.
-    settings = {k.lower(): cfg[k] for k in ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE", "SCALE")}
+    keys = ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE", "SCALE", "AMPLITUDE", "HIGHPASS")
+    settings = {k.lower(): cfg[k] for k in keys}
     cfg_path = out_dir / RENDER_CONFIG
     try:
         prev = json.loads(cfg_path.read_text()) if cfg_path.exists() else None
     except ValueError:
         prev = None
+    if isinstance(prev, dict):  # written before a setting existed: drawn with what it draws when not given
+        prev = {**RENDER_DEFAULTS, **prev}
     have_pngs = any(any((out_dir / split).glob("*.png")) for split in ("train", "val"))
     if prev != settings and have_pngs:  # no (or other) settings beside existing pictures: they cannot be trusted
         if not cfg["FORCE"]:

@@ -153,7 +153,7 @@ class PictureFamily(NetworkFamily):
         render = read_render_config(src.dataset_dir)
         img_dir = Path(src.dataset_dir) / "train"
         train_ds = ECGImageDataset(img_dir, train_df["name"], task.label_array(train_df["y"]), image_size,
-                                   build_transforms(True, LAYOUTS[render.get("layout", "12x1")][0]))
+                                   build_transforms(True, *LAYOUTS[render.get("layout", "12x1")]))
         val_ds = ECGImageDataset(img_dir, val_df["name"], task.label_array(val_df["y"]), image_size, build_transforms(False))
         return train_ds, val_ds, {"kind": "picture", "image_size": image_size, "render_config": render}
 

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from utils.ecg.io import list_records
+from utils.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,6 +98,41 @@ def test_changed_render_settings_re_render_everything(raw_small, tmp_path):
     (out / "render_config.json").unlink()  # as a run killed while switching settings leaves it
     run(raw, out, "--size", "64", "--layout", "6x2")
     assert statuses(out)[1] == {"rendered": 22}
+
+
+def test_amplitude_and_highpass_flags(raw_small, tmp_path, capsys):
+    import process  # in this process: five runs of a subprocess would take most of a minute on a busy machine
+
+    raw, out = tmp_path / "raw", tmp_path / "ds"
+    shutil.copytree(raw_small, raw)
+    name = list_records(raw / "train")[0]
+
+    def main(*extra):
+        process.main(["--data-dir", str(raw), "--out-dir", str(out), "--size", "128", "--workers", "1", *extra])
+        return capsys.readouterr().out
+
+    main()
+    rc = json.loads((out / "render_config.json").read_text())
+    assert rc["amplitude"] == "clip" and rc["highpass"] == 0.0  # the defaults: the pictures drawn before the flags
+    old = {k: v for k, v in rc.items() if k not in ("amplitude", "highpass")}  # as process.py wrote it before them
+    (out / "render_config.json").write_text(json.dumps(old))
+    printed = main()
+    assert statuses(out)[1] == {"up-to-date": 22} and "render settings differ" not in printed  # the same pictures
+    clipped = Image.open(out / "train" / f"{name}.png").tobytes()
+    printed = main("--amplitude", "soft", "--highpass", "0.5")
+    assert statuses(out)[1] == {"rendered": 22} and "render settings differ" in printed
+    rc = json.loads((out / "render_config.json").read_text())
+    assert rc["amplitude"] == "soft" and rc["highpass"] == 0.5
+    assert Image.open(out / "train" / f"{name}.png").tobytes() != clipped
+    main("--amplitude", "soft", "--highpass", "0.5")
+    assert statuses(out)[1] == {"up-to-date": 22}
+    for flags, msg in ((["--amplitude", "soft", "--scale", "per-lead"], "--amplitude soft needs --scale fixed"),
+                       (["--highpass", "-1"], r"--highpass must be 0 \(off\) or a frequency below 250 Hz, got -1")):
+        with pytest.raises(ConfigError, match=msg):
+            main(*flags)
+    with pytest.raises(SystemExit):
+        main("--amplitude", "tanh")
+    assert "invalid choice: 'tanh'" in capsys.readouterr().err
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):

@@ -1,11 +1,15 @@
-"""The numpy renderer: size, determinism, fixed scale, spikes kept, ink inside each lead's band."""
+"""The numpy renderer: size, determinism, fixed scale, spikes kept, ink inside each lead's band; amplitude beyond the
+band compressed (soft) instead of cut flat; the signal family's high-pass before drawing."""
 import io
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
-from utils.ecg.io import read_record
-from utils.inputs.render import band_edges, render_image, render_mask
+from utils.ecg.filters import highpass
+from utils.ecg.io import FS, read_record
+from utils.inputs.render import band_edges, render_image, render_mask, soft_compress
+from utils.inputs.signals import preprocess
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +79,63 @@ def test_layout_6x2(sig):
     edges = band_edges(640, 6)
     for k in range(6):
         assert mask[edges[k]:edges[k + 1], :320].any() and mask[edges[k]:edges[k + 1], 320:].any()
+
+
+# ptbxl_14257: V4-V6 R waves of 2.1-2.3 mV (and V1's baseline starting 4 mV off): beyond the +-1 mV of the 2 mV band.
+TALL, V5 = "ptbxl_14257.mat", 10
+
+
+def _top_rows(mask, lead, n_rows=12):
+    """Per pixel column, the row of the band's highest ink, counted from the band's top edge (0: at the edge)."""
+    e = band_edges(mask.shape[0], n_rows)
+    band = mask[e[lead]:e[lead + 1]]
+    return np.where(band.any(axis=0), band.argmax(axis=0), band.shape[0])
+
+
+def test_soft_amplitude_keeps_what_clipping_cuts_flat(tiny_raw):
+    sig = read_record(tiny_raw / "train" / TALL)
+    clip_top, soft_top = _top_rows(render_mask(sig), V5), _top_rows(render_mask(sig, amplitude="soft"), V5)
+    flat = clip_top == 0  # columns where clipping draws V5's R waves flat along the band's edge
+    assert flat.sum() >= 20
+    # soft: never at the edge, and as many heights as the R waves have, in their order
+    assert soft_top.min() > 0 and len(np.unique(soft_top[flat])) >= 4
+    x = sig[V5] - np.median(sig[V5])
+    col = np.arange(x.size) * 640 // x.size
+    col_max = np.maximum.reduceat(x, np.searchsorted(col, np.arange(640)))
+    assert spearmanr(-soft_top[flat], col_max[flat]).statistic > 0.8
+    # the same record at half, once and twice its amplitude (V5 1.15 / 2.3 / 4.6 mV): clipping draws all three to
+    # the edge, soft draws each taller than the one before
+    heights = [(_top_rows(render_mask(f * sig), V5).min(), _top_rows(render_mask(f * sig, amplitude="soft"), V5).min())
+               for f in (0.5, 1.0, 2.0)]
+    assert [c for c, _ in heights] == [0, 0, 0]
+    soft = [s for _, s in heights]
+    assert soft[0] > soft[1] > soft[2] > 0, heights
+
+
+def test_soft_amplitude_is_linear_in_the_normal_range(tiny_raw):
+    sig = read_record(tiny_raw / "train" / TALL)
+    small = sig * (0.45 / np.abs(sig - np.median(sig, axis=1, keepdims=True)).max())  # within +-0.45 mV: below the knee
+    np.testing.assert_array_equal(render_mask(small, amplitude="soft"), render_mask(small))
+    v = np.array([0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 50.0])
+    drawn = soft_compress(v, 1.0)
+    assert drawn[0] == 0.5 and np.all(np.diff(drawn) > 0) and drawn[-1] < 1.0  # rises strictly, never reaches the edge
+    np.testing.assert_allclose(soft_compress(-v, 1.0), -drawn)  # polarity kept
+
+
+def test_highpass_keeps_a_drifting_trace_in_its_band(sig):
+    t = np.arange(sig.shape[1]) / FS
+    drifting = sig + 1.5 * np.sin(2 * np.pi * 0.15 * t + 1.0)  # 1.5 mV baseline wander at 0.15 Hz on every lead
+    e = band_edges(640, 12)
+
+    def at_edges(mask):  # pixel columns whose trace is pinned to a band's top or bottom edge, over all bands
+        return sum(int((mask[e[k]] | mask[e[k + 1] - 1]).sum()) for k in range(12))
+
+    clean, drawn, unfiltered = (render_mask(sig, highpass_hz=0.5), render_mask(drifting, highpass_hz=0.5),
+                                render_mask(drifting))
+    assert at_edges(unfiltered) > 10 * at_edges(clean)  # without the filter the wander pushes the trace out
+    assert at_edges(drawn) <= at_edges(clean) + 20  # filtered: no more than the clean record's own tall QRS
+    assert (drawn & clean).sum() / (drawn | clean).sum() > 0.8  # and it is the clean record's picture, nearly
+    # the very filter of the signal family (utils/ecg/filters.py), not a second copy
+    np.testing.assert_array_equal(render_mask(sig, highpass_hz=0.5), render_mask(highpass(sig, 0.5)))
+    prep = {"highpass_hz": 0.5, "fs": FS, "scale": 1.0}
+    np.testing.assert_array_equal(preprocess(sig, prep), highpass(sig, 0.5).astype(np.float32))

@@ -31,19 +31,28 @@ class _RandomOp:
 
 
 class RandomTimeShift(_RandomOp):
-    """Shift the trace left or right by up to `max_frac` of the width; uncovered columns are background."""
+    """Shift the trace left or right by up to `max_frac` of the width; uncovered columns are background.
 
-    def __init__(self, max_frac=0.04, p=0.5):
-        self.max_frac, self.p = max_frac, p
+    A layout of `n_cols` lead columns (6x2: limb leads left, chest leads right) is shifted column by column, each
+    within its own bounds (the renderer's), by the same draw: trace never crosses into another column's leads."""
+
+    def __init__(self, max_frac=0.04, p=0.5, n_cols=1):
+        self.max_frac, self.p, self.n_cols = max_frac, p, n_cols
 
     def apply(self, img):
         w = img.shape[1]
-        d = int(np.random.randint(-int(self.max_frac * w), int(self.max_frac * w) + 1))
+        return self.shift(img, int(np.random.randint(-int(self.max_frac * w), int(self.max_frac * w) + 1)))
+
+    def shift(self, img, d):
+        """`img` with each lead column's trace moved `d` pixels right (left if negative) within the column."""
         out = np.full_like(img, WHITE)
-        if d >= 0:
-            out[:, d:] = img[:, :w - d]
-        else:
-            out[:, :d] = img[:, -d:]
+        edges = band_edges(img.shape[1], self.n_cols)
+        for x0, x1 in zip(edges[:-1], edges[1:]):
+            n = max(x1 - x0 - abs(d), 0)  # columns of this lead column that stay inside it
+            if d >= 0:
+                out[:, x1 - n:x1] = img[:, x0:x0 + n]
+            else:
+                out[:, x0:x0 + n] = img[:, x1 - n:x1]
         return out
 
 
@@ -101,13 +110,15 @@ class ToCHW:
         return np.repeat(img[None], 3, axis=0)
 
 
-def build_transforms(train, n_rows=12):
-    """Training pipeline (augmented) or evaluation pipeline (deterministic); both end ImageNet-normalised CHW."""
+def build_transforms(train, n_rows=12, n_cols=1):
+    """Training pipeline (augmented) or evaluation pipeline (deterministic); both end ImageNet-normalised CHW.
+    `n_rows` x `n_cols`: the pictures' layout (process.py's render_config.json), whose bands and lead columns the
+    augmentations keep apart."""
     tail = [ToCHW(), Normalize(mean=ECG_MEAN, std=ECG_STD, data_format="CHW")]
     if not train:
         return Compose(tail)
     return Compose([
         ColorJitter(brightness=0.2, contrast=0.2),  # PIL image in, PIL image out
-        RandomTimeShift(), RandomAmplitudeScale(n_rows=n_rows), RandomTimeErasing(), GaussianNoise(),
+        RandomTimeShift(n_cols=n_cols), RandomAmplitudeScale(n_rows=n_rows), RandomTimeErasing(), GaussianNoise(),
         *tail,
     ])

@@ -12,6 +12,7 @@ from ..artifacts import PROCESS_REPORT, RENDER_CONFIG
 from ..ecg.io import CSV_ENCODING
 from ..errors import ECGDataError
 from .draws import seed_sample
+from .render import RENDER_DEFAULTS
 
 
 def load_image(path, size):
@@ -64,10 +65,10 @@ def read_render_config(dataset_dir, required=False):
     return cfg
 
 
-# Render settings whose change alters what a picture shows (band placement, mV per pixel, stroke): a model
-# trained on one cannot read the other. Only the size may differ: pictures are resized to the model's input anyway.
-FATAL_RENDER_KEYS = ("layout", "mv_range", "line_width", "scale")
-RENDER_DEFAULTS = {"scale": "fixed"}  # settings added later: what pictures drawn before them used
+# Render settings whose change alters what a picture shows (band placement, mV per pixel, stroke, the curve beyond
+# the band, the high-pass): a model trained on one cannot read the other. Only the size may differ: pictures are
+# resized to the model's input anyway.
+FATAL_RENDER_KEYS = ("layout", "mv_range", "line_width", "scale", "amplitude", "highpass")
 
 
 def check_render_settings(inp, dataset_dir, model_dir, log):

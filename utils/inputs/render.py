@@ -4,13 +4,34 @@ Each lead gets a horizontal band; within it, every pixel column is inked from th
 sample that falls in it (joined to the previous column's last sample), so spikes are kept exactly
 however many samples share a column. One fixed mV-to-pixel scale for every record: amplitude is
 diagnostic, so nothing is normalised per record; only each lead's baseline offset (its median) is
-removed so it sits on its band's centre line.
+removed so it sits on its band's centre line. Optionally the record is high-pass filtered first (the signal
+family's filter, utils/ecg/filters.py: baseline wander no longer pushes ST/T out of the band), and amplitude
+beyond the band is compressed smoothly instead of cut flat (`soft_compress`).
 """
 import numpy as np
 from PIL import Image
 
+from ..ecg.filters import highpass
+
 LAYOUTS = {"12x1": (12, 1), "6x2": (6, 2)}  # rows x columns of leads; leads fill columns top to bottom
 SCALES = ("fixed", "per-lead")  # one mV-to-pixel scale for all | each lead stretched to fill its band (the original's look)
+AMPLITUDES = ("clip", "soft")  # beyond the band: cut flat at its edge | compressed smoothly, never reaching the edge
+RENDER_DEFAULTS = {"scale": "fixed", "amplitude": "clip", "highpass": 0.0}  # settings added later: what pictures
+# drawn before them used (a render_config.json or model card without them)
+SOFT_KNEE = 0.5  # soft: the share of each half-band drawn linearly (true scale); beyond it, compressed
+
+
+def soft_compress(v, half):
+    """Amplitude `v` (mV from the baseline) drawn within +-`half` mV: linear (unchanged) up to the knee
+    k = SOFT_KNEE * half, beyond it k + r * u / (u + r) with u = |v| - k and r = half - k. The slope is 1 at the
+    knee (no kink), the curve rises strictly and only approaches the band's edge, so a taller wave is always drawn
+    taller: with the 2 mV band (half 1 mV), 0.5 / 1 / 1.5 / 2 / 3 / 5 mV are drawn at 0.5 / 0.75 / 0.83 / 0.88 /
+    0.92 / 0.95 mV, where clipping draws everything from 1 mV on at 1 mV."""
+    a = np.abs(v)
+    k = SOFT_KNEE * half
+    r = half - k
+    u = np.maximum(a - k, 0)
+    return np.sign(v) * (np.minimum(a, k) + r * u / (u + r))
 
 
 def band_edges(size, n_rows):
@@ -30,17 +51,24 @@ def _trace_columns(y, width):
     return np.minimum(lo, prev), np.maximum(hi, prev)
 
 
-def render_mask(sig, size=640, line_width=2, layout="12x1", mv_range=2.0, scale="fixed"):
-    """Boolean (size, size) ink mask of `sig` (12, n) in mV. Each band spans `mv_range` mV top to bottom, or
-    (scale "per-lead", as the original's matplotlib subplots drew them) each lead's own range."""
+def render_mask(sig, size=640, line_width=2, layout="12x1", mv_range=2.0, scale="fixed", amplitude="clip",
+                highpass_hz=0.0):
+    """Boolean (size, size) ink mask of `sig` (12, n) in mV at 500 Hz. Each band spans `mv_range` mV top to bottom,
+    or (scale "per-lead", as the original's matplotlib subplots drew them) each lead's own range. `highpass_hz` > 0:
+    the record is high-pass filtered first. `amplitude` (fixed scale): beyond the band the trace is "clip"ped flat
+    at its edge, or "soft": compressed (soft_compress)."""
+    if amplitude not in AMPLITUDES:
+        raise ValueError(f"amplitude must be one of {AMPLITUDES}, got {amplitude!r}")
     n_rows, n_cols = LAYOUTS[layout]
-    sig = np.asarray(sig, dtype=np.float32)
+    sig = np.asarray(highpass(sig, highpass_hz) if highpass_hz else sig, dtype=np.float32)
     if scale == "per-lead":
         lo, hi = sig.min(axis=1, keepdims=True), sig.max(axis=1, keepdims=True)
         sig = (sig - (lo + hi) / 2) / np.maximum(hi - lo, 1e-3)  # each lead spans 1 unit, centred
         mv_range = 1.0
     else:
         sig = sig - np.median(sig, axis=1, keepdims=True)
+        if amplitude == "soft":
+            sig = soft_compress(sig, mv_range / 2.0).astype(np.float32)
     rows = band_edges(size, n_rows)
     cols = band_edges(size, n_cols)
     mask = np.zeros((size, size), dtype=bool)
@@ -62,6 +90,7 @@ def render_mask(sig, size=640, line_width=2, layout="12x1", mv_range=2.0, scale=
     return mask
 
 
-def render_image(sig, size=640, line_width=2, layout="12x1", mv_range=2.0, scale="fixed"):
+def render_image(sig, size=640, line_width=2, layout="12x1", mv_range=2.0, scale="fixed", amplitude="clip",
+                 highpass_hz=0.0):
     """Bilevel PIL image (mode '1'): black ink on white."""
-    return Image.fromarray(~render_mask(sig, size, line_width, layout, mv_range, scale))
+    return Image.fromarray(~render_mask(sig, size, line_width, layout, mv_range, scale, amplitude, highpass_hz))

@@ -24,6 +24,7 @@ import scipy
 from scipy import signal as sps
 
 from ..ecg.cache import map_records
+from ..ecg.filters import highpass
 from ..ecg.io import FS, read_record
 from .draws import seed_sample
 
@@ -39,10 +40,7 @@ def default_preprocess(fs=100, highpass_hz=0.5, crop_seconds=8.0):
 
 def preprocess(x, prep):
     """(12, 5000) mV at 500 Hz -> float32 (12, length): high-pass (zero phase), resampled, scaled."""
-    x = np.asarray(x, dtype=np.float64)
-    if prep["highpass_hz"]:
-        sos = sps.butter(2, prep["highpass_hz"], btype="highpass", fs=FS, output="sos")
-        x = sps.sosfiltfilt(sos, x, axis=1)
+    x = highpass(x, prep["highpass_hz"])
     if prep["fs"] != FS:
         g = np.gcd(int(prep["fs"]), FS)
         x = sps.resample_poly(x, int(prep["fs"]) // g, FS // g, axis=1)  # with its own anti-alias filter
@@ -57,10 +55,10 @@ def fit_scale(signals):
 
 def signal_cache_key(prep):
     """Sub-folder of the signal cache for these settings and this code: the settings that shape the preprocessed
-    record (every one but `scale`, applied when an item is read), the source of read_record and preprocess and
-    the SciPy/NumPy versions (their filters). Any change starts a new folder."""
+    record (every one but `scale`, applied when an item is read), the source of read_record, preprocess and
+    highpass and the SciPy/NumPy versions (their filters). Any change starts a new folder."""
     settings = json.dumps({k: v for k, v in sorted(prep.items()) if k != "scale"}, sort_keys=True)
-    code = "".join(inspect.getsource(f) for f in (read_record, preprocess))
+    code = "".join(inspect.getsource(f) for f in (read_record, preprocess, highpass))
     text = f"{settings}\nFS {FS}\n{code}\nscipy {scipy.__version__} numpy {np.__version__}"
     return f"fs{prep['fs']}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
