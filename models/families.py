@@ -29,8 +29,8 @@ from utils.inputs.pictures import ECGImageDataset, check_render_settings, read_f
 from utils.inputs.render import LAYOUTS
 from utils.inputs.signals import SCALE_RECORDS, ECGSignalDataset, default_preprocess, fit_scale, prepare_signals, read_signal
 
-from .resnet import PICTURE_ARCHS, build_model, load_pretrained
 from .inception1d import inception1d
+from .resnet import PICTURE_ARCHS, build_model, load_pretrained
 from .resnet1d import resnet1d
 from .xresnet1d import DEPTHS as XRESNET1D_DEPTHS
 from .xresnet1d import xresnet1d
