@@ -4,9 +4,11 @@
                     [--image-size S] [--pretrained auto|none|PATH] [--num-workers W] [--eval-interval N]
                     [--save-interval N] [--resume auto|DIR] [--seed S]
     python train.py --arch resnet1d --data-dir RAW_DIR --output-dir OUT_DIR [--task 1|2] [--iters N] [--val-fold K]
+                    (or --arch xresnet1d18 | xresnet1d34 | xresnet1d50 | xresnet1d101 | inception1d)
 
 --arch picks the model family (models/families.py): resnet18/34/50/101 read process.py's pictures (DATASET_DIR);
-resnet1d reads the MAT records themselves (DATA_DIR). Every constant below is a flag (IMAGE_SIZE -> --image-size).
+the signal family (resnet1d, xresnet1d18/34/50/101, inception1d) reads the MAT records themselves (DATA_DIR).
+Every constant below is a flag (IMAGE_SIZE -> --image-size).
 Multi-GPU (or 2 CPU processes, gloo):
     python -m paddle.distributed.launch --nproc_per_node 2 train.py ...
 Several machines: the same command on each, with its own --rank (0 on the machine at HOST):
@@ -40,9 +42,9 @@ from utils.training.sampling import split_records  # noqa: E402
 
 # -- configuration: the original design's defaults (full size, meant for a GPU) -----------------------------
 TASK = 1  # 1: normal/abnormal (F1) | 2: the 12 diagnoses, several per record (per-class F1)
-ARCH = "resnet50"  # pictures: resnet18 | resnet34 | resnet50 | resnet101; raw signal: resnet1d
+ARCH = "resnet50"  # pictures: resnet18 | resnet34 | resnet50 | resnet101; raw signal: resnet1d | xresnet1d18 | xresnet1d34 | xresnet1d50 | xresnet1d101 | inception1d; measurements: features
 DATASET_DIR = "dataset"  # pictures (picture models), written by process.py: train/*.png + trainreference.csv
-DATA_DIR = "dataset/sample"  # raw records (resnet1d): train/*.mat + trainreference.csv
+DATA_DIR = "dataset/sample"  # raw records (signal family, features): train/*.mat + trainreference.csv
 OUTPUT_DIR = "output"
 IMAGE_SIZE = 640
 BATCH_SIZE = 32
@@ -51,14 +53,14 @@ LR = 0.001  # base learning rate
 WARMUP_ITERS = 200  # LinearWarmup from 0 to LR ...
 END_LR = 1e-8  # ... then PolynomialDecay to END_LR at the last iteration
 POWER = 0.9
-OPTIMIZER = "auto"  # auto: momentum for pictures (the original), adam for resnet1d | momentum | adam
+OPTIMIZER = "auto"  # auto: momentum for pictures (the original), adam for the signal family | momentum | adam
 MOMENTUM = 0.9
 WEIGHT_DECAY = 2e-4
 NUM_FOLDS = 10  # stratified folds (never splitting a record_groups.csv group); one validates: 90/10 (original: 1440/160)
 VAL_FOLD = 0  # which fold validates (k-fold: run 0..NUM_FOLDS-1)
 PRETRAINED = "auto"  # auto (ImageNet via Paddle's download/cache) | none | path/to/weights.pdparams
 NUM_WORKERS = 4  # DataLoader worker processes
-PREP_WORKERS = 0  # processes that preprocess or measure records not yet cached (resnet1d, features); 0: one per core (of this rank)
+PREP_WORKERS = 0  # processes that preprocess or measure records not yet cached (signal family, features); 0: one per core (of this rank)
 LOADER_TIMEOUT = 300.0  # seconds a DataLoader may wait for one batch before the run stops with an error naming it
 SEED = 2021  # fixes the split, initial weights, sample order and every augmentation draw
 LOG_ITERS = 10

@@ -1,7 +1,7 @@
 """Which checkpoint and which decision threshold generalise to unseen patients: measured on the development
 records only (PTB-XL folds 1-7; the test fold is never read).
 
-    python bench/model_selection.py [--src PTBXL_DIR] [--test-fold 8] [--outer 5,6,7] [--task 1|2] [--arch resnet1d]
+    python bench/model_selection.py [--src PTBXL_DIR] [--test-fold 8] [--outer 5,6,7] [--task 1|2] [--arch resnet1d|xresnet1d101|...]
                                     [--num-folds 3] [--iters 600] [--work-dir DIR] [--json PATH]
 
 Nested cross-validation. Each --outer PTB-XL fold in turn stands for the test set: the other development folds

@@ -1,11 +1,13 @@
 """Accuracy on real patients: PTB-XL subset -> competition layout -> process -> train -> predict.
 
-    python bench/ptbxl_accuracy.py [--task 1|2] [--arch resnet50|resnet18|...|resnet1d] [--src PTBXL_DIR] [--test-fold 8]
+    python bench/ptbxl_accuracy.py [--task 1|2] [--arch resnet50|resnet18|...|resnet1d|xresnet1d101|...] [--src PTBXL_DIR]
+                                   [--test-fold 8]
                                    [--work-dir DIR] [--iters N] [--image-size 160] [--batch-size B] [--lr LR] [--json PATH]
                                    [-- TRAIN_FLAGS]
 
-Defaults per family (CPU-sized): pictures 160 px, batch 16, 700 iterations, LR 0.01 (Momentum); resnet1d batch 32,
-600 iterations, LR 0.001 (Adam). A signal model needs no pictures: the process stage is skipped.
+Defaults per family (CPU-sized): pictures 160 px, batch 16, 700 iterations, LR 0.01 (Momentum); the signal family
+(resnet1d, xresnet1d18/34/50/101, inception1d) batch 32, 600 iterations, LR 0.001 (Adam). A signal model needs no
+pictures: the process stage is skipped.
 
 The test fold (default 8) is the test set, the other folds train and validate (PTB-XL folds separate patients).
 The configuration is sized to finish in under an hour on a 2-core CPU, and trains from scratch: ImageNet weights
@@ -119,7 +121,8 @@ def main():
     p.add_argument("--work-dir", default=None, help="default: a new temporary directory")
     p.add_argument("--test-fold", type=int, default=8)
     p.add_argument("--image-size", type=int, default=160)
-    p.add_argument("--arch", default="resnet50", help="resnet18 | resnet34 | resnet50 | resnet101 | resnet1d")
+    p.add_argument("--arch", default="resnet50", help="resnet18 | resnet34 | resnet50 | resnet101 | resnet1d | "
+                   "xresnet1d18 | xresnet1d34 | xresnet1d50 | xresnet1d101 | inception1d | features")
     p.add_argument("--batch-size", type=int, default=None, help="default: per family (see above)")
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)

@@ -2,7 +2,8 @@
 place. train.py and predict.py ask `get_family(arch)` (or `family_of(card)`) and never branch on the architecture.
 
 - picture (`resnet18/34/50/101`): reads process.py's pictures (DATASET_DIR), ImageNet-style input (3, S, S).
-- signal (`resnet1d`): reads the MAT records themselves (DATA_DIR), preprocessed as utils/inputs/signals.py says.
+- signal (`resnet1d`, `xresnet1d18/34/50/101`, `inception1d`): reads the MAT records themselves (DATA_DIR),
+  preprocessed as utils/inputs/signals.py says.
 - features (`features`): ECG measurements of the MAT records (utils/ecg/), gradient-boosted trees (models/gbm.py);
   fitted at once, no iterations.
 
@@ -10,6 +11,7 @@ Families hold no data: `labels` returns what it read (a Labelled), which the oth
 card's `arch` and `input` (picture size and render settings, signal preprocessing, measurement version) let
 predict.py feed each model what it was trained on.
 """
+import functools
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -27,8 +29,11 @@ from utils.inputs.pictures import ECGImageDataset, check_render_settings, read_f
 from utils.inputs.render import LAYOUTS
 from utils.inputs.signals import SCALE_RECORDS, ECGSignalDataset, default_preprocess, fit_scale, prepare_signals, read_signal
 
+from .inception1d import inception1d
 from .resnet import PICTURE_ARCHS, build_model, load_pretrained
 from .resnet1d import resnet1d
+from .xresnet1d import DEPTHS as XRESNET1D_DEPTHS
+from .xresnet1d import xresnet1d
 
 log = logging.getLogger("ecg")
 
@@ -176,8 +181,8 @@ class PictureFamily(NetworkFamily):
 
 
 class SignalFamily(NetworkFamily):
-    """The MAT records themselves, a 1D ResNet. Each record is preprocessed once into DATA_DIR/signal_cache and
-    read from there, memory-mapped, one item at a time."""
+    """The MAT records themselves, a 1D network (SIGNAL_ARCHS). Each record is preprocessed once into
+    DATA_DIR/signal_cache and read from there, memory-mapped, one item at a time."""
 
     name, optimizer = "signal", "adam"  # trained from scratch: Adam needs no LR search per dataset
 
@@ -203,11 +208,11 @@ class SignalFamily(NetworkFamily):
         return ds(train_df, True), ds(val_df, False), prep
 
     def build(self, arch, num_outputs, pretrained):
-        model = resnet1d(num_outputs)
+        model = SIGNAL_ARCHS[arch](num_outputs)
         if pretrained == "auto":
             log.info("pretrained auto: there are no ImageNet weights for a signal model; training from scratch")
         elif pretrained and pretrained != "none":
-            load_pretrained(model, pretrained)  # e.g. a resnet1d trained on another collection
+            load_pretrained(model, pretrained)  # e.g. the same arch trained on another collection
         return model
 
     def input_spec(self, inp):
@@ -293,8 +298,10 @@ class FeaturesFamily(FittedFamily):
         return [x for n, x in zip(names, X) if n not in bad_names], have, bad_names
 
 
+SIGNAL_ARCHS = {"resnet1d": resnet1d,  # the networks of the signal family: arch -> (num_outputs -> new network)
+                **{a: functools.partial(xresnet1d, a) for a in XRESNET1D_DEPTHS}, "inception1d": inception1d}
 FAMILIES = {"picture": PictureFamily(), "signal": SignalFamily(), "features": FeaturesFamily()}  # stateless: one each
-ARCHS = {**{a: "picture" for a in PICTURE_ARCHS}, "resnet1d": "signal", "features": "features"}
+ARCHS = {**{a: "picture" for a in PICTURE_ARCHS}, **{a: "signal" for a in SIGNAL_ARCHS}, "features": "features"}
 
 
 def get_family(arch):

@@ -20,7 +20,7 @@ PROCESS_REPORT = "process_report.csv"  # DATASET_DIR: every record's outcome in 
 RECORD_GROUPS = "record_groups.csv"  # DATA_DIR, DATASET_DIR: name,group of the training records (a patient's, a
 # recording's windows): folds never split a group. Written by the converters, carried by process.py.
 FEATURE_CACHE = "features_cache"  # DATA_DIR: per-record measurements, so a second run does not recompute them
-SIGNAL_CACHE = "signal_cache"  # DATA_DIR: per-record preprocessed signals (resnet1d), read memory-mapped
+SIGNAL_CACHE = "signal_cache"  # DATA_DIR: per-record preprocessed signals (signal family), read memory-mapped
 BEST_DIR = "best_model"  # OUTPUT_DIR: the model predict.py reads
 FINISHED_FILE = "finished.json"  # OUTPUT_DIR: written when a run completes (tools/train_kfold.py skips such folds)
 INFO_FILE = "model.json"  # in a model directory: its ModelCard

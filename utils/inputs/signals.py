@@ -1,5 +1,6 @@
-"""The raw-signal input of the `resnet1d` family: preprocessing (decided once at training, stored in model.json,
-repeated by predict.py) and the paddle.io dataset that reads the MAT records themselves.
+"""The raw-signal input of the signal family (resnet1d, xresnet1d*, inception1d): preprocessing (decided once at
+training, stored in model.json, repeated by predict.py) and the paddle.io dataset that reads the MAT records
+themselves.
 
 Preprocessing keeps amplitude: a high-pass filter removes baseline drift, the record is resampled (500 -> 100 Hz
 by default: on PTB-XL that measured better than 250 Hz, and 2.5x faster) and multiplied by ONE scale for all
