@@ -82,3 +82,15 @@ def tiny_signal(tiny_raw, tmp_path_factory):
     state = train.main(["--data-dir", str(tiny_raw), "--output-dir", str(out), "--iters", "24", "--eval-interval", "8",
                         "--save-interval", "12", "--num-workers", "2", *SIGNAL])
     return out, state
+
+
+@pytest.fixture(scope="session")
+def tiny_features2(tiny_raw, tmp_path_factory):
+    """(output dir, train state) of a Task 2 features model on the raw sample: 5 folds, no importance figure (it
+    is tested on Task 1; 12 classes of it cost a minute here). Shared by the features and the fusion tests."""
+    import train
+
+    out = tmp_path_factory.mktemp("features2")
+    state = train.main(["--task", "2", "--arch", "features", "--data-dir", str(tiny_raw), "--output-dir", str(out),
+                        "--num-folds", "5", "--importance-repeats", "0"])
+    return out, state
