@@ -55,15 +55,18 @@ def tiny_trained2(tiny_dataset, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_damaged(tiny_raw, tmp_path_factory):
-    """The sample plus a truncated test record, rendered at 64 px: (raw dir, dataset dir)."""
+def tiny_damaged(tiny_raw, tiny_dataset, tmp_path_factory):
+    """The sample plus a truncated test record, rendered at 64 px: (raw dir, dataset dir). The sample's pictures
+    are tiny_dataset's (drawn with the same settings, copied with their times, so process.py finds them up to
+    date): process.py here tries the truncated record and reports it failed, without drawing the 80 others again."""
     import process
 
     raw = tmp_path_factory.mktemp("damaged") / "raw"
     shutil.copytree(tiny_raw, raw)
     good = (raw / "val" / "ptbxl_00108.mat").read_bytes()
     (raw / "val" / "zz_truncated.mat").write_bytes(good[: len(good) // 3])
-    ds = tmp_path_factory.mktemp("damaged_ds")
+    ds = tmp_path_factory.mktemp("damaged_ds") / "ds"
+    shutil.copytree(tiny_dataset, ds)
     process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", *TINY_RENDER, "--workers", "1"])
     return raw, ds
 
