@@ -11,7 +11,8 @@ from utils.runtime import load_before_paddle  # noqa: E402
 
 load_before_paddle()  # test modules import paddle before the scripts do (see utils/runtime.py)
 
-from pipeline_fixtures import tiny_damaged, tiny_dataset, tiny_raw, tiny_signal, tiny_trained, tiny_trained2  # noqa: E402,F401
+from pipeline_fixtures import (  # noqa: E402,F401
+    tiny_damaged, tiny_dataset, tiny_features2, tiny_raw, tiny_signal, tiny_trained, tiny_trained2)
 
 
 @pytest.fixture(scope="session")

@@ -55,15 +55,18 @@ def tiny_trained2(tiny_dataset, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_damaged(tiny_raw, tmp_path_factory):
-    """The sample plus a truncated test record, rendered at 64 px: (raw dir, dataset dir)."""
+def tiny_damaged(tiny_raw, tiny_dataset, tmp_path_factory):
+    """The sample plus a truncated test record, rendered at 64 px: (raw dir, dataset dir). The sample's pictures
+    are tiny_dataset's (drawn with the same settings, copied with their times, so process.py finds them up to
+    date): process.py here tries the truncated record and reports it failed, without drawing the 80 others again."""
     import process
 
     raw = tmp_path_factory.mktemp("damaged") / "raw"
     shutil.copytree(tiny_raw, raw)
     good = (raw / "val" / "ptbxl_00108.mat").read_bytes()
     (raw / "val" / "zz_truncated.mat").write_bytes(good[: len(good) // 3])
-    ds = tmp_path_factory.mktemp("damaged_ds")
+    ds = tmp_path_factory.mktemp("damaged_ds") / "ds"
+    shutil.copytree(tiny_dataset, ds)
     process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", *TINY_RENDER, "--workers", "1"])
     return raw, ds
 
@@ -81,4 +84,16 @@ def tiny_signal(tiny_raw, tmp_path_factory):
     out = tmp_path_factory.mktemp("signal")
     state = train.main(["--data-dir", str(tiny_raw), "--output-dir", str(out), "--iters", "24", "--eval-interval", "8",
                         "--save-interval", "12", "--num-workers", "2", *SIGNAL])
+    return out, state
+
+
+@pytest.fixture(scope="session")
+def tiny_features2(tiny_raw, tmp_path_factory):
+    """(output dir, train state) of a Task 2 features model on the raw sample: 5 folds, no importance figure (it
+    is tested on Task 1; 12 classes of it cost a minute here). Shared by the features and the fusion tests."""
+    import train
+
+    out = tmp_path_factory.mktemp("features2")
+    state = train.main(["--task", "2", "--arch", "features", "--data-dir", str(tiny_raw), "--output-dir", str(out),
+                        "--num-folds", "5", "--importance-repeats", "0"])
     return out, state

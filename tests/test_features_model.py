@@ -66,10 +66,8 @@ def test_features_model_predicts_and_fuses_with_a_signal_model(features_model, t
                       "--export", str(tmp_path / "exp"), "--num-workers", "0"])
 
 
-def test_features_model_task2(tiny_raw, tmp_path):
-    out = tmp_path / "f2"
-    train.main(["--task", "2", "--arch", "features", "--data-dir", str(tiny_raw), "--output-dir", str(out), "--num-folds", "5",
-                "--importance-repeats", "0"])  # the figure is tested on Task 1; 12 classes of it cost a minute here
+def test_features_model_task2(tiny_features2, tiny_raw, tmp_path):
+    out, _ = tiny_features2  # trained with --importance-repeats 0: the figure is tested on Task 1
     assert not (out / "best_model" / "importance.csv").exists()
     info = read_json(out / "best_model" / "model.json")
     assert len(info["thresholds"]) == 12 and info["selected_by"] == "macro_f1"

@@ -211,13 +211,9 @@ def test_bad_fusions_fail_clearly(kfold, tiny_raw, tiny_trained2, tmp_path):
         predict.main([*args, "--dataset-dir", str(tmp_path), "--model", str(tiny_trained2[0] / "best_model"), "--task", "2"])
 
 
-def test_task2_stacking_through_predict(tiny_raw, tiny_dataset, tiny_trained2, tmp_path):
+def test_task2_stacking_through_predict(tiny_raw, tiny_dataset, tiny_trained2, tiny_features2, tmp_path):
     """Task 2: one logistic regression per class over the families, applied to the test records as reported."""
-    import train
-
-    feat = tmp_path / "features2"
-    train.main(["--task", "2", "--arch", "features", "--data-dir", str(tiny_raw), "--output-dir", str(feat),
-                "--num-folds", "5", "--importance-repeats", "0"])
+    feat = tiny_features2[0]
     members = [str(tiny_trained2[0] / "best_model"), str(feat / "best_model")]
     rep = predict.main(["--task", "2", "--data-dir", str(tiny_raw), "--dataset-dir", str(tiny_dataset), "--model", *members,
                         "--weights", "auto", "--out", str(tmp_path / "a.csv"), "--num-workers", "0",

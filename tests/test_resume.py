@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,10 +27,12 @@ from utils.training.runs import find_resumable, keep_newer_best, prune_checkpoin
 
 ROOT = Path(__file__).resolve().parents[1]
 # Evaluate every 5, save every 4 (so the checkpoint before a kill is often mid-epoch and older than best_model);
-# 54 training pictures in batches of 4 make 13 iterations an epoch, so 24 iterations cross an epoch boundary.
+# 54 training pictures in batches of 4 make 13 iterations an epoch, so 16 iterations cross an epoch boundary (a run
+# killed at 11 resumes from iter_8 across it).
 # LR 0.001: at 0.01 these from-scratch runs diverge (losses ~16), and there the last-digit float differences
 # between two processes grow within 3 iterations, so no comparison of two runs could be exact.
-RUN = ["--iters", "24", "--warmup-iters", "2", "--lr", "0.001", "--eval-interval", "5", "--save-interval", "4",
+ITERS = 16
+RUN = ["--iters", str(ITERS), "--warmup-iters", "2", "--lr", "0.001", "--eval-interval", "5", "--save-interval", "4",
        "--log-iters", "1", "--keep-checkpoints", "2", "--image-size", "64", "--batch-size", "4", "--pretrained", "none",
        "--num-workers", "0", "--use-vdl"]
 
@@ -71,19 +74,49 @@ def _vdl_scalars(out, tag):
     return [(r.id, r.value) for r in LogReader(file_path=str(files[0])).get_data("scalar", tag)]
 
 
+class _Fresh:
+    """train.py in a fresh interpreter, as a user runs it (and as the killed run ran), started at once; state()
+    waits for it and returns its final state.json. The runs compared for exactness all start fresh, so nothing
+    this test session left in its process can differ."""
+
+    def __init__(self, dataset, out, *extra):
+        self.out, self.err, self._state = out, tempfile.TemporaryFile("w+"), None
+        self.proc = subprocess.Popen([sys.executable, "train.py", "--dataset-dir", str(dataset), "--output-dir", str(out),
+                                      *RUN, *extra], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self.err, text=True)
+
+    def state(self):
+        if self._state is None:
+            try:
+                returncode = self.proc.wait(timeout=300)
+            finally:
+                self.stop()
+            self.err.seek(0)
+            assert returncode == 0, self.err.read()[-3000:]
+            self._state = read_json(self.out / f"iter_{ITERS}" / "state.json")
+        return self._state
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 def _train_fresh(dataset, out, *extra):
-    """train.py in a fresh interpreter, as a user runs it (and as the killed run ran): its final state.json. The
-    runs compared for exactness all start fresh, so nothing this test session left in its process can differ."""
-    r = subprocess.run([sys.executable, "train.py", "--dataset-dir", str(dataset), "--output-dir", str(out), *RUN, *extra],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return read_json(out / "iter_24" / "state.json")
+    return _Fresh(dataset, out, *extra).state()
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("uninterrupted")
-    return out, _train_fresh(tiny_dataset, out)
+def uninterrupted_run(tiny_dataset, tmp_path_factory):
+    """The uninterrupted run, started and not waited for: a test with other runs to make makes them meanwhile (the
+    subprocesses run one thread each: two at once use two cores), then waits with .state()."""
+    run = _Fresh(tiny_dataset, tmp_path_factory.mktemp("uninterrupted"))
+    yield run
+    run.stop()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(uninterrupted_run):
+    return uninterrupted_run.out, uninterrupted_run.state()
 
 
 def _start_and_kill(dataset, out, at_iter):
@@ -92,32 +125,32 @@ def _start_and_kill(dataset, out, at_iter):
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log, deadline = out / "train.log", time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if log.exists() and f"iter: {at_iter}/24," in log.read_text():
+        if log.exists() and f"iter: {at_iter}/{ITERS}," in log.read_text():
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.02)
     assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
 
 
-def test_killed_run_resumes_exactly(tiny_dataset, uninterrupted, tmp_path):
-    out, full = uninterrupted
+def test_killed_run_resumes_exactly(tiny_dataset, uninterrupted_run, tmp_path):
     killed = tmp_path / "killed"
     killed.mkdir()
-    _start_and_kill(tiny_dataset, killed, at_iter=11)
+    _start_and_kill(tiny_dataset, killed, at_iter=11)  # while the uninterrupted run runs
     left = sorted(p.name for p in killed.glob("iter_*"))
-    assert left and "iter_24" not in left
+    assert left and f"iter_{ITERS}" not in left
     resumed = _train_fresh(tiny_dataset, killed, "--resume", "auto")
+    out, full = uninterrupted_run.out, uninterrupted_run.state()
     log = (killed / "train.log").read_text()
     assert f"resumed run {resumed['run_id']} from {killed / left[-1]}" in log
 
     # Same samples, same order, same draws: the same loss at every iteration, and the same evaluations.
     got = {r["iter"]: r["loss"] for r in resumed["history"]["train"]}
     want = {r["iter"]: r["loss"] for r in full["history"]["train"]}
-    assert sorted(got) == list(range(1, 25)) == sorted(want)
-    np.testing.assert_allclose([got[i] for i in range(1, 25)], [want[i] for i in range(1, 25)], rtol=1e-4, atol=1e-6)
+    assert sorted(got) == list(range(1, ITERS + 1)) == sorted(want)
+    np.testing.assert_allclose([got[i] for i in sorted(got)], [want[i] for i in sorted(got)], rtol=1e-4, atol=1e-6)
     lrs = [[r["lr"] for r in s["history"]["train"]] for s in (resumed, full)]
     np.testing.assert_allclose(lrs[0], lrs[1], rtol=1e-9)  # the same schedule, continued
-    assert [e["iter"] for e in resumed["history"]["eval"]] == [5, 10, 15, 20, 24]
+    assert [e["iter"] for e in resumed["history"]["eval"]] == [5, 10, 15, 16]
     np.testing.assert_allclose([e["loss"] for e in resumed["history"]["eval"]], [e["loss"] for e in full["history"]["eval"]],
                                rtol=1e-4)
     # ... and the same best_model.
@@ -130,20 +163,20 @@ def test_killed_run_resumes_exactly(tiny_dataset, uninterrupted, tmp_path):
         np.testing.assert_allclose(pb[k].numpy(), pa[k].numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
     # VisualDL continues the same curves: one value per iteration, none twice, equal to the uninterrupted run's.
     steps = _vdl_scalars(killed, "Train/loss")
-    assert [s for s, _ in steps] == list(range(1, 25))
+    assert [s for s, _ in steps] == list(range(1, ITERS + 1))
     np.testing.assert_allclose([v for _, v in steps], [v for _, v in _vdl_scalars(out, "Train/loss")], rtol=1e-4)
     # Only this run's newest checkpoints are kept.
-    assert sorted(p.name for p in killed.glob("iter_*")) == ["iter_20", "iter_24"]
+    assert sorted(p.name for p in killed.glob("iter_*")) == ["iter_12", "iter_16"]
 
 
 def test_visualdl_scalars(uninterrupted):
     out, full = uninterrupted
     for tag in ("Train/loss", "Train/lr", "Train/batch_cost", "Train/reader_cost", "Train/ips"):
-        assert [s for s, _ in _vdl_scalars(out, tag)] == list(range(1, 25)), tag
+        assert [s for s, _ in _vdl_scalars(out, tag)] == list(range(1, ITERS + 1)), tag
     lr = dict(_vdl_scalars(out, "Train/lr"))
     assert lr[1] == pytest.approx(0.0) and lr[3] == pytest.approx(float(RUN[RUN.index("--lr") + 1]))
     for tag in ("Evaluate/f1", "Evaluate/loss", "Evaluate/accuracy", "Evaluate/threshold", "Evaluate/auc"):
-        assert [s for s, _ in _vdl_scalars(out, tag)] == [5, 10, 15, 20, 24], tag
+        assert [s for s, _ in _vdl_scalars(out, tag)] == [5, 10, 15, 16], tag
     f1 = [v for _, v in _vdl_scalars(out, "Evaluate/f1")]
     np.testing.assert_allclose(f1, [e["f1"] for e in full["history"]["eval"]], rtol=1e-6)
 
@@ -154,7 +187,7 @@ def test_checkpoints_belong_to_their_run(tiny_dataset, uninterrupted, tmp_path):
     shutil.copytree(out, reused)
     before = sorted(p.name for p in reused.glob("iter_*"))
     # A new run with other settings is not resumed from the old run's checkpoints: it says what differs...
-    with pytest.raises(ConfigError, match=r"ITERS: 24 -> 8"):
+    with pytest.raises(ConfigError, match=r"ITERS: 16 -> 8"):
         _train(tiny_dataset, reused, "--iters", "8", "--resume", "auto")
     # ... and a fresh run does not silently mix with them.
     with pytest.raises(ConfigError, match=r"another run's iter_\d+, iter_\d+, best_model \(run .*--overwrite"):

@@ -8,6 +8,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import paddle
@@ -249,9 +250,15 @@ def test_bad_model_directories_are_one_line_errors(tiny_raw, tiny_dataset, tiny_
     with pytest.raises(CheckpointError, match="no exported program"):
         predict.main([*args, "--model", str(export)])
     env = {k: v for k, v in os.environ.items() if k != "ECG_DEBUG"}
-    for model, problem in [(tmp_path / "nope", "model directory not found"), (export, "no exported program")]:
-        r = subprocess.run([sys.executable, "predict.py", *args, "--model", str(model)], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=300)
+    cases = [(tmp_path / "nope", "model directory not found"), (export, "no exported program")]
+
+    def run(model):
+        return subprocess.run([sys.executable, "predict.py", *args, "--model", str(model)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    with ThreadPoolExecutor(len(cases)) as pool:  # both commands at once: each spends seconds importing Paddle
+        runs = list(pool.map(run, [model for model, _ in cases]))
+    for (model, problem), r in zip(cases, runs):
         assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
         last = r.stderr.strip().splitlines()[-1]  # Paddle may warn on stderr before it
         assert last.startswith(f"error: {model}: {problem}") and r.stderr.count("error:") == 1, r.stderr
