@@ -4,7 +4,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
@@ -114,22 +113,8 @@ def test_no_pictures_at_all_is_a_clear_error(tiny_raw, tiny_trained, tmp_path):
     assert r.returncode != 0 and "run process.py first" in r.stderr
 
 
-def test_main_command_end_to_end_on_a_few_records(tmp_path, monkeypatch, capsys):
-    """tools/run_sample.py (README's main command) with a tiny configuration on 12 train + 4 test records. Its
-    steps (process.py, train.py three times, predict.py) run in this process, each script's main() with the
-    command line run_sample.py gives it: five fresh interpreters would each import Paddle again, and the scripts
-    as commands are tested elsewhere (test_process, test_resume, test_runtime)."""
-    import process
-    import train
-    from tools import run_sample
-
-    def run_here(step, args):  # run_sample.run, the script's main() for `python SCRIPT ARGS`
-        print(f"\n=== {step}: {' '.join(args)}", flush=True)
-        t = time.time()
-        {"process.py": process.main, "train.py": train.main, "predict.py": predict.main}[args[0]](args[1:])
-        return time.time() - t
-
-    monkeypatch.setattr(run_sample, "run", run_here)
+def test_main_command_end_to_end_on_a_few_records(tmp_path):
+    """tools/run_sample.py (README's main command) with a tiny configuration on 12 train + 4 test records."""
     raw = tmp_path / "raw"
     src = ROOT / "dataset" / "sample"
     refs = pd.read_csv(src / "trainreference.csv")
@@ -143,16 +128,17 @@ def test_main_command_end_to_end_on_a_few_records(tmp_path, monkeypatch, capsys)
     for n in truth["name"]:
         shutil.copy(src / "val" / f"{n}.mat", raw / "val")
     truth.to_csv(raw / "val_reference.csv", index=False)
-    run_sample.main(["--data-dir", str(raw), "--dataset-dir", str(tmp_path / "ds"), "--output-dir", str(tmp_path / "out"),
-                     "--image-size", "64", "--batch-size", "4", "--iters", "4", "--warmup-iters", "1", "--num-workers", "0",
-                     "--pretrained", "none", "--signal-iters", "6"])
-    stdout = capsys.readouterr().out
-    assert "test F1" in stdout and f"submission: {tmp_path / 'out' / 'answer.zip'}" in stdout
-    table = stdout[stdout.index("test F1"):].splitlines()
+    r = subprocess.run([sys.executable, "tools/run_sample.py", "--data-dir", str(raw), "--dataset-dir", str(tmp_path / "ds"),
+                        "--output-dir", str(tmp_path / "out"), "--image-size", "64", "--batch-size", "4", "--iters", "4",
+                        "--warmup-iters", "1", "--num-workers", "0", "--pretrained", "none", "--signal-iters", "6"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "test F1" in r.stdout and f"submission: {tmp_path / 'out' / 'answer.zip'}" in r.stdout
+    table = r.stdout[r.stdout.index("test F1"):].splitlines()
     assert [line.split()[0] for line in table[1:5]] == ["resnet50", "resnet1d", "features", "fusion"]  # every model, their fusion
     assert all("(fold 0)" in line for line in table[1:4]), table  # named by family and fold, not a cut path
     index = tmp_path / "out" / "printouts" / "index.html"
-    assert f"printouts: {index}" in stdout and index.is_file()  # a printed page per test record, and their index
+    assert f"printouts: {index}" in r.stdout and index.is_file()  # a printed page per test record, and their index
     pages = json.loads((index.parent / "printouts.json").read_text())["records"]
     assert sorted(p["name"] for p in pages) == sorted(truth["name"]) and all((index.parent / p["page"]).is_file() for p in pages)
     report = json.loads((tmp_path / "out" / "predict_report.json").read_text())
