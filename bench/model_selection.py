@@ -174,6 +174,13 @@ def select(task, rule, its, losses, probs, y_val, val):
     return int(np.argmax([-1.0 if s is None else s for s in scores]))
 
 
+def logit_sd(probs):
+    """The standard deviation of the probabilities' logits (clipped away from 0 and 1)."""
+    from scipy.special import logit
+
+    return np.std(logit(np.clip(np.asarray(probs), 1e-6, 1 - 1e-6)))
+
+
 def squeeze(task, p):
     return p[:, 0] if task.number == 1 else p
 
@@ -215,8 +222,8 @@ def analyse(a, task, raw, results):
             probs += list(mean)
             for key, t in th.items():
                 extra[key] += list(task.decide(mean, t))
-            spread_single.append(np.std([np.log(p / (1 - p)) for p in np.clip(singles, 1e-6, 1 - 1e-6)]))
-            spread_mean.append(np.std(np.log(np.clip(mean, 1e-6, 1 - 1e-6) / (1 - np.clip(mean, 1e-6, 1 - 1e-6)))))
+            spread_single.append(logit_sd(singles))
+            spread_mean.append(logit_sd(mean))
         per_rule[rule] = {"names": names, "probs": probs, "answers": extra, "truth": truth,
                           "logit_sd_single": float(np.mean(spread_single)), "logit_sd_mean": float(np.mean(spread_mean))}
     return per_rule
