@@ -34,6 +34,7 @@ from utils.atomic import atomic_path, resolve_dir, write_text  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.errors import CheckpointError, ConfigError  # noqa: E402
 from utils.inputs.loading import DEFAULT_TIMEOUT, make_loader  # noqa: E402
+from utils.inputs.signals import windowed  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device, worker_count  # noqa: E402
 from utils.scoring.fusion import Fusion, parse_weights  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
@@ -65,11 +66,12 @@ PRINTOUT_PDF = "each"  # printouts: a PDF per record (each), one printouts.pdf (
 
 def load_predictor(model_dir, card, task, device, log, tensorrt=False):
     """A function batch -> logits (an exported model via Paddle Inference, else the family's own loader) and the
-    dygraph model (None for an exported or a non-network model)."""
+    dygraph model (None for an exported or a non-network model). Either runs the records as validation did: the
+    whole record, or the card's test-time windows (an exported signal network takes one window)."""
     if is_exported(model_dir):
         pred = InferencePredictor(model_dir, device, tensorrt=tensorrt)
         log.info(f"model: exported {model_dir} ({card.arch}) via Paddle Inference on {pred.device}")
-        return pred, None
+        return windowed(pred, card.input, task), None
     run, model = family_of(card).load_runner(model_dir, card, task)
     log.info(f"model: {model_dir} ({card.arch}, task {card.task}, iter {card.iter}, validation {card.selected_by} "
              f"{fmt(card.best_metric)}) on {device}")

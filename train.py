@@ -4,10 +4,13 @@
                     [--image-size S] [--pretrained auto|none|PATH] [--num-workers W] [--eval-interval N]
                     [--save-interval N] [--resume auto|DIR] [--seed S]
     python train.py --arch resnet1d --data-dir RAW_DIR --output-dir OUT_DIR [--task 1|2] [--iters N] [--val-fold K]
+                    [--crop-seconds 2.5] [--tta-stride-seconds 1.25 --tta-agg mean|max]
                     (or --arch xresnet1d18 | xresnet1d34 | xresnet1d50 | xresnet1d101 | inception1d)
 
 --arch picks the model family (models/families.py): resnet18/34/50/101 read process.py's pictures (DATASET_DIR);
-the signal family (resnet1d, xresnet1d18/34/50/101, inception1d) reads the MAT records themselves (DATA_DIR).
+the signal family (resnet1d, xresnet1d18/34/50/101, inception1d) reads the MAT records themselves (DATA_DIR),
+trains on random crops of --crop-seconds and validates (and predict.py predicts) on the whole record or, with
+--tta-stride-seconds, on sliding windows of the crop's length whose probabilities are aggregated (--tta-agg).
 Every constant below is a flag (IMAGE_SIZE -> --image-size).
 Multi-GPU (or 2 CPU processes, gloo):
     python -m paddle.distributed.launch --nproc_per_node 2 train.py ...
@@ -31,6 +34,7 @@ from utils.config import parse_config, script_constants  # noqa: E402
 from utils.errors import ConfigError, ECGDataError  # noqa: E402
 from utils.inputs.draws import derive_seed  # noqa: E402
 from utils.inputs.loading import close_all  # noqa: E402
+from utils.inputs.signals import AGGREGATIONS, card_windows, check_windows  # noqa: E402
 from utils.runtime import get_logger, run_script, select_device, worker_count  # noqa: E402
 from utils.scoring.plots import plot_importance  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
@@ -47,6 +51,9 @@ DATASET_DIR = "dataset"  # pictures (picture models), written by process.py: tra
 DATA_DIR = "dataset/sample"  # raw records (signal family, features): train/*.mat + trainreference.csv
 OUTPUT_DIR = "output"
 IMAGE_SIZE = 640
+CROP_SECONDS = 8.0  # signal family: training crops (random, in seconds; > 0 and <= 10); the PTB-XL benchmark uses 2.5
+TTA_STRIDE_SECONDS = 0.0  # signal family: 0 = validate/predict on the whole record; > 0 = on windows of CROP_SECONDS this far apart
+TTA_AGG = "mean"  # signal family, with TTA_STRIDE_SECONDS: a record's probability is the mean | max of its windows'
 BATCH_SIZE = 32
 ITERS = 10000
 LR = 0.001  # base learning rate
@@ -81,7 +88,9 @@ IMPORTANCE_REPEATS = 5  # features: shuffles per measurement for the permutation
 
 
 def main(argv=None):
-    cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__)
+    cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__,
+                       choices={"TTA_AGG": AGGREGATIONS})
+    check_windows(cfg["CROP_SECONDS"], cfg["TTA_STRIDE_SECONDS"], cfg["TTA_AGG"])  # before any record is read
     world, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
     out = Path(cfg["OUTPUT_DIR"])
     log = get_logger(out / "train.log" if rank == 0 else None, quiet=rank != 0)
@@ -132,7 +141,9 @@ def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, worl
     """Train a network for ITERS iterations (PaddleSeg's loop and log lines), evaluating and checkpointing as
     it goes; resumable exactly from any checkpoint."""
     src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg.get("PREP_WORKERS", 0)))
-    train_ds, val_ds, card.input = family.datasets(task, labelled, train_df, val_df, src, cfg["IMAGE_SIZE"], log)
+    train_ds, val_ds, card.input = family.datasets(task, labelled, train_df, val_df, src, cfg["IMAGE_SIZE"], log,
+                                                   cfg["CROP_SECONDS"], cfg["TTA_STRIDE_SECONDS"], cfg["TTA_AGG"])
+    windows = card_windows(card.input)  # validation runs the records as predict.py will
     sampler, loader, val_loader = build_loaders(train_ds, val_ds, cfg["BATCH_SIZE"], cfg["SEED"], cfg["NUM_WORKERS"], world,
                                                 cfg["LOADER_TIMEOUT"])
     try:  # the loaders' worker processes end with this function, whether it returns or raises
@@ -178,7 +189,7 @@ def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, worl
                     progress.report(it, epoch, lr)
 
                 if rank == 0 and (it % eval_interval == 0 or it == iters):
-                    val_loss, probs, val_labels = validate(model, val_loader, task)
+                    val_loss, probs, val_labels = validate(model, val_loader, task, windows)
                     rec = run.evaluate(it, val_labels, probs, loss=val_loss, model=model)
                     if vdl:
                         vdl.eval(rec)

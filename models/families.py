@@ -27,7 +27,15 @@ from utils.ecg.io import list_records
 from utils.errors import ConfigError, ECGDataError
 from utils.inputs.pictures import ECGImageDataset, check_render_settings, read_failures, read_render_config
 from utils.inputs.render import LAYOUTS
-from utils.inputs.signals import SCALE_RECORDS, ECGSignalDataset, default_preprocess, fit_scale, prepare_signals, read_signal
+from utils.inputs.signals import (
+    SCALE_RECORDS,
+    ECGSignalDataset,
+    default_preprocess,
+    fit_scale,
+    prepare_signals,
+    read_signal,
+    windowed,
+)
 
 from .inception1d import inception1d
 from .resnet import PICTURE_ARCHS, build_model, load_pretrained
@@ -100,14 +108,17 @@ class NetworkFamily(Family):
     optimizer: str  # the optimizer of OPTIMIZER auto
 
     @abstractmethod
-    def datasets(self, task, labelled, train_df, val_df, src, image_size, log):
-        """(augmented training dataset, plain validation dataset, the card's `input`)."""
+    def datasets(self, task, labelled, train_df, val_df, src, image_size, log, crop_seconds=8.0, tta_stride_seconds=0.0,
+                 tta_agg="mean"):
+        """(augmented training dataset, plain validation dataset, the card's `input`). `image_size`: pictures;
+        `crop_seconds`, `tta_stride_seconds`, `tta_agg`: the signal family's training crops and test-time windows."""
 
     @abstractmethod
     def build(self, arch, num_outputs, pretrained):
         """A new network (`pretrained`: auto, none or a weights file)."""
 
     def load_runner(self, model_dir, card, task):
+        """The network runs as validation ran it: on the whole record, or on the card's test-time windows."""
         import paddle
 
         model = self.build(card.arch, card.num_classes, "none")
@@ -117,7 +128,7 @@ class NetworkFamily(Family):
         @paddle.no_grad()
         def run(batch):
             return model(paddle.to_tensor(batch)).numpy()
-        return run, model
+        return windowed(run, card.input, task), model
 
 
 class FittedFamily(Family):
@@ -154,7 +165,8 @@ class PictureFamily(NetworkFamily):
             log.warning(f"{img_dir / name}.png: {failed[name]} -> left out of training")
         return Labelled(path, listed[have].reset_index(drop=True), listed=listed)
 
-    def datasets(self, task, labelled, train_df, val_df, src, image_size, log):
+    def datasets(self, task, labelled, train_df, val_df, src, image_size, log, crop_seconds=8.0, tta_stride_seconds=0.0,
+                 tta_agg="mean"):  # the signal settings do not apply to pictures
         render = read_render_config(src.dataset_dir)
         img_dir = Path(src.dataset_dir) / "train"
         train_ds = ECGImageDataset(img_dir, train_df["name"], task.label_array(train_df["y"]), image_size,
@@ -196,11 +208,15 @@ class SignalFamily(NetworkFamily):
         inputs = {n: s for n, s in zip(refs["name"], items) if s is not None}
         return Labelled(path, refs[refs["name"].isin(inputs)].reset_index(drop=True), inputs, listed=refs)
 
-    def datasets(self, task, labelled, train_df, val_df, src, image_size, log):
-        prep = default_preprocess()
+    def datasets(self, task, labelled, train_df, val_df, src, image_size, log, crop_seconds=8.0, tta_stride_seconds=0.0,
+                 tta_agg="mean"):
+        prep = default_preprocess(crop_seconds=crop_seconds, tta_stride_seconds=tta_stride_seconds, tta_agg=tta_agg)
         prep["scale"] = fit_scale([read_signal(labelled.inputs[n]) for n in train_df["name"][:SCALE_RECORDS]])
+        w = prep.get("windows")
         log.info(f"signal input: high-pass {prep['highpass_hz']} Hz, {prep['fs']} Hz, x{prep['scale']:.3f} (one scale "
-                 f"for all records, fitted on training records), training crops of {prep['crop']} samples")
+                 f"for all records, fitted on training records), training crops of {prep['crop']} samples; validation "
+                 + (f"on windows of {w['length']} samples every {w['stride']}, {w['agg']} of their probabilities" if w
+                    else "on the whole record"))
 
         def ds(df, train):  # the scale applies as each item is read
             return ECGSignalDataset([labelled.inputs[n] for n in df["name"]], task.label_array(df["y"]),
@@ -216,7 +232,8 @@ class SignalFamily(NetworkFamily):
         return model
 
     def input_spec(self, inp):
-        return [None, 12, inp["length"]]
+        """The network's input: the whole record, or one test-time window (the exported runner windows in numpy)."""
+        return [None, 12, inp["windows"]["length"] if inp.get("windows") else inp["length"]]
 
     def test_inputs(self, card, src, names, model_dir, log):
         val_dir = Path(src.data_dir) / "val"

@@ -11,6 +11,11 @@ Preprocessed records are cached once per record (`prepare_signals`: DATA_DIR/sig
 <split>/<stem>.<size>-<mtime_ns>.npy, unscaled float32), keyed by the preprocessing settings and the source of
 the code that makes them, and read back memory-mapped one item at a time (the scale applied then), so a run's
 resident memory does not grow with the number of records; folds, resumes and predict.py reuse them.
+
+Training reads random crops (CROP_SECONDS, 8 s by default; the PTB-XL benchmark of Strodthoff et al. 2020 uses
+2.5 s). Validation and prediction read the whole record, or with `windows` in the card's input (train.py
+--tta-stride-seconds) run the network on sliding windows of the crop's length and aggregate each record's window
+probabilities (mean or max): `SlidingWindows`, which validation, predict.py and the exported runner share.
 """
 import functools
 import hashlib
@@ -27,16 +32,38 @@ from scipy import signal as sps
 from ..ecg.cache import map_records
 from ..ecg.filters import highpass
 from ..ecg.io import FS, read_record
+from ..errors import ConfigError
 from .draws import seed_sample
 
 log = logging.getLogger("ecg")
 SCALE_RECORDS = 200  # training records the amplitude scale is fitted on (enough for a stable std)
+SIGNAL_FS = 100  # Hz the records are resampled to (on PTB-XL better than 250 Hz, and 2.5x faster)
+RECORD_SECONDS = 10  # every record's length (the competition's and PTB-XL's: 5000 samples at 500 Hz)
+AGGREGATIONS = ("mean", "max")  # how a record's window probabilities become its probability
+NOT_CACHED = ("scale", "crop", "windows")  # settings applied after the cache (when an item is read or run)
 
 
-def default_preprocess(fs=100, highpass_hz=0.5, crop_seconds=8.0):
-    """Preprocessing settings before the scale is fitted (model.json's `input` for a signal model)."""
-    return {"kind": "signal", "fs": fs, "highpass_hz": highpass_hz, "scale": 1.0,
-            "length": int(round(10 * fs)), "crop": int(round(crop_seconds * fs))}
+def default_preprocess(fs=SIGNAL_FS, highpass_hz=0.5, crop_seconds=8.0, tta_stride_seconds=0.0, tta_agg="mean"):
+    """Preprocessing settings before the scale is fitted (model.json's `input` for a signal model). A stride > 0
+    adds `windows`: validation and prediction aggregate windows of the crop's length (SlidingWindows)."""
+    check_windows(crop_seconds, tta_stride_seconds, tta_agg, fs)
+    crop = int(round(crop_seconds * fs))
+    prep = {"kind": "signal", "fs": fs, "highpass_hz": highpass_hz, "scale": 1.0,
+            "length": int(round(RECORD_SECONDS * fs)), "crop": crop}
+    if tta_stride_seconds > 0:
+        prep["windows"] = {"length": crop, "stride": int(round(tta_stride_seconds * fs)), "agg": tta_agg}
+    return prep
+
+
+def check_windows(crop_seconds, stride_seconds, agg, fs=SIGNAL_FS):
+    """One-line errors naming the flag: a crop within the record, a stride that leaves no gap between windows."""
+    if not 0 < crop_seconds <= RECORD_SECONDS or round(crop_seconds * fs) < 1:
+        raise ConfigError(f"--crop-seconds must be > 0 and <= {RECORD_SECONDS} (the record's length), got {crop_seconds}")
+    if stride_seconds < 0 or stride_seconds > crop_seconds or (stride_seconds > 0 and round(stride_seconds * fs) < 1):
+        raise ConfigError(f"--tta-stride-seconds must be 0 (off: the whole record) or from 1/{fs} s to --crop-seconds "
+                          f"{crop_seconds} (windows that leave no gap), got {stride_seconds}")
+    if agg not in AGGREGATIONS:
+        raise ConfigError(f"--tta-agg must be one of {', '.join(AGGREGATIONS)}, got {agg!r}")
 
 
 def preprocess(x, prep):
@@ -56,9 +83,10 @@ def fit_scale(signals):
 
 def signal_cache_key(prep):
     """Sub-folder of the signal cache for these settings and this code: the settings that shape the preprocessed
-    record (every one but `scale`, applied when an item is read), the source of read_record, preprocess and
-    highpass and the SciPy/NumPy versions (their filters). Any change starts a new folder."""
-    settings = json.dumps({k: v for k, v in sorted(prep.items()) if k != "scale"}, sort_keys=True)
+    record (every one but NOT_CACHED: the scale, applied when an item is read, the crop and the test-time
+    windows), the source of read_record, preprocess and highpass and the SciPy/NumPy versions (their filters).
+    Any change starts a new folder."""
+    settings = json.dumps({k: v for k, v in sorted(prep.items()) if k not in NOT_CACHED}, sort_keys=True)
     code = "".join(inspect.getsource(f) for f in (read_record, preprocess, highpass))
     text = f"{settings}\nFS {FS}\n{code}\nscipy {scipy.__version__} numpy {np.__version__}"
     return f"fs{prep['fs']}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
@@ -128,3 +156,46 @@ class ECGSignalDataset(paddle.io.Dataset):
         if self.transform:
             x = self.transform(x)
         return (x, self.labels[i]) if self.labels is not None else x
+
+
+class SlidingWindows:
+    """Test-time aggregation over windows of `length` samples (the card's input["windows"]): starts 0, stride,
+    2 stride, ... and a last window flush with the record's end, so every sample is seen. A record's probability
+    (per class) is the mean or the max of its windows' probabilities, never of their logits: Task 1's softmax and
+    Task 2's sigmoids are taken first (task.probs), and the result goes back to logits (task.logits) for callers
+    that want logits, e.g. the validation loss."""
+
+    def __init__(self, length, stride, agg="mean"):
+        self.length, self.stride, self.agg = int(length), int(stride), agg
+
+    def starts(self, n):
+        """The first sample of each window of a record of `n` samples (one window, 0, when n <= length)."""
+        last = max(n - self.length, 0)
+        return sorted(set(range(0, last + 1, self.stride)) | {last})
+
+    def split(self, x):
+        """(N, 12, n) -> (N * W, 12, length): each record's W windows, one after another."""
+        return np.stack([x[:, :, s:s + self.length] for s in self.starts(x.shape[-1])], axis=1).reshape(
+            -1, *x.shape[1:-1], min(self.length, x.shape[-1]))
+
+    def aggregate(self, probs, n_records):
+        """Window probabilities (N * W[, C]) -> record probabilities (N[, C])."""
+        per = np.asarray(probs).reshape(n_records, -1, *np.shape(probs)[1:])
+        return per.mean(axis=1) if self.agg == "mean" else per.max(axis=1)
+
+    def logits(self, forward, x, task):
+        """Logits (N, outputs) of records `x` (N, 12, n) numpy, from `forward` (windows numpy -> logits numpy)."""
+        x = np.asarray(x)
+        return task.logits(self.aggregate(task.probs(np.asarray(forward(self.split(x)))), len(x)))
+
+
+def card_windows(inp):
+    """The SlidingWindows of a card's `input`, or None: the whole record (models trained before windows too)."""
+    w = inp.get("windows")
+    return SlidingWindows(w["length"], w["stride"], w["agg"]) if w else None
+
+
+def windowed(forward, inp, task):
+    """`forward` (batch numpy -> logits numpy) run as the card's `input` says: over its windows, or as it is."""
+    w = card_windows(inp)
+    return forward if w is None else functools.partial(w.logits, forward, task=task)

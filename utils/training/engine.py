@@ -1,6 +1,7 @@
 """The parts of train.py's loop that are the same for every network: loaders, LR schedule, optimizer, mixed
 precision, one training step and the validation pass."""
 import contextlib
+import functools
 
 import numpy as np
 import paddle
@@ -72,15 +73,23 @@ def train_step(model, task, inputs, labels, optimizer, amp_dtype, scaler):
 
 
 @paddle.no_grad()
-def validate(model, loader, task):
-    """Validation loss, probabilities per record (Task 1: P(abnormal); Task 2: one per class), and labels."""
+def validate(model, loader, task, windows=None):
+    """Validation loss, probabilities per record (Task 1: P(abnormal); Task 2: one per class), and labels.
+    `windows` (utils/inputs/signals.py SlidingWindows, or None: the whole record): the records run as predict.py
+    runs them, their windows' probabilities aggregated; the loss is then that of the aggregated logits."""
     model.eval()
+    forward = model if windows is None else functools.partial(_windowed, model, windows, task)
     losses, probs, labels = [], [], []
     for inputs, y in loader:
-        logits = model(inputs)
+        logits = forward(inputs)
         losses.append(float(task.loss(logits, y, reduction="sum")))
         probs.append(task.probs(logits.numpy()))
         labels.append(y.numpy())
     model.train()
     labels, probs = np.concatenate(labels), np.concatenate(probs)
     return sum(losses) / len(labels), probs, labels
+
+
+def _windowed(model, windows, task, inputs):
+    """Logits (a tensor) of the records `inputs` aggregated over their windows (numpy, as predict.py does)."""
+    return paddle.to_tensor(windows.logits(lambda x: model(paddle.to_tensor(x)).numpy(), inputs.numpy(), task))
