@@ -73,6 +73,7 @@ SEED = 2021  # fixes the split, initial weights, sample order and every augmenta
 LOG_ITERS = 10
 EVAL_INTERVAL = 0  # iterations between evaluations; 0 = once per epoch
 SAVE_INTERVAL = 1000  # iterations between checkpoints (and always at the last one)
+MAX_MINUTES = 0.0  # budget of training time (evaluations and checkpoints not counted): stop after the first evaluation past it, saving a checkpoint as at the last iteration; 0 = no limit
 KEEP_CHECKPOINTS = 3  # this run's latest checkpoints kept; other runs' are never touched
 RESUME = ""  # auto (this run's latest compatible checkpoint in OUTPUT_DIR) | output/iter_N
 OVERWRITE = False  # a new run may delete another run's checkpoints and best_model in OUTPUT_DIR
@@ -163,7 +164,7 @@ def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, worl
 
             vdl = VDLWriter(out / "vdl", state["history"])
 
-        iters, it = cfg["ITERS"], state["iter"]
+        iters, it, stop = cfg["ITERS"], state["iter"], False
         per_epoch = max(1, len(sampler))
         eval_interval = cfg["EVAL_INTERVAL"] or per_epoch
         progress = Progress(log, state, iters, vdl)
@@ -171,7 +172,7 @@ def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, worl
         log.info(f"run {state['run_id']}: {cfg['ARCH']} ({family.name}), {iters} iterations ({len(sampler)} per epoch), batch "
                  f"{cfg['BATCH_SIZE']} x {world} process(es), input {family.input_spec(card.input)[1:]}, device {device}, "
                  f"pretrained {cfg['PRETRAINED']}")
-        while it < iters:
+        while it < iters and not stop:
             epoch, skip = divmod(it, per_epoch)
             sampler.set_epoch(epoch, skip)  # a mid-epoch resume starts at the batch the killed run would have drawn next
             batch_start = time.perf_counter()
@@ -184,7 +185,9 @@ def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, worl
                 paddle.seed(derive_seed(cfg["SEED"], it, rank))
                 loss = train_step(model, task, inputs, labels, optimizer, amp_dtype, scaler)
                 scheduler.step()
-                progress.step(loss, time.perf_counter() - batch_start, reader_seconds, len(labels))
+                step_seconds = time.perf_counter() - batch_start
+                progress.step(loss, step_seconds, reader_seconds, len(labels))
+                state["train_seconds"] += step_seconds  # in the checkpoint: a resumed run's clock continues
                 if it % cfg["LOG_ITERS"] == 0 or it == iters:
                     progress.report(it, epoch, lr)
 
@@ -193,11 +196,13 @@ def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, worl
                     rec = run.evaluate(it, val_labels, probs, loss=val_loss, model=model)
                     if vdl:
                         vdl.eval(rec)
+                if cfg["MAX_MINUTES"] > 0 and it % eval_interval == 0:
+                    stop = over_budget(state, cfg["MAX_MINUTES"], world, it, log)
                 state["iter"] = it
-                if rank == 0 and (it % cfg["SAVE_INTERVAL"] == 0 or it == iters):
+                if rank == 0 and (it % cfg["SAVE_INTERVAL"] == 0 or it == iters or stop):
                     save_checkpoint(out / f"iter_{it}", model, optimizer, state, scaler)
                     prune_checkpoints(out, cfg["KEEP_CHECKPOINTS"], state["run_id"])
-                if it >= iters:
+                if it >= iters or stop:
                     break
                 batch_start = time.perf_counter()
     finally:
@@ -210,6 +215,21 @@ def train_loop(cfg, task, family, labelled, train_df, val_df, card, select, worl
     return state
 
 
+def over_budget(state, max_minutes, world, it, log):
+    """Has the run trained --max-minutes? Asked only after an evaluation, so the run ends on an evaluated model.
+    With several ranks, rank 0's clock decides for all: every rank stops at the same iteration."""
+    stop = state["train_seconds"] >= 60 * max_minutes
+    if world > 1:
+        flag = paddle.to_tensor([int(stop)])
+        paddle.distributed.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    if stop:
+        state["stopped"] = {"iter": it, "reason": f"--max-minutes {max_minutes:g}", "train_seconds": state["train_seconds"]}
+        log.info(f"--max-minutes {max_minutes:g}: {state['train_seconds']:.1f} s of training at iter {it}: stopping "
+                 f"(a checkpoint is saved here; continue with --resume auto and a larger --max-minutes)")
+    return stop
+
+
 def fit_at_once(cfg, task, family, labelled, train_df, val_df, card, select, out, log):
     """Fit a model that needs no iterations (measurements + gradient boosting) and save it as best_model, with
     the same card, val_predictions.csv and finish as a network."""
@@ -220,6 +240,7 @@ def fit_at_once(cfg, task, family, labelled, train_df, val_df, card, select, out
     t0 = time.time()
     model, probs, card.input = family.fit(task, labelled, train_df, val_df, cfg["SEED"], log)
     card.extra["fit_seconds"] = round(time.time() - t0, 1)
+    state["train_seconds"] = time.time() - t0  # its evaluation record's time, as a network's
     labels = task.label_array(val_df["y"])
     tables = {}
     if cfg["IMPORTANCE_REPEATS"] > 0:

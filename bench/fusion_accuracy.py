@@ -1,7 +1,7 @@
 """Fusion on real patients: k folds of each member family trained on PTB-XL, each family's folds fused, then all
 members fused; every one scored on the same unseen test patients.
 
-    python bench/fusion_accuracy.py [--src PTBXL_DIR] [--test-fold 8] [--members resnet1d,features[,resnet50]] [--task 1|2]
+    python bench/fusion_accuracy.py [--src PTBXL_DIR] [--test-fold 8] [--members best|resnet1d,features[,resnet50]] [--task 1|2]
                                     [--num-folds 3] [--picture-folds 1] [--external RAW_DIR] [--work-dir DIR] [--json PATH]
 
 Each member family trains with tools/train_kfold.py on the same seeded --num-folds split of the training folds
@@ -15,6 +15,10 @@ on the same test patients (bench/protocol.py) of each fusion minus each member a
 other member, the best member chosen by its out-of-fold AUC (the development records, never the test fold), and
 the row the out-of-fold AUC would choose;
 --json writes every figure (each row's "ci95" beside its values, "differences", "best_member").
+
+--members best is the recommended configuration (BEST below, the one README names): the signal member resnet1d
+and the measurements member features, fused by stacking (predict.py --weights auto: the "fusion (weights auto)"
+row), --num-folds folds each; the JSON records the members it expands to and "recipe": "best".
 """
 import argparse
 import json
@@ -37,6 +41,10 @@ from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
 IMAGE_SIZE = 160
+# The recommended configuration, measured best on both tasks (README, fusion table): one signal and one measurements
+# member, stacked. Defined once: --members best expands to it, README and the checks that run it name it.
+BEST = {"members": ["resnet1d", "features"], "weights": "auto"}
+RECIPES = {"best": BEST}
 
 
 def stage(name, args, times):
@@ -85,19 +93,39 @@ def out_of_fold(rep, kfold_dir=None):
     return f.get("out_of_fold_crossfit") or f.get("out_of_fold")
 
 
-def main():
+def members_of(parser, text):
+    """(member archs, recipe name or None) of --members: a recipe's name (RECIPES) or comma-separated archs; an
+    unknown arch is a one-line usage error, before anything trains."""
+    from models.families import ARCHS
+
+    if text in RECIPES:
+        return list(RECIPES[text]["members"]), text
+    members = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in members if m not in ARCHS]
+    if unknown or not members:
+        parser.error(f"--members {text}: unknown member {', '.join(unknown) or '(none)'}; give {', '.join(RECIPES)} "
+                     f"or --arch names: {', '.join(ARCHS)}")
+    return members, None
+
+
+def recipe_row(recipe):
+    """The table row that is the recipe's model."""
+    return "fusion (weights auto)" if RECIPES[recipe]["weights"] == "auto" else "fusion (mean)"
+
+
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", default=str(ROOT.parent / "shared" / "data" / "ptbxl"))
     p.add_argument("--test-fold", type=int, default=8)
-    p.add_argument("--members", default="resnet1d,resnet50", help="comma-separated --arch of each member family")
+    p.add_argument("--members", default="resnet1d,resnet50", help="comma-separated --arch of each member family, or best (BEST: the recommended configuration)")
     p.add_argument("--task", type=int, default=1, choices=(1, 2))
     p.add_argument("--num-folds", type=int, default=3)
     p.add_argument("--picture-folds", type=int, default=1, help="folds a picture member trains (CPU cost)")
     p.add_argument("--external", default=None, metavar="RAW_DIR", help="also score every row on this converted set")
     p.add_argument("--work-dir", default=None)
     p.add_argument("--json", default=None)
-    a = p.parse_args()
-    members = a.members.split(",")
+    a = p.parse_args(argv)
+    members, recipe = members_of(p, a.members)
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="fusion_accuracy_")).resolve()
     raw, ds, out = work / "raw", work / "dataset", work / "output"
     times = {}
@@ -172,6 +200,7 @@ def main():
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f", total {sum(times.values()) / 60:.1f} min")
     if a.json:
         Path(a.json).write_text(json.dumps({"task": a.task, "src": a.src, "test_fold": a.test_fold, "members": members,
+                                            "recipe": recipe, **({"recipe_row": recipe_row(recipe)} if recipe else {}),
                                             "num_folds": a.num_folds, "picture_folds": a.picture_folds,
                                             "configs": {m: train_flags(m, a.task, "RAW", "DATASET") for m in members},
                                             "table": table, "reports": {k: r for k, (r, _) in rows.items()},

@@ -220,3 +220,33 @@ def test_paired_difference_of_one_class(tmp_path):
     better[:, 0] = 0.9 * y[:, 0] + 0.1 * better[:, 0]  # class 1 (normal) all but perfectly ranked
     d = protocol.paired_differences(T2, truth, names, (answers, list(better)), (answers, probs), ("auc/0", "auc/7"))
     assert d["auc/0"]["ci95"][0] > 0 and d["auc/7"]["diff"] is None  # class 8 has no positive: no AUC
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_members_best_expands_to_the_recipe_and_an_unknown_member_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from bench import fusion_accuracy as fa
+
+    ran = []
+
+    def stage(name, args, times):  # record what would run; stop at the first prediction (nothing trains)
+        ran.append((name, [str(x) for x in args]))
+        if name.startswith("predict"):
+            raise _Stop
+
+    monkeypatch.setattr(fa, "stage", stage)
+    with pytest.raises(_Stop):
+        fa.main(["--members", "best", "--src", str(tmp_path / "ptbxl"), "--work-dir", str(tmp_path / "w")])
+    trained = [(n, args) for n, args in ran if n.startswith("train")]
+    assert [n for n, _ in trained] == [f"train {m}" for m in fa.BEST["members"]] == ["train resnet1d", "train features"]
+    for _, args in trained:
+        assert args[args.index("--num-folds") + 1] == "3" and args[args.index("--folds") + 1] == "0,1,2"
+    assert fa.BEST["weights"] == "auto" and fa.recipe_row("best") == "fusion (weights auto)"
+
+    with pytest.raises(SystemExit) as e:
+        fa.main(["--members", "resnet1d,resnet1dd", "--work-dir", str(tmp_path / "w2")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and "unknown member resnet1dd" in err[-1] and "best" in err[-1]
+    assert not (tmp_path / "w2").exists()  # refused before anything ran

@@ -342,3 +342,25 @@ def test_predict_refuses_pictures_drawn_with_other_settings(tiny_raw, tiny_datas
     rc_path.write_text('{"size": 64, "layout"')  # cut short: a one-line error naming the file, no traceback
     with pytest.raises(ECGDataError, match="render_config.json: not valid JSON"):
         _predict(tiny_raw, ds, out / "best_model", tmp_path / "a.csv")
+
+
+def test_max_minutes_stops_after_the_evaluation_past_the_budget_and_the_clock_continues_on_resume(tiny_raw, tmp_path):
+    from pipeline_fixtures import SIGNAL
+
+    out = tmp_path / "budget"
+    run = ["--data-dir", str(tiny_raw), "--output-dir", str(out), "--iters", "8", "--eval-interval", "4",
+           "--save-interval", "100", "--num-workers", "0", *SIGNAL]
+    first = train.main([*run, "--max-minutes", "1e-6"])  # any training passes it: stop at the first evaluation
+    assert first["iter"] == 4 and [e["iter"] for e in first["history"]["eval"]] == [4]
+    secs = first["history"]["eval"][0]["train_seconds"]
+    assert 0 < secs == pytest.approx(first["train_seconds"], abs=1e-3)
+    assert sorted(p.name for p in out.glob("iter_*")) == ["iter_4"]  # saved as at the last iteration
+    done = read_json(out / "finished.json")
+    assert done["stopped"]["iter"] == 4 and done["stopped"]["reason"] == "--max-minutes 1e-06"
+    assert read_json(out / "best_model" / "model.json")["iter"] == 4
+
+    resumed = train.main([*run, "--resume", "auto"])  # no budget (MAX_MINUTES 0): on to the last iteration
+    evals = resumed["history"]["eval"]
+    assert resumed["iter"] == 8 and [e["iter"] for e in evals] == [4, 8]
+    assert evals[0]["train_seconds"] == secs and evals[1]["train_seconds"] > secs  # the clock continued
+    assert "stopped" not in read_json(out / "finished.json")

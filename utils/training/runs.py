@@ -24,7 +24,7 @@ from .checkpoint import STATE_FILE, load_checkpoint, read_trainer_state, restore
 
 # Settings a resumed run may change: they do not alter which samples it sees, its updates, or its evaluations.
 RESUME_MAY_CHANGE = {"DATASET_DIR", "DATA_DIR", "OUTPUT_DIR", "NUM_WORKERS", "PREP_WORKERS", "LOADER_TIMEOUT", "LOG_ITERS",
-                     "SAVE_INTERVAL", "KEEP_CHECKPOINTS", "RESUME", "OVERWRITE", "USE_VDL", "DEVICE", "IMPORTANCE_REPEATS",
+                     "SAVE_INTERVAL", "MAX_MINUTES", "KEEP_CHECKPOINTS", "RESUME", "OVERWRITE", "USE_VDL", "DEVICE", "IMPORTANCE_REPEATS",
                      "TRUST_PICKLE"}
 
 
@@ -39,7 +39,8 @@ def run_signature(cfg, world, train_df, val_df):
 def new_state(signature):
     """A new run's state: what a checkpoint saves and a resumed run continues."""
     return {"run_id": time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], "signature": signature, "iter": 0,
-            "best_metric": -1.0, "best_iter": 0, "loss_window": [0.0, 0], "history": {"train": [], "eval": []}}
+            "best_metric": -1.0, "best_iter": 0, "loss_window": [0.0, 0], "train_seconds": 0.0,
+            "history": {"train": [], "eval": []}}
 
 
 def begin(out, state, overwrite, log):
@@ -144,6 +145,8 @@ def begin_or_resume(resume, overwrite, out, signature, model, optimizer, scaler,
     state = load_checkpoint(ckpt, model, optimizer)
     restore_trainer_state(ckpt, scaler, saved=trainer)
     keep_newer_best(out, state, log)
+    state.setdefault("train_seconds", 0.0)  # a checkpoint of an earlier version: its clock starts here
+    state.pop("stopped", None)  # a run stopped by --max-minutes goes on
     Path(out, FINISHED_FILE).unlink(missing_ok=True)  # written again when this run ends
     log.info(f"resumed run {state['run_id']} from {ckpt} at iter {state['iter']} (lr {optimizer.get_lr():.6g}, "
              f"best {state['best_metric']:.4f})")
@@ -193,6 +196,8 @@ class Run:
         for line in result.lines(loss):
             self.log.info(line)
         rec = {"iter": it, **({"loss": loss} if loss is not None else {}), **result.record}
+        if "train_seconds" in self.state:  # training time so far (evaluations and checkpoints not counted)
+            rec["train_seconds"] = round(self.state["train_seconds"], 3)
         self.state["history"]["eval"].append(rec)
         value = rec[self.select] if rec[self.select] is not None else -1.0  # an undefined AUC never wins
         if value > self.state["best_metric"]:
@@ -219,6 +224,8 @@ class Run:
             figures.append(f"per class: {out / 'per_class.png'}")
         write_text(out / FINISHED_FILE, json.dumps({"run_id": state["run_id"], "iter": state["iter"],
                                                     "best_iter": state["best_iter"], "best_metric": state["best_metric"],
-                                                    "selected_by": self.select}, indent=2) + "\n")
+                                                    "selected_by": self.select,
+                                                    **({"stopped": state["stopped"]} if "stopped" in state else {})},
+                                                   indent=2) + "\n")
         self.log.info(f"done: best validation {self.select} {fmt(state['best_metric'])} at iter {state['best_iter']} -> "
                       f"{out / BEST_DIR}" + "".join(f"; {f}" for f in figures) + note)
