@@ -130,7 +130,12 @@ def test_a_persistent_loader_whose_worker_died_fails_at_once():
 @pytest.mark.timeout(120, method="thread")
 def test_workers_are_forked_only_once_earlier_reader_threads_are_gone(monkeypatch):
     """The suite's hang: a loader's workers were forked while the reader thread of the loader just before was
-    exiting, holding a lock of Paddle's memory statistics that the workers then waited for for ever."""
+    exiting, holding a lock of Paddle's memory statistics that the workers then waited for for ever.
+
+    In a fresh interpreter: it watches every thread of the process at each fork, and a pytest-xdist worker has
+    threads of its own (run in one, it ended that worker)."""
+    if in_a_fresh_process("test_workers_are_forked_only_once_earlier_reader_threads_are_gone"):
+        return
     forks = []  # thread ids alive at each fork of a worker
     recording = threading.Event()
 

@@ -364,3 +364,14 @@ def test_max_minutes_stops_after_the_evaluation_past_the_budget_and_the_clock_co
     assert resumed["iter"] == 8 and [e["iter"] for e in evals] == [4, 8]
     assert evals[0]["train_seconds"] == secs and evals[1]["train_seconds"] > secs  # the clock continued
     assert "stopped" not in read_json(out / "finished.json")
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_at_its_earlier_value():
+    """CROP_SECONDS and the TTA settings came later: an older checkpoint ran 8 s crops on whole records."""
+    from utils.training.runs import signature_diff
+
+    old = {"ARCH": "resnet1d", "LR": 0.001}
+    now = {**old, "CROP_SECONDS": 8.0, "TTA_STRIDE_SECONDS": 0.0, "TTA_AGG": "mean"}
+    assert signature_diff(old, now) == []
+    assert signature_diff(old, {**now, "CROP_SECONDS": 2.5}) == ["CROP_SECONDS: 8.0 -> 2.5"]
+    assert signature_diff(old, {**now, "SEED": 1}) == ["SEED: '(unset)' -> 1"]  # any other new setting still differs

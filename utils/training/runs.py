@@ -26,6 +26,9 @@ from .checkpoint import STATE_FILE, load_checkpoint, read_trainer_state, restore
 RESUME_MAY_CHANGE = {"DATASET_DIR", "DATA_DIR", "OUTPUT_DIR", "NUM_WORKERS", "PREP_WORKERS", "LOADER_TIMEOUT", "LOG_ITERS",
                      "SAVE_INTERVAL", "MAX_MINUTES", "KEEP_CHECKPOINTS", "RESUME", "OVERWRITE", "USE_VDL", "DEVICE", "IMPORTANCE_REPEATS",
                      "TRUST_PICKLE"}
+# Settings added after checkpoints existed, with the value that reproduces what those runs did: a checkpoint whose
+# signature lacks one ran with that value, so it still resumes when this run uses it.
+ADDED_LATER = {"CROP_SECONDS": 8.0, "TTA_STRIDE_SECONDS": 0.0, "TTA_AGG": "mean"}
 
 
 def run_signature(cfg, world, train_df, val_df):
@@ -71,6 +74,7 @@ def signature_diff(saved, current):
     """What differs between two runs' signatures ({setting: value}), as 'SETTING: saved -> current' lines."""
     if not saved:
         return ["no run signature (written by an older version of train.py)"]
+    saved = {**{k: v for k, v in ADDED_LATER.items() if k in current}, **saved}
     keys = sorted(set(saved) | set(current))
     return [f"{k}: {saved.get(k, '(unset)')!r} -> {current.get(k, '(unset)')!r}" for k in keys if saved.get(k) != current.get(k)]
 
