@@ -15,6 +15,11 @@ from pipeline_fixtures import (  # noqa: E402,F401
     tiny_damaged, tiny_dataset, tiny_features2, tiny_raw, tiny_signal, tiny_trained, tiny_trained2)
 
 
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pytest.ini): a process per core, at most 2 (each more builds every session fixture again)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 @pytest.fixture(scope="session")
 def ptbxl_dir():
     """The real PTB-XL subset beside the checkout (../shared/data/ptbxl), or $PTBXL_DIR."""

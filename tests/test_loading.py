@@ -42,7 +42,8 @@ def in_a_fresh_process(test_name):
     caller then runs the test body). For the fork-time properties, which depend on the threads the process holds."""
     if os.environ.get("ECG_FRESH_PROCESS"):
         return False
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{test_name}"],
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider",
+                        f"{__file__}::{test_name}"],
                        env={**os.environ, "ECG_FRESH_PROCESS": "1"}, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "1 passed" in r.stdout, r.stdout[-3000:] + r.stderr[-2000:]
     return True
