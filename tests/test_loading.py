@@ -183,7 +183,7 @@ def test_train_main_leaves_no_worker_process_behind(tiny_raw, tmp_path, monkeypa
     args = ["--data-dir", str(tiny_raw), "--output-dir", str(tmp_path / "out"), "--iters", "8", "--eval-interval", "4",
             "--save-interval", "8", "--num-workers", "2", *SIGNAL]
     if fails:
-        def failing_validation(model, loader, task):
+        def failing_validation(model, loader, task, windows=None):
             next(iter(loader))  # mid-pass: the validation workers run, and the training loader's
             raise RuntimeError("boom")
 
