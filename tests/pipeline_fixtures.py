@@ -1,5 +1,9 @@
 """Session fixtures for the training and prediction tests: the embedded real sample rendered small, and a
-model trained on it for a few iterations (64 px, batch 4), shared so the slow parts run once."""
+model trained on it for a few iterations (64 px, batch 4), shared so the slow parts run once: once per test run,
+not once per pytest-xdist worker (`built_once`)."""
+import fcntl
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,47 +15,72 @@ TINY_RENDER = ["--mv-range", "4", "--line-width", "1"]
 TINY = ["--image-size", "64", "--batch-size", "4", "--pretrained", "none", "--num-workers", "0", "--log-iters", "5"]
 
 
+def built_once(tmp_path_factory, name, build):
+    """`build(directory)`'s result, run once per test run: the pytest-xdist workers share the directory (under
+    their common base temp) and the result (JSON: what the others read back, so every worker sees the same
+    types); whoever comes first builds it under a lock, the others wait for it and reuse it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # pytest-of-user/pytest-N/popen-gwK -> pytest-N, shared by this run's workers
+    folder, done = root / f"shared-{name}", root / f"shared-{name}.json"
+    with open(root / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if the build fails
+        if not done.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed in another worker
+            folder.mkdir()
+            done.write_text(json.dumps(build(folder), default=str))
+    return json.loads(done.read_text())
+
+
+def _trained(out, argv):
+    """Train into `out` -> [out, the run's final state] (what the trained-model fixtures return)."""
+    import train
+
+    return [str(out), train.main([*argv, "--output-dir", str(out)])]
+
+
+def _as_run(result):
+    out, state = result
+    return Path(out), state
+
+
 @pytest.fixture(scope="session")
 def tiny_raw(tmp_path_factory):
     """A copy of the embedded sample (60 train, 20 test real PTB-XL records) that tests may damage."""
-    raw = tmp_path_factory.mktemp("raw") / "sample"
-    shutil.copytree(SAMPLE, raw)
-    return raw
+    def build(d):
+        shutil.copytree(SAMPLE, d / "sample")
+        return str(d / "sample")
+    return Path(built_once(tmp_path_factory, "raw", build))
 
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tiny_raw, tmp_path_factory):
     import process
 
-    out = tmp_path_factory.mktemp("dataset")
-    # The earlier 4 mV / 1 px pictures: at 64 px a 2 px line fills half of a 5 px band, and the tiny runs' LR 0.01
-    # from scratch, which the exact-resume and loss checks were set up on, is near divergence on denser pictures.
-    process.main(["--data-dir", str(tiny_raw), "--out-dir", str(out), "--size", "64", *TINY_RENDER, "--workers", "1"])
-    return out
+    def build(out):
+        # The earlier 4 mV / 1 px pictures: at 64 px a 2 px line fills half of a 5 px band, and the tiny runs' LR
+        # 0.01 from scratch, which the exact-resume and loss checks were set up on, is near divergence on denser ones.
+        process.main(["--data-dir", str(tiny_raw), "--out-dir", str(out), "--size", "64", *TINY_RENDER, "--workers", "1"])
+        return str(out)
+    return Path(built_once(tmp_path_factory, "dataset", build))
 
 
 @pytest.fixture(scope="session")
 def tiny_trained(tiny_dataset, tmp_path_factory):
     """(output dir, train state) after 30 iterations that save checkpoints at 15 and 30."""
-    import train
-
-    out = tmp_path_factory.mktemp("output")
-    state = train.main(["--dataset-dir", str(tiny_dataset), "--output-dir", str(out), "--iters", "30",
-                        "--warmup-iters", "0", "--lr", "0.01", "--eval-interval", "15", "--save-interval", "15", *TINY])
-    return out, state
+    return _as_run(built_once(tmp_path_factory, "output", lambda out: _trained(out, [
+        "--dataset-dir", str(tiny_dataset), "--iters", "30", "--warmup-iters", "0", "--lr", "0.01", "--eval-interval",
+        "15", "--save-interval", "15", *TINY])))
 
 
 
 @pytest.fixture(scope="session")
 def tiny_trained2(tiny_dataset, tmp_path_factory):
     """(output dir, train state) of a Task 2 model: 40 iterations with 2 DataLoader workers, 5 folds."""
-    import train
-
-    out = tmp_path_factory.mktemp("output2")
-    state = train.main(["--task", "2", "--dataset-dir", str(tiny_dataset), "--output-dir", str(out), "--iters", "40",
-                        "--warmup-iters", "0", "--lr", "0.003", "--eval-interval", "20", "--save-interval", "40",
-                        "--num-folds", "5", *TINY, "--num-workers", "2", "--log-iters", "10"])  # the last value wins
-    return out, state
+    return _as_run(built_once(tmp_path_factory, "output2", lambda out: _trained(out, [
+        "--task", "2", "--dataset-dir", str(tiny_dataset), "--iters", "40", "--warmup-iters", "0", "--lr", "0.003",
+        "--eval-interval", "20", "--save-interval", "40", "--num-folds", "5", *TINY, "--num-workers", "2",
+        "--log-iters", "10"])))  # the last value wins
 
 
 @pytest.fixture(scope="session")
@@ -61,14 +90,15 @@ def tiny_damaged(tiny_raw, tiny_dataset, tmp_path_factory):
     date): process.py here tries the truncated record and reports it failed, without drawing the 80 others again."""
     import process
 
-    raw = tmp_path_factory.mktemp("damaged") / "raw"
-    shutil.copytree(tiny_raw, raw)
-    good = (raw / "val" / "ptbxl_00108.mat").read_bytes()
-    (raw / "val" / "zz_truncated.mat").write_bytes(good[: len(good) // 3])
-    ds = tmp_path_factory.mktemp("damaged_ds") / "ds"
-    shutil.copytree(tiny_dataset, ds)
-    process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", *TINY_RENDER, "--workers", "1"])
-    return raw, ds
+    def build(d):
+        raw, ds = d / "raw", d / "ds"
+        shutil.copytree(tiny_raw, raw, ignore=shutil.ignore_patterns("*_cache"))  # the records, not another's caches
+        good = (raw / "val" / "ptbxl_00108.mat").read_bytes()
+        (raw / "val" / "zz_truncated.mat").write_bytes(good[: len(good) // 3])
+        shutil.copytree(tiny_dataset, ds)
+        process.main(["--data-dir", str(raw), "--out-dir", str(ds), "--size", "64", *TINY_RENDER, "--workers", "1"])
+        return [str(raw), str(ds)]
+    return tuple(Path(p) for p in built_once(tmp_path_factory, "damaged", build))
 
 
 SIGNAL = ["--arch", "resnet1d", "--batch-size", "8", "--warmup-iters", "2", "--lr", "0.003", "--log-iters", "5",
@@ -79,21 +109,15 @@ SIGNAL = ["--arch", "resnet1d", "--batch-size", "8", "--warmup-iters", "2", "--l
 def tiny_signal(tiny_raw, tmp_path_factory):
     """(output dir, train state) of a resnet1d Task 1 model on the raw sample: 24 iterations, 2 workers,
     evaluations at 8, 16, 24, checkpoints at 12 and 24."""
-    import train
-
-    out = tmp_path_factory.mktemp("signal")
-    state = train.main(["--data-dir", str(tiny_raw), "--output-dir", str(out), "--iters", "24", "--eval-interval", "8",
-                        "--save-interval", "12", "--num-workers", "2", *SIGNAL])
-    return out, state
+    return _as_run(built_once(tmp_path_factory, "signal", lambda out: _trained(out, [
+        "--data-dir", str(tiny_raw), "--iters", "24", "--eval-interval", "8", "--save-interval", "12",
+        "--num-workers", "2", *SIGNAL])))
 
 
 @pytest.fixture(scope="session")
 def tiny_features2(tiny_raw, tmp_path_factory):
     """(output dir, train state) of a Task 2 features model on the raw sample: 5 folds, no importance figure (it
     is tested on Task 1; 12 classes of it cost a minute here). Shared by the features and the fusion tests."""
-    import train
-
-    out = tmp_path_factory.mktemp("features2")
-    state = train.main(["--task", "2", "--arch", "features", "--data-dir", str(tiny_raw), "--output-dir", str(out),
-                        "--num-folds", "5", "--importance-repeats", "0"])
-    return out, state
+    return _as_run(built_once(tmp_path_factory, "features2", lambda out: _trained(out, [
+        "--task", "2", "--arch", "features", "--data-dir", str(tiny_raw), "--num-folds", "5",
+        "--importance-repeats", "0"])))
