@@ -1,4 +1,6 @@
 """process.py end to end on real records: outputs, skip/--force, bad files reported, preview, errors."""
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -6,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -13,14 +16,29 @@ from PIL import Image
 
 from utils.ecg.io import list_records
 from utils.errors import ConfigError
+from utils.runtime import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run(raw, out, *extra):
-    r = subprocess.run([sys.executable, "process.py", "--data-dir", str(raw), "--out-dir", str(out), "--size", "128",
-                        "--workers", "2", *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    return r
+def run(raw, out, *extra, cli=False):
+    """process.py on `raw` -> its return code, stdout and stderr. `cli`: the command line itself, 2 worker
+    processes; else process.main in this process (a new one costs ~3 s of imports), one worker (no fork of a
+    process that holds Paddle's threads), its errors as run_script gives them."""
+    argv = ["--data-dir", str(raw), "--out-dir", str(out), "--size", "128", *extra]
+    if cli:
+        return subprocess.run([sys.executable, "process.py", *argv, "--workers", "2"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+    import process
+
+    stdout, stderr, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            run_script(lambda: process.main([*argv, "--workers", "1"]))
+        except SystemExit as e:  # a message: what the interpreter prints to stderr, exit status 1
+            code = 1 if isinstance(e.code, str) else int(e.code or 0)
+            print(e.code, file=sys.stderr) if isinstance(e.code, str) else None
+    return SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 
 def statuses(out):
@@ -31,7 +49,7 @@ def statuses(out):
 def test_cli_renders_skips_and_forces(raw_small, tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "ds"
     shutil.copytree(raw_small, raw)
-    r = run(raw, out)
+    r = run(raw, out, cli=True)
     assert r.returncode == 0, r.stderr
     for split in ("train", "val"):
         names = list_records(raw / split)
@@ -136,7 +154,7 @@ def test_amplitude_and_highpass_flags(raw_small, tmp_path, capsys):
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
-    r = run(tmp_path / "nowhere", tmp_path / "ds")
+    r = run(tmp_path / "nowhere", tmp_path / "ds", cli=True)
     assert r.returncode != 0 and "has neither train/ nor val/" in r.stderr
 
 
@@ -144,6 +162,6 @@ def test_malformed_labels_are_a_one_line_error(raw_small, tmp_path):
     raw = tmp_path / "raw"
     shutil.copytree(raw_small, raw)
     (raw / "trainreference.csv").write_text("name,tag\nptbxl_00001,7\n")
-    r = run(raw, tmp_path / "ds")
+    r = run(raw, tmp_path / "ds", cli=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip() == f"error: {raw / 'trainreference.csv'}: row 2 ('ptbxl_00001'): tag must be 0 or 1, found '7'"
