@@ -3,6 +3,7 @@
     python bench/time_to_accuracy.py [--src PTBXL_DIR] [--test-fold 8] [--task 1|2]
                                      [--archs resnet1d,xresnet1d18,xresnet1d50,inception1d] [--minutes 10]
                                      [--num-folds 3] [--folds 0,1,2] [--eval-interval 50] [--iters 3000] [--target 0.92]
+                                     [--recipe "--crop-seconds 2.5 --tta-stride-seconds 1.25"]
                                      [--work-dir DIR] [--json PATH] [--figure bench/figures/time_to_accuracy.png]
 
 Each --archs network trains on the development records only (PTB-XL converted with --test-fold held out; the test
@@ -69,7 +70,17 @@ def budget_flags(arch, a, raw):
     """The bench's CPU-sized configuration, with the budget, the evaluations and the AUC choosing best_model (the
     later flags win)."""
     return [*train_flags(arch, a.task, raw, raw), "--iters", a.iters, "--eval-interval", a.eval_interval,
-            "--save-interval", 10 * a.eval_interval, "--max-minutes", a.minutes, "--select-metric", metric_of(a.task)]
+            "--save-interval", 10 * a.eval_interval, "--max-minutes", a.minutes, "--select-metric", metric_of(a.task),
+            *a.recipe.split()]
+
+
+def run_name(arch, a):
+    """An arch's name in the table, the figure and the output folder: with --recipe, the recipe too."""
+    return arch if not a.recipe else f"{arch} {a.recipe}"
+
+
+def folder_name(name):
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in name).strip("_")
 
 
 # -- the curves: pure functions of the evaluation records ---------------------------------------------------------------
@@ -130,13 +141,14 @@ def oof_figures(task, raw, kfold_dir):
 
 # -- output ---------------------------------------------------------------------------------------------------------------
 def table_lines(results, metric, target):
-    lines = [f"{'arch':<14} {'minutes to ' + format(target, 'g'):>16} {'final oof ' + metric + ' [95% CI]':>30} "
+    width = max([14, *map(len, results)])
+    lines = [f"{'arch':<{width}} {'minutes to ' + format(target, 'g'):>16} {'final oof ' + metric + ' [95% CI]':>30} "
              f"{'train min':>10} {'CPU min':>8} {'wall min':>9}"]
     for arch, r in results.items():
         reached = (f"{r['minutes_to_target']:.1f}" if r["minutes_to_target"] is not None else
                    f"not ({fmt(r['best'][metric])} @{r['best']['minutes']:.1f})" if r["best"] else "n/a")
         oof = protocol.fmt_ci(r["oof"][metric]) if r.get("oof") else "n/a"
-        lines.append(f"{arch:<14} {reached:>16} {oof:>30} {r['train_minutes']:>10.1f} "
+        lines.append(f"{arch:<{width}} {reached:>16} {oof:>30} {r['train_minutes']:>10.1f} "
                      f"{r.get('cpu_minutes', 0):>8.1f} {r.get('wall_minutes', 0):>9.1f}")
     return lines
 
@@ -190,6 +202,8 @@ def parse(argv=None):
     p.add_argument("--eval-interval", type=int, default=50)
     p.add_argument("--iters", type=int, default=3000, help="the learning-rate schedule's length (the budget stops first)")
     p.add_argument("--target", type=float, default=0.92)
+    p.add_argument("--recipe", default="", help="more train.py flags for every arch, e.g. the benchmark's input: "
+                                                "'--crop-seconds 2.5 --tta-stride-seconds 1.25'")
     p.add_argument("--work-dir", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=str(FIGURE))
@@ -213,11 +227,13 @@ def main(argv=None):
     stage("convert", ["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold], times, cpu)
     results = {}
     for arch in a.archs:
-        stage(f"train {arch}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--folds", ",".join(map(str, a.fold_list)),
-                                "--output-dir", out / arch, "--", *budget_flags(arch, a, raw)], times, cpu)
-        evals = {k: fold_evals(out / arch / f"fold_{k}") for k in a.fold_list}
-        results[arch] = {**arch_result(evals, metric, a.target), "oof": oof_figures(task, raw, out / arch),
-                         "cpu_minutes": cpu[f"train {arch}"] / 60, "wall_minutes": times[f"train {arch}"] / 60}
+        name = run_name(arch, a)
+        kfold = out / folder_name(name)
+        stage(f"train {name}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--folds", ",".join(map(str, a.fold_list)),
+                                "--output-dir", kfold, "--", *budget_flags(arch, a, raw)], times, cpu)
+        evals = {k: fold_evals(kfold / f"fold_{k}") for k in a.fold_list}
+        results[name] = {**arch_result(evals, metric, a.target), "oof": oof_figures(task, raw, kfold),
+                         "cpu_minutes": cpu[f"train {name}"] / 60, "wall_minutes": times[f"train {name}"] / 60}
 
     print(f"\n=== time to accuracy, Task {a.task}: {len(a.fold_list)} of {a.num_folds} folds of the development records "
           f"(test fold {a.test_fold} never read), {a.minutes:g} min per fold, CPU {os.cpu_count()} cores")
@@ -228,7 +244,7 @@ def main(argv=None):
     print(protocol.PROTOCOL)
     write_outputs(a, results, metric, {"src": a.src, "test_fold": a.test_fold, "folds": a.fold_list, "seconds": times,
                                        "cpu_seconds": cpu,
-                                       "configs": {m: budget_flags(m, a, "RAW") for m in a.archs}})
+                                       "configs": {run_name(m, a): budget_flags(m, a, "RAW") for m in a.archs}})
     return results
 
 

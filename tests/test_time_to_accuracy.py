@@ -62,3 +62,13 @@ def test_only_signal_networks_are_accepted(capsys):
     with pytest.raises(SystemExit):
         tta.parse(["--archs", "resnet1d,features"])
     assert "features: not a signal network" in capsys.readouterr().err
+
+
+def test_a_recipe_reaches_every_arch_and_names_its_runs():
+    a = tta.parse(["--archs", "xresnet1d18", "--recipe", "--crop-seconds 2.5 --tta-stride-seconds 1.25"])
+    flags = [str(f) for f in tta.budget_flags("xresnet1d18", a, "RAW")]
+    assert flags[-4:] == ["--crop-seconds", "2.5", "--tta-stride-seconds", "1.25"]  # last: they win over the bench's
+    name = tta.run_name("xresnet1d18", a)
+    assert name == "xresnet1d18 --crop-seconds 2.5 --tta-stride-seconds 1.25"
+    assert tta.folder_name(name) == "xresnet1d18_--crop-seconds_2.5_--tta-stride-seconds_1.25"
+    assert tta.run_name("xresnet1d18", tta.parse(["--archs", "xresnet1d18"])) == "xresnet1d18"  # no recipe: the arch
