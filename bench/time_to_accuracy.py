@@ -80,7 +80,7 @@ def run_name(arch, a):
 
 
 def folder_name(name):
-    return "".join(c if c.isalnum() or c in "._" else "_" for c in name).strip("_")
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name).strip("_")
 
 
 # -- the curves: pure functions of the evaluation records ---------------------------------------------------------------
