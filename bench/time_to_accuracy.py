@@ -153,6 +153,12 @@ def table_lines(results, metric, target):
     return lines
 
 
+def where(a):
+    """The folds and the CPU the figures come from: '1 of 3 folds, CPU 2 cores, 1 thread'."""
+    return (f"{len(a.fold_list)} of {a.num_folds} folds, CPU {os.cpu_count()} cores, "
+            f"{os.environ.get('OMP_NUM_THREADS', '?')} thread(s)")
+
+
 def plot(results, metric, target, path, title):
     """AUC against training minutes, one line per arch, the target dashed."""
     import matplotlib
@@ -178,7 +184,7 @@ def plot(results, metric, target, path, title):
 
 def write_outputs(a, results, metric, extra=None):
     """The --figure and --json files."""
-    title = f"Task {a.task}: time to accuracy ({a.num_folds}-fold, {a.minutes:g} min per fold, CPU {os.cpu_count()} cores)"
+    title = f"Task {a.task}: time to accuracy ({where(a)}, {a.minutes:g} min per fold)"
     plot(results, metric, a.target, a.figure, title)
     print(f"figure: {a.figure}")
     if a.json:
@@ -235,8 +241,8 @@ def main(argv=None):
         results[name] = {**arch_result(evals, metric, a.target), "oof": oof_figures(task, raw, kfold),
                          "cpu_minutes": cpu[f"train {name}"] / 60, "wall_minutes": times[f"train {name}"] / 60}
 
-    print(f"\n=== time to accuracy, Task {a.task}: {len(a.fold_list)} of {a.num_folds} folds of the development records "
-          f"(test fold {a.test_fold} never read), {a.minutes:g} min per fold, CPU {os.cpu_count()} cores")
+    print(f"\n=== time to accuracy, Task {a.task}: {where(a)} (development records only, test fold {a.test_fold} "
+          f"never read), {a.minutes:g} min per fold")
     print("\n".join(table_lines(results, metric, a.target)))
     print(f"minutes to {a.target:g}: when the mean of the folds' validation {metric} first reaches it (training time, "
           f"evaluations not counted); 'not (best @min)' when it never did; final oof: the best_model of each fold "
