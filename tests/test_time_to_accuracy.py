@@ -35,7 +35,7 @@ def test_arch_result_figure_and_json(tmp_path):
     lines = tta.table_lines(results, "auc", 0.92)
     assert "2.2" in lines[1] and "not (0.8400 @9.0)" in lines[2]
 
-    a = argparse.Namespace(task=1, num_folds=2, minutes=10.0, target=0.92, eval_interval=50, iters=3000,
+    a = argparse.Namespace(task=1, num_folds=2, fold_list=[0, 1], minutes=10.0, target=0.92, eval_interval=50, iters=3000,
                            figure=str(tmp_path / "fig" / "tta.png"), json=str(tmp_path / "tta.json"))
     tta.write_outputs(a, results, "auc")
     assert (tmp_path / "fig" / "tta.png").read_bytes()[:4] == b"\x89PNG"
