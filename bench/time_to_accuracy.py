@@ -175,7 +175,7 @@ def plot(results, metric, target, path, title):
     ax.set(xlabel="training minutes per fold (evaluations not counted)",
            ylabel=f"validation {metric} (mean of the folds)", title=title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower left", fontsize="small", ncol=2)  # below the curves, which peak early
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
