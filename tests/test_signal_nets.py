@@ -18,7 +18,7 @@ from bench import ptbxl_accuracy
 from models.families import ARCHS, SIGNAL_ARCHS, get_family
 from models.inference import InferencePredictor
 from models.xresnet1d import XResBlock
-from pipeline_fixtures import ROOT, SIGNAL
+from pipeline_fixtures import SIGNAL
 from utils.artifacts import ModelCard, read_json
 from utils.ecg.io import read_record
 from utils.inputs.signals import preprocess
