@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 from scipy import signal  # noqa: E402
 
 from bench import protocol  # noqa: E402
-from bench.fusion_accuracy import IMAGE_SIZE, stage  # noqa: E402
+from bench.fusion_accuracy import IMAGE_SIZE, predict, stage  # noqa: E402
 from utils.ecg.io import FS, read_record, write_record  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
@@ -111,26 +111,23 @@ def is_picture_model(model_dir):
     return is_picture(ModelCard.read(model_dir).arch)
 
 
-def predict_rows(a, members, raw, out, times):
-    """{row: predict report path} of every member and the fusions on the test records of `raw`."""
+def predict_rows(a, members, raw, truth, out, times):
+    """{row: predict report path} of every member and the fusions on the test records of `raw` (bench/
+    fusion_accuracy.py's predict: OUT/predict_<i>.json, OUT/answer_<i>.csv); a report already in `out` is kept."""
     every = [m for d in members.values() for m in d]
     ds = out / "dataset"
     if any(is_picture_model(m) for m in every) and not (ds / "val").is_dir():
         stage(f"process {raw.name}", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", IMAGE_SIZE], times)
-    truth = raw / ("val_reference.csv" if a.task == 1 else "val_reference_task2.csv")
-    rows = {name: dirs for name, dirs in members.items()}
-    rows["fusion (mean)"] = every
-    extra = {"fusion (weights auto)": ["--weights", "auto"]} if len(members) > 1 else {}
-    if extra:
-        rows["fusion (weights auto)"] = every
+    rows = {**{name: (dirs, []) for name, dirs in members.items()}, "fusion (mean)": (every, [])}
+    if len(members) > 1:
+        rows["fusion (weights auto)"] = (every, ["--weights", "auto"])
     reports = {}
-    for i, (name, dirs) in enumerate(rows.items()):
-        report = out / f"predict_{i}.json"
-        if not report.is_file():
-            stage(f"predict {out.name} {name}", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds,
-                                                 "--model", *dirs, "--out", out / f"answer_{i}.csv", "--truth", truth,
-                                                 "--report", report, *extra.get(name, [])], times)
-        reports[name] = report
+    for i, (name, (dirs, extra)) in enumerate(rows.items()):
+        reports[name] = out / f"predict_{i}.json"
+        if not reports[name].is_file():
+            took = {}
+            predict(str(i), dirs, a, raw, ds, out, took, truth, *extra)
+            times[f"predict {out.name} {name}"] = took[f"predict {i}"]
     return reports
 
 
@@ -186,13 +183,13 @@ def main(argv=None):
     out = Path(a.out or tempfile.mkdtemp(prefix="device_shift_")).resolve()
     truth = raw / ("val_reference.csv" if a.task == 1 else "val_reference_task2.csv")
     times, t0 = {}, time.time()
-    clean = predict_rows(a, members, raw, out / "clean", times)
+    clean = predict_rows(a, members, raw, truth, out / "clean", times)
     perturbed = {}
     for name in a.perturbations:
         t = time.time()
         copy = perturbed_copy(raw, out / name / "raw", name, a.seed)
         times[f"write {name}"] = time.time() - t
-        perturbed[name] = predict_rows(a, members, copy, out / name, times)
+        perturbed[name] = predict_rows(a, members, copy, copy / truth.name, out / name, times)
     result = shifts(task, truth, clean, perturbed, key)
 
     n = len(list((raw / "val").glob("*.mat")))

@@ -23,6 +23,7 @@ row), --num-folds folds each; the JSON records the members it expands to and "re
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -47,11 +48,15 @@ BEST = {"members": ["resnet1d", "features"], "weights": "auto"}
 RECIPES = {"best": BEST}
 
 
-def stage(name, args, times):
+def stage(name, args, times, cpu=None):
+    """A script in a child process; its wall seconds in `times` and, given `cpu`, its CPU seconds (user + system)."""
     print(f"\n=== {name}: {' '.join(map(str, args))}", flush=True)
-    t = time.time()
+    t, r = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, check=True)
     times[name] = time.time() - t
+    if cpu is not None:
+        r2 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu[name] = (r2.ru_utime - r.ru_utime) + (r2.ru_stime - r.ru_stime)
 
 
 def train_flags(arch, task, raw, ds):

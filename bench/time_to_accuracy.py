@@ -31,11 +31,8 @@ arch, the target dashed).
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +42,7 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 configure_cpu_threads()  # before paddle is imported: the scripts we start inherit the environment
 
 from bench import protocol  # noqa: E402
-from bench.fusion_accuracy import train_flags  # noqa: E402
+from bench.fusion_accuracy import stage, train_flags  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
@@ -55,15 +52,6 @@ FIGURE = ROOT / "bench" / "figures" / "time_to_accuracy.png"
 
 def metric_of(task_number):
     return "auc" if task_number == 1 else "macro_auc"
-
-
-def stage(name, args, times, cpu):
-    """A script in a child process; its wall seconds in `times`, its CPU seconds (user + system) in `cpu`."""
-    print(f"\n=== {name}: {' '.join(map(str, args))}", flush=True)
-    t, r = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, check=True)
-    r2 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    times[name], cpu[name] = time.time() - t, (r2.ru_utime - r.ru_utime) + (r2.ru_stime - r.ru_stime)
 
 
 def budget_flags(arch, a, raw):

@@ -35,9 +35,10 @@ def run(raw, out, *extra, cli=False):
     with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
         try:
             run_script(lambda: process.main([*argv, "--workers", "1"]))
-        except SystemExit as e:  # a message: what the interpreter prints to stderr, exit status 1
-            code = 1 if isinstance(e.code, str) else int(e.code or 0)
-            print(e.code, file=sys.stderr) if isinstance(e.code, str) else None
+        except SystemExit as e:
+            code = int(e.code or 0) if not isinstance(e.code, str) else 1
+            if isinstance(e.code, str):  # a message: the interpreter prints it to stderr and exits with status 1
+                print(e.code, file=sys.stderr)
     return SimpleNamespace(returncode=code, stdout=stdout.getvalue(), stderr=stderr.getvalue())
 
 

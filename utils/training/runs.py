@@ -199,9 +199,8 @@ class Run:
         result = self.task.evaluate(labels, probs)
         for line in result.lines(loss):
             self.log.info(line)
-        rec = {"iter": it, **({"loss": loss} if loss is not None else {}), **result.record}
-        if "train_seconds" in self.state:  # training time so far (evaluations and checkpoints not counted)
-            rec["train_seconds"] = round(self.state["train_seconds"], 3)
+        rec = {"iter": it, **({"loss": loss} if loss is not None else {}), **result.record,
+               "train_seconds": round(self.state["train_seconds"], 3)}  # training so far (not evaluations, checkpoints)
         self.state["history"]["eval"].append(rec)
         value = rec[self.select] if rec[self.select] is not None else -1.0  # an undefined AUC never wins
         if value > self.state["best_metric"]:
