@@ -31,6 +31,7 @@ import paddle  # noqa: E402
 from models.families import Sources, get_family  # noqa: E402
 from utils.artifacts import IMPORTANCE_FILE, ModelCard  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
+from utils.ecg.gain import gains_for  # noqa: E402
 from utils.errors import ConfigError, ECGDataError  # noqa: E402
 from utils.inputs.draws import derive_seed  # noqa: E402
 from utils.inputs.loading import close_all  # noqa: E402
@@ -84,6 +85,7 @@ AMP = False  # GPU only: automatic mixed precision (bf16 where supported, else f
 SELECT_METRIC = "auto"  # best_model chosen by: auto = f1 (task 1) / macro_f1 (task 2); or auc / macro_auc (threshold-free)
 POS_WEIGHT = "sqrt"  # task 2: weight of each class's positives in the loss: none | sqrt | balanced (negatives/positives)
 MAX_POS_WEIGHT = 10.0  # task 2: cap on that weight
+GAIN_AUGMENT = 0.0  # features: also train on every record as if recorded at gain 1-G and 1+G (other devices' calibration); 0 = off
 IMPORTANCE_REPEATS = 5  # features: shuffles per measurement for the permutation-importance figure; 0 skips it
 # ------------------------------------------------------------------------------------------------------------
 
@@ -92,6 +94,7 @@ def main(argv=None):
     cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__,
                        choices={"TTA_AGG": AGGREGATIONS})
     check_windows(cfg["CROP_SECONDS"], cfg["TTA_STRIDE_SECONDS"], cfg["TTA_AGG"])  # before any record is read
+    gains_for(cfg["GAIN_AUGMENT"])
     world, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
     out = Path(cfg["OUTPUT_DIR"])
     log = get_logger(out / "train.log" if rank == 0 else None, quiet=rank != 0)
@@ -238,7 +241,8 @@ def fit_at_once(cfg, task, family, labelled, train_df, val_df, card, select, out
     log.info(f"run {state['run_id']}: {cfg['ARCH']} ({family.name}), fitted at once: --iters, --lr, --batch-size and the "
              f"other loop settings do not apply")
     t0 = time.time()
-    model, probs, card.input = family.fit(task, labelled, train_df, val_df, cfg["SEED"], log)
+    model, probs, card.input = family.fit(task, labelled, train_df, val_df, cfg["SEED"], log,
+                                          gain_augment=cfg["GAIN_AUGMENT"])
     state["train_seconds"] = time.time() - t0  # its evaluation record's time, as a network's
     card.extra["fit_seconds"] = round(state["train_seconds"], 1)
     labels = task.label_array(val_df["y"])

@@ -137,8 +137,9 @@ class FittedFamily(Family):
     iterative = False
 
     @abstractmethod
-    def fit(self, task, labelled, train_df, val_df, seed, log):
-        """(fitted model with .save(directory), validation probabilities as task.probs gives them, card `input`)."""
+    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0):
+        """(fitted model with .save(directory), validation probabilities as task.probs gives them, card `input`);
+        gain_augment G: also train on every training record as if recorded at gains 1 - G and 1 + G."""
 
     @abstractmethod
     def importance(self, model, task, labelled, val_df, labels, repeats):
@@ -261,15 +262,22 @@ class FeaturesFamily(FittedFamily):
         keep = ~refs["name"].map(lambda n: str(d / f"{n}.mat") in bad).to_numpy()
         return Labelled(path, refs[keep].reset_index(drop=True), dict(zip(refs["name"][keep], X[keep])), listed=refs)
 
-    def fit(self, task, labelled, train_df, val_df, seed, log):
+    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0):
         from models.gbm import GBMModel
+        from utils.ecg.gain import gains_for, with_gains
         from utils.ecg.measurements import FEATURE_NAMES, FEATURES_VERSION
 
+        gains = gains_for(gain_augment)
+        if gains:
+            log.info(f"gain augmentation: every training record also as recorded at x{gains[0]:g} and x{gains[1]:g} "
+                     f"(its amplitude measurements scaled)")
         X = np.stack([labelled.inputs[n] for n in train_df["name"]])
-        model = GBMModel(task.num_probs, seed=seed).fit(X, task.label_array(train_df["y"]))
+        model = GBMModel(task.num_probs, seed=seed, augment=(lambda x: with_gains(x, gains)) if gains else None)
+        model.fit(X, task.label_array(train_df["y"]))
         p = model.predict_proba(np.stack([labelled.inputs[n] for n in val_df["name"]]))
         p = p[:, 0] if task.num_probs == 1 else p  # as task.probs gives them: Task 1 one column, P(abnormal)
-        return model, p, {"kind": "features", "version": FEATURES_VERSION, "n_features": len(FEATURE_NAMES)}
+        return model, p, {"kind": "features", "version": FEATURES_VERSION, "n_features": len(FEATURE_NAMES),
+                          "gain_augment": gain_augment}
 
     def importance(self, model, task, labelled, val_df, labels, repeats, top=10):
         """Permutation importance on the validation fold, per class: the mean drop in ROC AUC when the

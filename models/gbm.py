@@ -27,8 +27,9 @@ EARLY_STOP_FRACTION, EARLY_STOP_ROUNDS = 0.15, 30
 
 
 class GBMModel:
-    def __init__(self, n_outputs, seed=0, n_estimators=400, learning_rate=0.05):
-        self.n_outputs, self.seed = n_outputs, seed
+    def __init__(self, n_outputs, seed=0, n_estimators=400, learning_rate=0.05, augment=None):
+        # augment: X -> more rows of the same records, len(X) x k (the records first): what the trees also train on
+        self.n_outputs, self.seed, self.augment = n_outputs, seed, augment
         # deterministic + row-wise histograms: the same fit on every run, whatever the thread timing
         self.params = dict(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=15, min_child_samples=10,
                            reg_lambda=1.0, class_weight="balanced", random_state=seed, deterministic=True,
@@ -54,12 +55,19 @@ class GBMModel:
         class weights; a class with too few positives for that trains all its trees on every record."""
         clf = lgb.LGBMClassifier(**self.params)
         if np.bincount(y).min() < MIN_FOR_EARLY_STOP:
-            return clf.fit(X, y)
+            return clf.fit(*self._augmented(X, y))
         X_fit, X_stop, y_fit, y_stop = train_test_split(X, y, test_size=EARLY_STOP_FRACTION, stratify=y,
                                                         random_state=self.seed)
+        X_fit, y_fit = self._augmented(X_fit, y_fit)  # after the split: a record's copies never reach the hold-out
         stop = {"eval_X": X_stop, "eval_y": y_stop} if _NEW_EVAL_API else {"eval_set": [(X_stop, y_stop)]}
         return clf.fit(X_fit, y_fit, **stop, eval_sample_weight=[balanced_weights(y_fit)[y_stop]],
                        callbacks=[lgb.early_stopping(EARLY_STOP_ROUNDS, verbose=False)])
+
+    def _augmented(self, X, y):
+        if self.augment is None:
+            return X, y
+        Xa = np.asarray(self.augment(X), dtype=np.float32)
+        return Xa, np.tile(y, len(Xa) // len(X))
 
     def predict_proba(self, X):
         """(N, C) probability of each output being positive."""

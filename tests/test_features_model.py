@@ -169,6 +169,26 @@ def test_resume_refits_its_own_unfinished_model_and_refuses_other_settings(featu
     assert after["best_metric"] == pytest.approx(before["best_metric"])  # the same fit again
 
 
+def test_gain_augment_is_recorded_and_changes_the_fit(features_model, tiny_raw, tmp_path):
+    """--gain-augment 0.2: the card records it, the log says so, and the trees are another fit (its validation
+    probabilities differ from the plain model's on the same split); a value outside [0, 1) is refused before
+    any record is measured."""
+    from utils.errors import ConfigError
+
+    plain, _ = features_model
+    out = tmp_path / "gain"
+    args = ["--arch", "features", "--data-dir", str(tiny_raw), "--num-folds", "5", "--importance-repeats", "0"]
+    train.main([*args, "--output-dir", str(out), "--gain-augment", "0.2"])
+    info = read_json(out / "best_model" / "model.json")
+    assert info["input"]["gain_augment"] == 0.2 and read_json(plain / "best_model" / "model.json")["input"]["gain_augment"] == 0.0
+    assert "also as recorded at x0.8 and x1.2" in (out / "train.log").read_text()
+    a, b = (pd.read_csv(d / "best_model" / "val_predictions.csv", dtype={"name": str}) for d in (plain, out))
+    assert list(a["name"]) == list(b["name"]) and not np.allclose(a["p_abnormal"], b["p_abnormal"])
+    with pytest.raises(ConfigError, match=r"--gain-augment must be in \[0, 1\)"):
+        train.main([*args, "--output-dir", str(tmp_path / "bad"), "--gain-augment", "1.5"])
+    assert not (tmp_path / "bad" / "train.log").exists() or "measurements" not in (tmp_path / "bad" / "train.log").read_text()
+
+
 def test_a_damaged_model_file_is_a_clear_error(features_model, tiny_raw, tmp_path):
     """The model is LightGBM's text format (no pickle: loading runs no code). A file cut short (LightGBM's own
     parser would crash the process on it), a changed index or one for another task: one-line errors naming the file."""

@@ -1,0 +1,205 @@
+"""The features member made robust to the recording device: gain augmentation (train.py --gain-augment) and other
+hospitals' records in training, chosen on out-of-fold results of the development records, scored once on the test
+fold and on the external records.
+
+    python bench/features_robustness.py --external RAW_DIR [--src PTBXL_DIR] [--test-fold 8] [--task 1|2]
+                                        [--gains 0,0.2] [--num-folds 3] [--external-folds 5] [--work-dir DIR] [--json PATH]
+
+Each gain augmentation G of --gains is the features member as train.py fits it (FeaturesFamily.fit, the same
+measurements, LightGBM and seed), on:
+- the development records (PTB-XL without the test fold): out of fold over train.py's --num-folds group-aware
+  folds, on the records as they are and as recorded at gain x0.8 and x1.2 (utils/ecg/gain.at_gain: exact for 97%
+  of record-gain pairs, README). G is chosen by the mean of those three out-of-fold AUCs (Task 2: macro AUC);
+- the test fold, by a model fitted on every development record, as recorded and at x0.8 / x1.2;
+- the external records (--external, a converted set: its val/ records, e.g. CPSC2018 by tools/convert_cinc.py),
+  two ways: trained on PTB-XL only, and "+ external": cross-fitted over --external-folds folds of the external
+  records (each predicted by a model that trained on the development records plus the other external folds, never
+  on itself), which is what training with other hospitals' records buys on a hospital's unseen patients.
+Every test figure has its 95% bootstrap CI; the paired differences (bench/protocol.py) compare each G with G = 0 on
+the same records, and "+ external" with PTB-XL only. Thresholds (F1) come from the out-of-fold predictions.
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from utils.runtime import configure_cpu_threads, load_before_paddle  # noqa: E402
+
+configure_cpu_threads()
+load_before_paddle()
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bench import protocol  # noqa: E402
+from models.families import Labelled, Sources, get_family  # noqa: E402
+from utils.ecg.cache import features_for_records  # noqa: E402
+from utils.ecg.gain import at_gain  # noqa: E402
+from utils.runtime import get_logger, worker_count  # noqa: E402
+from utils.scoring.tasks import get_task  # noqa: E402
+from utils.training.sampling import multilabel_folds, split_records, stratified_folds  # noqa: E402
+
+SHIFTS = (1.0, 0.8, 1.2)  # the gains every model is scored at: as recorded, and a device calibrated 20% off
+FEATURES = get_family("features")
+
+
+def measured(task, raw, names_file):
+    """(refs name/y, {name: measurements}) of the val/ records `names_file` lists in a converted `raw` folder."""
+    refs = task.read_labels(raw / names_file, data_dir=raw / "val", ext=".mat")
+    X, bad = features_for_records([raw / "val" / f"{n}.mat" for n in refs["name"]], cache_dir=raw / "features_cache",
+                                  workers=worker_count(0))
+    if bad:
+        raise SystemExit(f"{raw}: {len(bad)} records could not be measured (first: {next(iter(bad.items()))})")
+    return refs, dict(zip(refs["name"], X))
+
+
+def fit(task, labelled, train_df, gain, seed, log):
+    """The member fitted on `train_df` as train.py fits it (FeaturesFamily.fit; the records it validates on,
+    here one training record, only feed train.py's figures, not used here): the model."""
+    model, _, _ = FEATURES.fit(task, labelled, train_df, train_df.iloc[:1], seed, log, gain_augment=gain)
+    return model
+
+
+def probs(task, model, inputs, names, shift=1.0):
+    p = model.predict_proba(at_gain(np.stack([inputs[n] for n in names]), shift))
+    return p[:, 0] if task.num_probs == 1 else p
+
+
+def out_of_fold(task, dev, a, gain, log):
+    """{shift: (n, ...) probabilities of every development record by the fold that did not train on it}."""
+    names = dev.refs["name"].tolist()
+    oof = {s: [None] * len(names) for s in SHIFTS}
+    for fold in range(a.num_folds):
+        tr, va = split_records(dev.refs, task, a.num_folds, fold, a.seed, dev.label_file, listed=dev.listed)
+        model = fit(task, dev, tr, gain, a.seed, log)
+        rows = np.flatnonzero(dev.refs["name"].isin(va["name"]).to_numpy())
+        for s in SHIFTS:
+            for i, p in zip(rows, probs(task, model, dev.inputs, [names[i] for i in rows], s)):
+                oof[s][i] = p
+    return {s: np.stack(v) for s, v in oof.items()}
+
+
+def external_folds(task, refs, n, seed):
+    y = task.label_array(refs["y"])
+    return (stratified_folds if y.ndim == 1 else multilabel_folds)(y, n, seed)
+
+
+def cross_fitted(task, dev, ext_refs, ext_inputs, a, gain, log):
+    """Each external record predicted by a model trained on the development records plus the other external folds."""
+    folds = external_folds(task, ext_refs, a.external_folds, a.seed)
+    both = Labelled(dev.label_file, pd.concat([dev.refs, ext_refs], ignore_index=True), {**dev.inputs, **ext_inputs})
+    out = [None] * len(ext_refs)
+    for k in range(a.external_folds):
+        model = fit(task, both, pd.concat([dev.refs, ext_refs[folds != k]], ignore_index=True), gain, a.seed, log)
+        held = np.flatnonzero(folds == k)
+        for i, p in zip(held, probs(task, model, ext_inputs, ext_refs["name"].iloc[held].tolist())):
+            out[i] = p
+    return np.stack(out)
+
+
+def answered(task, p, thresholds):
+    return task.decide(p, thresholds), list(p)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src", default=str(ROOT.parent / "shared" / "data" / "ptbxl"))
+    p.add_argument("--test-fold", type=int, default=8)
+    p.add_argument("--task", type=int, default=1, choices=(1, 2))
+    p.add_argument("--gains", default="0,0.2", help="comma-separated --gain-augment values; 0 is the reference")
+    p.add_argument("--num-folds", type=int, default=3)
+    p.add_argument("--external", required=True, metavar="RAW_DIR", help="a converted set of other hospitals (val/)")
+    p.add_argument("--external-folds", type=int, default=5)
+    p.add_argument("--seed", type=int, default=2021)
+    p.add_argument("--work-dir", default=None)
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    gains = [float(g) for g in a.gains.split(",")]
+    if gains[0] != 0:
+        p.error("--gains: the first value is the reference and must be 0")
+    t0 = time.time()
+    work = Path(a.work_dir or tempfile.mkdtemp(prefix="features_robustness_")).resolve()
+    raw, ext = work / "raw", Path(a.external).resolve()
+    if not (raw / ".complete").is_file():
+        subprocess.run([sys.executable, "tools/convert_ptbxl.py", "--src", a.src, "--dst", str(raw), "--test-fold",
+                        str(a.test_fold)], cwd=ROOT, check=True)
+        (raw / ".complete").touch()
+    task, log = get_task(a.task), get_logger()
+    dev = FEATURES.labels(task, Sources(raw, raw, worker_count(0)), log)
+    truth_file = "val_reference.csv" if a.task == 1 else "val_reference_task2.csv"
+    test_refs, test_inputs = measured(task, raw, truth_file)
+    ext_refs, ext_inputs = measured(task, ext, truth_file)
+    dev_truth = raw / task.label_file
+    dev_names, test_names, ext_names = dev.refs["name"].tolist(), test_refs["name"].tolist(), ext_refs["name"].tolist()
+    y_dev = task.label_array(dev.refs["y"])
+
+    rows = {}
+    for g in gains:
+        oof = out_of_fold(task, dev, a, g, log)
+        thr = task.evaluate(y_dev, oof[1.0]).thresholds
+        model = fit(task, dev, dev.refs, g, a.seed, log)
+        name = f"gain augment {g:g}"
+        rows[name] = {**{f"oof x{s:g}": answered(task, oof[s], thr) for s in SHIFTS},
+                      **{f"test x{s:g}": answered(task, probs(task, model, test_inputs, test_names, s), thr) for s in SHIFTS},
+                      "external": answered(task, probs(task, model, ext_inputs, ext_names), thr),
+                      "external, + external in training": answered(task, cross_fitted(task, dev, ext_refs, ext_inputs, a, g, log), thr)}
+        print(f"{name}: done ({time.time() - t0:.0f} s)", flush=True)
+    report(a, task, rows, dev_truth, raw / truth_file, ext / truth_file, (dev_names, test_names, ext_names), t0)
+
+
+def metric_of(task):
+    return "auc" if task.number == 1 else "macro_auc"
+
+
+def report(a, task, rows, dev_truth, test_truth, ext_truth, names, t0):
+    dev_names, test_names, ext_names = names
+    m = metric_of(task)
+    where = {"oof": (dev_truth, dev_names), "test": (test_truth, test_names), "external": (ext_truth, ext_names)}
+
+    def truth_of(col):
+        return where[col.split(" ")[0].rstrip(",")]
+
+    figs = {r: {c: protocol.test_figures(task, truth_of(c)[0], truth_of(c)[1], *v) for c, v in cols.items()}
+            for r, cols in rows.items()}
+    development = {r: {"mean_oof_auc": float(np.mean([f[f"oof x{s:g}"][m]["value"] for s in SHIFTS]))}
+                   for r, f in figs.items()}
+    chosen = protocol.choose(development, "mean_oof_auc")
+    ref = next(iter(rows))
+    diffs = {r: {c: protocol.paired_differences(task, *truth_of(c), rows[r][c], rows[ref][c], (m,))[m]
+                 for c in rows[r]} for r in rows if r != ref}
+    diffs["external training"] = {
+        r: protocol.paired_differences(task, ext_truth, ext_names, rows[r]["external, + external in training"],
+                                       rows[r]["external"], (m,))[m] for r in rows}
+    cols = list(next(iter(rows.values())))
+    print(f"\n=== features member, Task {a.task}, {m} [95% CI]: development out of fold ({len(dev_names)} records, "
+          f"{a.num_folds} folds), test fold {a.test_fold} ({len(test_names)}), external {a.external} ({len(ext_names)}); "
+          f"xG: the records as recorded at gain G")
+    for r, f in figs.items():
+        print(f"{r}{'  <- chosen (mean out-of-fold AUC over x1, x0.8, x1.2)' if r == chosen else ''}: mean out-of-fold "
+              f"{development[r]['mean_oof_auc']:.4f}")
+        for c in cols:
+            print(f"  {c:<36} {protocol.fmt_ci(f[c][m]):>24}")
+    for r, d in diffs.items():
+        print(f"paired, {r} minus {ref if r != 'external training' else 'PTB-XL only'}:" if r != "external training"
+              else "paired, + external in training minus PTB-XL only (external records):")
+        for c, v in d.items():
+            print(f"  {c:<36} {protocol.fmt_diff(v):>28}")
+    print(protocol.HOW_TO_READ)
+    print(protocol.PROTOCOL)
+    print(f"wall {time.time() - t0:.0f} s")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"task": a.task, "metric": m, "gains": a.gains, "num_folds": a.num_folds,
+                                            "external": a.external, "external_folds": a.external_folds, "seed": a.seed,
+                                            "figures": figs, "development": development, "chosen": chosen,
+                                            "differences": diffs, "wall_seconds": round(time.time() - t0),
+                                            "bootstrap": protocol.bootstrap_info()}, indent=2, default=float) + "\n")
+        print(f"figures: {a.json}")
+
+
+if __name__ == "__main__":
+    main()
