@@ -181,3 +181,20 @@ def test_windowed_model_predicts_what_it_validated_also_exported(windowed_model,
         direct = T1.probs(model(paddle.to_tensor(x)).numpy())  # the network on the whole 10 s record
     np.testing.assert_allclose(whole.loc[table.index, "p_abnormal"], direct, rtol=1e-4, atol=1e-5)
     assert np.abs(direct - table["p_abnormal"]).max() > 1e-3  # the windows did change the answer
+
+
+def test_window_aggregation_bench_repredicts_each_fold_both_ways(windowed_model, tiny_raw, tmp_path):
+    """bench/window_aggregation.py on a k-fold dir of the windowed model (as one fold): its own aggregation (max)
+    gives val_predictions.csv back, the mean is another answer, and mean <= max for every record (a mean of
+    probabilities never exceeds their max)."""
+    from bench import window_aggregation
+
+    out, _ = windowed_model
+    kfold = tmp_path / "kfold"
+    kfold.mkdir()
+    (kfold / "fold_0").symlink_to(out)
+    names, probs = window_aggregation.pooled(T1, kfold, tiny_raw, logging.getLogger("test"))
+    table = pd.read_csv(out / "best_model" / "val_predictions.csv", dtype={"name": str, "truth": str})
+    assert names == table["name"].tolist()
+    np.testing.assert_allclose(probs["max"], table["p_abnormal"], atol=2e-6)
+    assert (probs["mean"] <= probs["max"] + 1e-7).all() and np.abs(probs["mean"] - probs["max"]).max() > 1e-3
