@@ -48,7 +48,7 @@ def fold_probs(task, model_dir, raw, log):
     names, _, saved = task.read_prediction_table(model_dir / "val_predictions.csv")
     with tempfile.TemporaryDirectory() as tmp:  # the family reads test records from DATA_DIR/val
         (Path(tmp) / "val").symlink_to(raw / "train")
-        dataset, have, missing = family_of(card).test_inputs(card, Sources(Path(tmp), Path(tmp), worker_count(0)),
+        dataset, _, missing = family_of(card).test_inputs(card, Sources(Path(tmp), Path(tmp), worker_count(0)),
                                                              names, model_dir, log)
         if missing:
             raise SystemExit(f"{model_dir}: {len(missing)} validation records unreadable (first: {next(iter(missing))})")

@@ -16,14 +16,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from utils.ecg.io import (  # noqa: E402
-    read_record_groups,
-    read_reference,
-    read_reference_task2,
-    write_record_groups,
-    write_reference,
-    write_reference_task2,
-)
+from utils.ecg.io import read_record_groups, read_reference, read_reference_task2  # noqa: E402
+from utils.ecg.io import write_record_groups, write_reference, write_reference_task2  # noqa: E402
 from utils.errors import ConfigError, ECGDataError  # noqa: E402
 from utils.runtime import run_script  # noqa: E402
 
