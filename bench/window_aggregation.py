@@ -7,9 +7,10 @@ few 2.5 s windows only, want the max of the windows' probabilities where diffuse
 KFOLD_DIR is a tools/train_kfold.py run of a signal network trained with test-time windows (train.py
 --crop-seconds 2.5 --tta-stride-seconds 1.25; e.g. bench/time_to_accuracy.py's). Every fold's best_model predicts
 the development records it validated (RAW_DIR/train: out of fold, the test fold is not read) twice, its card's
-windows aggregated by the mean and by the max of their probabilities (SlidingWindows, as predict.py does; the
-same weights, chosen under the card's own aggregation). Pooled over the folds, each class's ROC AUC under both,
-and max minus mean paired on the same records with its 95% bootstrap CI (bench/protocol.py). --against another
+windows aggregated by the mean, by the max of their probabilities and "episodic" (the max for PVC and PAC, the
+mean for the rest: train.py --tta-agg episodic) (SlidingWindows, as predict.py does; the same weights, chosen
+under the card's own aggregation). Pooled over the folds, each class's ROC AUC under each, and max minus mean and
+episodic minus mean paired on the same records with their 95% bootstrap CIs (bench/protocol.py). --against another
 k-fold run of the same split (e.g. the whole 10 s record, 8 s training crops): its out-of-fold predictions
 (oof_predictions.csv) per class against the windowed mean, which asks whether short training crops, which often
 miss the one labelled ectopic beat, cost those classes.
@@ -34,9 +35,10 @@ from models.families import Sources, family_of  # noqa: E402
 from predict import predict_probs  # noqa: E402
 from utils.artifacts import ModelCard  # noqa: E402
 from utils.runtime import get_logger, worker_count  # noqa: E402
+from utils.inputs.signals import AGGREGATIONS  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
-AGGS = ("mean", "max")
+AGGS = AGGREGATIONS  # mean, max, episodic (max for PVC and PAC only)
 
 
 def fold_probs(task, model_dir, raw, log):
@@ -116,15 +118,17 @@ def report(a, task, truth, names, rows):
     ms = metrics_of(task)
     label = {m: "macro AUC" if m == "macro_auc" else "AUC" if m == "auc" else task.class_names[int(m.split("/")[1])]
              for m in ms}
-    pairs = [("max", "mean")] + ([("mean", "against")] if "against" in rows else [])
+    pairs = [("max", "mean"), ("episodic", "mean")] + ([("mean", "against")] if "against" in rows else [])
     diffs = {f"{x} - {y_}": protocol.paired_differences(task, truth, names, rows[x], rows[y_], ms) for x, y_ in pairs}
-    print(f"\n=== test-time windows, mean or max: {a.kfold_dir}, {len(names)} development records out of fold "
+    print(f"\n=== test-time windows, mean, max or episodic: {a.kfold_dir}, {len(names)} development records out of fold "
           f"(Task {a.task}; AUC, and paired differences with 95% CIs)")
-    head = f"{'':<24}{'mean':>8}{'max':>8}" + (f"{'against':>9}" if "against" in rows else "")
+    head = f"{'':<24}{'mean':>8}{'max':>8}{'episodic':>9}" + (f"{'against':>9}" if "against" in rows else "")
     print(head + "".join(f"  {k:<46}" for k in diffs))
     for m in ms:
         d0 = next(iter(diffs.values()))[m]
-        vals = f"{d0['b'] if d0['b'] is not None else float('nan'):>8.3f}{d0['a'] if d0['a'] is not None else float('nan'):>8.3f}"
+        ep = diffs["episodic - mean"][m]["a"]
+        vals = (f"{d0['b'] if d0['b'] is not None else float('nan'):>8.3f}{d0['a'] if d0['a'] is not None else float('nan'):>8.3f}"
+                f"{ep if ep is not None else float('nan'):>9.3f}")
         if "against" in rows:
             v = diffs["mean - against"][m]["b"]
             vals += f"{v if v is not None else float('nan'):>9.3f}"

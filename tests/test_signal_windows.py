@@ -59,25 +59,29 @@ def _fixed(logits):
     return forward
 
 
-@pytest.mark.parametrize("agg", ["mean", "max"])
+@pytest.mark.parametrize("agg", ["mean", "max", "episodic"])
 def test_aggregation_is_of_probabilities_task1_softmax(agg):
     # 2 records x 3 windows (n 500, windows 250 every 125), 2 logits each: P(abnormal) is the softmax's second column
     logits = np.array([[0, 0], [0, 2], [1, -1], [3, 0], [-2, 2], [0, 0]], np.float32)
     p = softmax(logits.astype(np.float64), axis=1)[:, 1].reshape(2, 3)
-    want = p.mean(1) if agg == "mean" else p.max(1)
+    want = p.max(1) if agg == "max" else p.mean(1)  # episodic: Task 1 has no episodic output, the mean
     got = SlidingWindows(250, 125, agg).logits(_fixed(logits), np.zeros((2, 12, 500), np.float32), T1)
     assert got.shape == (2, 2)
     np.testing.assert_allclose(T1.probs(got), want, rtol=1e-5)
-    from_logits = softmax(getattr(logits.reshape(2, 3, 2).astype(np.float64), agg)(axis=1), axis=1)[:, 1]
+    from_logits = softmax(getattr(logits.reshape(2, 3, 2).astype(np.float64), "max" if agg == "max" else "mean")(axis=1),
+                          axis=1)[:, 1]
     assert np.abs(from_logits - want).max() > 0.05  # which is not the aggregate of the logits
 
 
-@pytest.mark.parametrize("agg", ["mean", "max"])
+@pytest.mark.parametrize("agg", ["mean", "max", "episodic"])
 def test_aggregation_is_of_probabilities_task2_sigmoids(agg):
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 3, (3 * 4, 12)).astype(np.float32)  # 3 records x 4 windows (n 1000, 300 every 300)
     p = expit(logits.astype(np.float64)).reshape(3, 4, 12)
     want = p.mean(1) if agg == "mean" else p.max(1)
+    if agg == "episodic":  # the max for PVC and PAC (classes 6 and 7, 1-based), the mean for the rest
+        want = p.mean(1)
+        want[:, [5, 6]] = p.max(1)[:, [5, 6]]
     got = SlidingWindows(300, 300, agg).logits(_fixed(logits), np.zeros((3, 12, 1000), np.float32), T2)
     assert got.shape == (3, 12)
     np.testing.assert_allclose(T2.probs(got), want, rtol=1e-5, atol=1e-6)
@@ -198,3 +202,4 @@ def test_window_aggregation_bench_repredicts_each_fold_both_ways(windowed_model,
     assert names == table["name"].tolist()
     np.testing.assert_allclose(probs["max"], table["p_abnormal"], atol=2e-6)
     assert (probs["mean"] <= probs["max"] + 1e-7).all() and np.abs(probs["mean"] - probs["max"]).max() > 1e-3
+    np.testing.assert_array_equal(probs["episodic"], probs["mean"])  # Task 1 has no episodic output
