@@ -43,8 +43,8 @@ LINE_WIDTH = 2  # pixels (chosen on the picture-settings bench: README)
 LAYOUT = "12x1"  # 12 bands of full width; or 6x2
 MV_RANGE = 2.0  # mV spanned by one lead's band (fixed for all records: amplitude is diagnostic)
 SCALE = "fixed"  # fixed (MV_RANGE for every lead and record) | per-lead (each lead fills its band, as the original drew them)
-AMPLITUDE = "clip"  # beyond the band: clip (cut flat at its edge) | soft (compressed smoothly: taller stays taller)
-HIGHPASS = 0.0  # Hz, high-pass before drawing (0.5: the signal family's filter, removes baseline wander); 0 = off
+AMPLITUDE = "soft"  # beyond the band: soft (compressed smoothly: taller stays taller) | clip (cut flat at its edge, as before)
+HIGHPASS = 0.5  # Hz, high-pass before drawing (the signal family's filter, removes baseline wander); 0 = off (as before)
 WORKERS = os.cpu_count() or 1
 FORCE = False  # re-render images that are newer than their record
 PREVIEW = 0  # write DATASET_DIR/preview.png with this many rendered train records

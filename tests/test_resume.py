@@ -328,7 +328,7 @@ def test_predict_refuses_pictures_drawn_with_other_settings(tiny_raw, tiny_datas
     rc_path = ds / "render_config.json"
     rc = json.loads(rc_path.read_text())
     for key, value in (("mv_range", 2.0), ("layout", "6x2"), ("line_width", 3), ("scale", "per-lead"),
-                       ("amplitude", "soft"), ("highpass", 0.5)):
+                       ("amplitude", "clip" if rc["amplitude"] == "soft" else "soft"), ("highpass", 0.0 if rc["highpass"] else 0.5)):
         rc_path.write_text(json.dumps({**rc, key: value}))
         with pytest.raises(ECGDataError, match=rf"other settings .*{key}: model {rc[key]!r}, pictures {value!r}"):
             _predict(tiny_raw, ds, out / "best_model", tmp_path / "a.csv")
