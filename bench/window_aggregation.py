@@ -56,11 +56,10 @@ def fold_probs(task, model_dir, raw, log):
             raise SystemExit(f"{model_dir}: {len(missing)} validation records unreadable (first: {next(iter(missing))})")
         out = {}
         own = card.input["windows"]["agg"]
-        for agg in AGGS:
+        for agg in AGGS:  # the card is this function's own copy: changing its aggregation touches no file
             card.input["windows"]["agg"] = agg
             run, _ = family_of(card).load_runner(model_dir, card, task)
             out[agg] = predict_probs(run, task, dataset, 32, 0, f"{model_dir.parent.name} {agg}")
-        card.input["windows"]["agg"] = own
     if not np.allclose(out[own], saved, atol=2e-6):
         raise SystemExit(f"{model_dir}: its {own} aggregation does not give val_predictions.csv back")
     return names, out
@@ -96,18 +95,18 @@ def main():
     task, log, raw = get_task(a.task), get_logger(), Path(a.data_dir).resolve()
     names, probs = pooled(task, Path(a.kfold_dir), raw, log)
     truth = raw / task.label_file
-    rows = {a_: answered(task, probs[a_], truth, names) for a_ in AGGS}
+    refs = task.read_labels(truth)
+    y = dict(zip(refs["name"], task.label_array(refs["y"])))
+    y = np.stack([y[n] for n in names])
+    rows = {a_: answered(task, probs[a_], y) for a_ in AGGS}
     if a.against:
-        rows["against"] = answered(task, against(task, a.against, names), truth, names)
+        rows["against"] = answered(task, against(task, a.against, names), y)
     report(a, task, truth, names, rows)
 
 
-def answered(task, p, truth, names):
+def answered(task, p, y):
     """(answers at thresholds tuned on these same out-of-fold records, probabilities): what protocol scores."""
-    refs = task.read_labels(truth)
-    y = dict(zip(refs["name"], task.label_array(refs["y"])))
-    thr = task.evaluate(np.stack([y[n] for n in names]), p).thresholds
-    return task.decide(p, thr), list(p)
+    return task.decide(p, task.evaluate(y, p).thresholds), list(p)
 
 
 def metrics_of(task):
