@@ -102,10 +102,6 @@ def cross_fitted(task, dev, ext_refs, ext_inputs, a, gain, log):
     return np.stack(out)
 
 
-def answered(task, p, thresholds):
-    return task.decide(p, thresholds), list(p)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", default=str(ROOT.parent / "shared" / "data" / "ptbxl"))
@@ -144,21 +140,17 @@ def main():
         thr = task.evaluate(y_dev, oof[1.0]).thresholds
         model = fit(task, dev, dev.refs, g, a.seed, log)
         name = f"gain augment {g:g}"
-        rows[name] = {**{f"oof x{s:g}": answered(task, oof[s], thr) for s in SHIFTS},
-                      **{f"test x{s:g}": answered(task, probs(task, model, test_inputs, test_names, s), thr) for s in SHIFTS},
-                      "external": answered(task, probs(task, model, ext_inputs, ext_names), thr),
-                      "external, + external in training": answered(task, cross_fitted(task, dev, ext_refs, ext_inputs, a, g, log), thr)}
+        rows[name] = {**{f"oof x{s:g}": protocol.decided(task, oof[s], thr) for s in SHIFTS},
+                      **{f"test x{s:g}": protocol.decided(task, probs(task, model, test_inputs, test_names, s), thr) for s in SHIFTS},
+                      "external": protocol.decided(task, probs(task, model, ext_inputs, ext_names), thr),
+                      "external, + external in training": protocol.decided(task, cross_fitted(task, dev, ext_refs, ext_inputs, a, g, log), thr)}
         print(f"{name}: done ({time.time() - t0:.0f} s)", flush=True)
     report(a, task, rows, dev_truth, raw / truth_file, ext / truth_file, (dev_names, test_names, ext_names), t0)
 
 
-def metric_of(task):
-    return "auc" if task.number == 1 else "macro_auc"
-
-
 def report(a, task, rows, dev_truth, test_truth, ext_truth, names, t0):
     dev_names, test_names, ext_names = names
-    m = metric_of(task)
+    m = protocol.auc_metric(task)
     where = {"oof": (dev_truth, dev_names), "test": (test_truth, test_names), "external": (ext_truth, ext_names)}
 
     def truth_of(col):

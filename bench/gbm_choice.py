@@ -97,7 +97,7 @@ def main():
     preds = {}
     for k, p_ in oof.items():
         probs = p_[:, 0] if task.num_probs == 1 else p_
-        preds[k] = (task.decide(probs, task.evaluate(y, probs).thresholds), list(probs))
+        preds[k] = protocol.decided(task, probs, y=y)
     figs = {k: protocol.test_figures(task, truth, names, *v) for k, v in preds.items()}
     diff = protocol.paired_differences(task, truth, names, preds["lightgbm"], preds["hist_gradient_boosting"])
     keys = protocol.headline(task)

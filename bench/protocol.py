@@ -46,6 +46,33 @@ def headline(task):
     return ("f1", "auc", "accuracy") if task.number == 1 else ("macro_f1", "micro_f1", "macro_auc")
 
 
+def auc_metric(task):
+    """The figure a setting is chosen by: Task 1 "auc", Task 2 "macro_auc"."""
+    return "auc" if task.number == 1 else "macro_auc"
+
+
+def auc_metrics(task):
+    """The AUC figures a per-class comparison reads: Task 1 ("auc",); Task 2 "macro_auc" and "auc/<k>" per class."""
+    return ("auc",) if task.number == 1 else ("macro_auc", *(f"auc/{k}" for k in range(task.num_outputs)))
+
+
+def metric_label(task, metric):
+    """How a table names a metric of `auc_metrics`: "AUC", "macro AUC" or the class name."""
+    if "/" in metric:
+        return task.class_names[int(metric.split("/")[1])]
+    return {"auc": "AUC", "macro_auc": "macro AUC"}.get(metric, metric)
+
+
+def decided(task, probs, thresholds=None, y=None):
+    """(answers, probabilities) of one configuration, what the functions below score: the answers at `thresholds`,
+    or (without them) at thresholds tuned on `y`, the truth of these same records (out-of-fold figures: the tuning
+    is the task's own, as train.py's validation does)."""
+    probs = np.asarray(probs)
+    if thresholds is None:
+        thresholds = task.evaluate(y, probs).thresholds
+    return task.decide(probs, thresholds), list(probs)
+
+
 # -- the test records, aligned with their truth ------------------------------------------------------------------
 @dataclass
 class Scored:

@@ -4,7 +4,7 @@
                                      [--archs resnet1d,xresnet1d18,xresnet1d50,inception1d] [--minutes 10]
                                      [--num-folds 3] [--folds 0,1,2] [--eval-interval 50] [--iters 3000] [--target 0.92]
                                      [--recipe "--crop-seconds 2.5 --tta-stride-seconds 1.25"]
-                                     [--work-dir DIR] [--json PATH] [--figure bench/figures/time_to_accuracy.png]
+                                     [--work-dir DIR] [--json PATH] [--figure PNG]
 
 Each --archs network trains on the development records only (PTB-XL converted with --test-fold held out; the test
 fold is never read) with tools/train_kfold.py: --num-folds folds of the same seeded split (--folds picks some), the
@@ -47,18 +47,13 @@ from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
 ARCHS = "resnet1d,xresnet1d18,xresnet1d50,inception1d"
-FIGURE = ROOT / "bench" / "figures" / "time_to_accuracy.png"
-
-
-def metric_of(task_number):
-    return "auc" if task_number == 1 else "macro_auc"
 
 
 def budget_flags(arch, a, raw):
     """The bench's CPU-sized configuration, with the budget, the evaluations and the AUC choosing best_model (the
     later flags win)."""
     return [*train_flags(arch, a.task, raw, raw), "--iters", a.iters, "--eval-interval", a.eval_interval,
-            "--save-interval", 10 * a.eval_interval, "--max-minutes", a.minutes, "--select-metric", metric_of(a.task),
+            "--save-interval", 10 * a.eval_interval, "--max-minutes", a.minutes, "--select-metric", protocol.auc_metric(get_task(a.task)),
             *a.recipe.split()]
 
 
@@ -200,7 +195,8 @@ def parse(argv=None):
                                                 "'--crop-seconds 2.5 --tta-stride-seconds 1.25'")
     p.add_argument("--work-dir", default=None)
     p.add_argument("--json", default=None)
-    p.add_argument("--figure", default=str(FIGURE))
+    p.add_argument("--figure", default=None, help="default: time_to_accuracy.png in --work-dir (README's figures "
+                                                   "are written only when named here)")
     a = p.parse_args(argv)
     from models.families import ARCHS as KNOWN
 
@@ -214,8 +210,10 @@ def parse(argv=None):
 
 def main(argv=None):
     a = parse(argv)
-    task, metric = get_task(a.task), metric_of(a.task)
+    task = get_task(a.task)
+    metric = protocol.auc_metric(task)
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="time_to_accuracy_")).resolve()
+    a.figure = a.figure or str(work / "time_to_accuracy.png")
     raw, out = work / "raw", work / "output"
     times, cpu = {}, {}
     stage("convert", ["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold], times, cpu)

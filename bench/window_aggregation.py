@@ -98,25 +98,15 @@ def main():
     refs = task.read_labels(truth)
     y = dict(zip(refs["name"], task.label_array(refs["y"])))
     y = np.stack([y[n] for n in names])
-    rows = {a_: answered(task, probs[a_], y) for a_ in AGGS}
+    rows = {a_: protocol.decided(task, probs[a_], y=y) for a_ in AGGS}
     if a.against:
-        rows["against"] = answered(task, against(task, a.against, names), y)
+        rows["against"] = protocol.decided(task, against(task, a.against, names), y=y)
     report(a, task, truth, names, rows)
 
 
-def answered(task, p, y):
-    """(answers at thresholds tuned on these same out-of-fold records, probabilities): what protocol scores."""
-    return task.decide(p, task.evaluate(y, p).thresholds), list(p)
-
-
-def metrics_of(task):
-    return ("auc",) if task.number == 1 else ("macro_auc", *(f"auc/{k}" for k in range(task.num_outputs)))
-
-
 def report(a, task, truth, names, rows):
-    ms = metrics_of(task)
-    label = {m: "macro AUC" if m == "macro_auc" else "AUC" if m == "auc" else task.class_names[int(m.split("/")[1])]
-             for m in ms}
+    ms = protocol.auc_metrics(task)
+    label = {m: protocol.metric_label(task, m) for m in ms}
     pairs = [("max", "mean"), ("episodic", "mean")] + ([("mean", "against")] if "against" in rows else [])
     diffs = {f"{x} - {y_}": protocol.paired_differences(task, truth, names, rows[x], rows[y_], ms) for x, y_ in pairs}
     print(f"\n=== test-time windows, mean, max or episodic: {a.kfold_dir}, {len(names)} development records out of fold "

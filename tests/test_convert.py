@@ -8,7 +8,7 @@ import pytest
 import wfdb
 
 from tools import convert_ptbxl
-from utils.ecg.io import list_records, read_record, read_reference, read_reference_task2
+from utils.ecg.io import list_records, read_record, read_reference, read_reference_task2, write_record
 from utils.ecg.ptbxl import map_scp_codes
 
 
@@ -113,3 +113,22 @@ def test_reconverting_into_the_same_folder_leaves_no_stale_records(ptbxl_dir, tm
                         "--max-test-records", "2", "--workers", "1"])
     for split, ref in (("train", "trainreference.csv"), ("val", "val_reference.csv")):
         assert list_records(dst / split) == sorted(read_reference(dst / ref)["name"])
+
+
+def test_converting_again_leaves_unchanged_records_and_their_times(ptbxl_dir, tmp_path):
+    """Two benches on one work folder both convert into it: the second must not rewrite identical records, whose
+    file times key the signal and measurement caches a running training of the first is reading."""
+    dst = tmp_path / "raw"
+    args = ["--src", str(ptbxl_dir), "--dst", str(dst), "--test-fold", "8", "--max-records", "4",
+            "--max-test-records", "2", "--workers", "1"]
+    convert_ptbxl.main(args)
+    files = sorted(dst.glob("*/*.mat"))
+    before = {p: p.stat().st_mtime_ns for p in files}
+    changed = files[0]
+    sig = read_record(changed)
+    write_record(changed, sig + 0.5)  # one record whose content differs: written again
+    moved = changed.stat().st_mtime_ns
+    convert_ptbxl.main(args)
+    assert {p: p.stat().st_mtime_ns for p in files[1:]} == {p: before[p] for p in files[1:]}
+    assert changed.stat().st_mtime_ns != moved and np.array_equal(read_record(changed), sig)
+    assert not write_record(files[1], read_record(files[1])) and write_record(tmp_path / "new.mat", sig)

@@ -225,3 +225,39 @@ def test_task2_stacking_through_predict(tiny_raw, tiny_dataset, tiny_trained2, t
     want = _stacked(rep, per, {"resnet50": [members[0]], "features": [members[1]]})
     # the CSV keeps 6 significant digits: a member's 0.99999x loses most of 1 - p, which its logit magnifies
     np.testing.assert_allclose(per["fusion"], want, rtol=1e-3, atol=2e-3)
+
+
+def test_oof_ensembles_bench_fuses_runs_out_of_fold_as_predict_does(kfold, tiny_raw, tmp_path, capsys):
+    """bench/oof_ensembles.py: a signal k-fold run and a features k-fold run of the same split, each alone and
+    fused: the fused out-of-fold probability is the mean of the runs' oof_predictions.csv (what predict.py's fusion
+    tunes on), the stacked row is cross-fitted, and the training minutes are the folds' clocks (finished.json)."""
+    from bench import oof_ensembles
+
+    out, _, _ = kfold
+    feat = tmp_path / "features"
+    proc = subprocess.run([sys.executable, "tools/train_kfold.py", "--num-folds", "2", "--output-dir", str(feat), "--",
+                           "--data-dir", str(tiny_raw), "--arch", "features", "--importance-repeats", "0"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    res = oof_ensembles.main(["--data-dir", str(tiny_raw), "--run", f"sig={out}", "--run", f"feat={feat}",
+                              "--ensemble", "sig+feat", "--stacking", "--json", str(tmp_path / "e.json")])
+    assert list(res) == ["sig", "feat", "sig + feat", "sig + feat (stacked)"]
+    a, b = (pd.read_csv(d / "oof_predictions.csv", dtype={"name": str}).set_index("name")["p_abnormal"]
+            for d in (out, feat))
+    runs = {n: oof_ensembles.read_run(d, T1) for n, d in (("sig", out), ("feat", feat))}
+    got = oof_ensembles.fused(T1, runs, ["sig", "feat"])
+    assert set(got) == set(a.index) and np.allclose([got[n] for n in a.index], (a + b[a.index]) / 2, atol=1e-6)
+    stacked = oof_ensembles.fused(T1, runs, ["sig", "feat"], "stacking")
+    assert set(stacked) == set(got) and not np.allclose([stacked[n] for n in a.index], [got[n] for n in a.index])
+    secs = [json.loads((out / f"fold_{k}" / "finished.json").read_text())["train_seconds"] for k in (0, 1)]
+    assert sum(secs) > 0 and res["sig"]["training_minutes"] == pytest.approx(sum(secs) / 60, abs=1e-3)
+    assert res["sig + feat"]["training_minutes"] == pytest.approx(sum(runs[n]["minutes"] for n in runs))
+    diff = res["sig + feat"]["differences"]
+    assert set(diff) == {"sig", res["sig + feat"]["best_member"]}  # the baseline and the better member
+    assert diff["sig"]["auc"]["b"] == pytest.approx(res["sig"]["auc"]["value"])
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert saved["n_records"] == len(a) and saved["baseline"] == "sig"
+    assert "sig + feat (stacked)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        oof_ensembles.main(["--data-dir", str(tiny_raw), "--run", f"sig={out}", "--ensemble", "sig+nope"])
+    assert "nope: not a --run name" in capsys.readouterr().err

@@ -60,12 +60,26 @@ def read_record(path):
 
 
 def write_record(path, ecgdata, compress=True):
-    """Write a record as the competition does (MAT v5, variable `ecgdata`, mV), atomically."""
+    """Write a record as the competition does (MAT v5, variable `ecgdata`, mV), atomically; True if written. A file
+    already holding exactly this `ecgdata` is left as it is (False): a converter run again changes no file time, so
+    the caches keyed by it stay valid, also those of a training reading the folder at that moment."""
     ecgdata = np.asarray(ecgdata, dtype=np.float32)
     if ecgdata.shape != SHAPE:
         raise ValueError(f"{path}: ecgdata shape {ecgdata.shape}, expected {SHAPE}")
+    if _holds(path, ecgdata):
+        return False
     with atomic_path(path) as tmp:
         scipy.io.savemat(tmp, {"ecgdata": ecgdata}, do_compression=compress)
+    return True
+
+
+def _holds(path, ecgdata):
+    """Whether the MAT file `path` exists and its `ecgdata` equals `ecgdata` (same type, same values)."""
+    try:
+        old = scipy.io.loadmat(path, variable_names=["ecgdata"]).get("ecgdata")
+    except (OSError, ValueError, TypeError, NotImplementedError):
+        return False
+    return old is not None and old.dtype == ecgdata.dtype and np.array_equal(old, ecgdata)
 
 
 CSV_ENCODING = "utf-8-sig"  # UTF-8, a leading BOM dropped (else it sticks to the first name)

@@ -228,6 +228,7 @@ class Run:
         write_text(out / FINISHED_FILE, json.dumps({"run_id": state["run_id"], "iter": state["iter"],
                                                     "best_iter": state["best_iter"], "best_metric": state["best_metric"],
                                                     "selected_by": self.select,
+                                                    "train_seconds": round(state["train_seconds"], 1),
                                                     **({"stopped": state["stopped"]} if "stopped" in state else {})},
                                                    indent=2) + "\n")
         self.log.info(f"done: best validation {self.select} {fmt(state['best_metric'])} at iter {state['best_iter']} -> "
