@@ -74,10 +74,9 @@ def fused(task, runs, names, how="mean"):
     if how == "mean":
         recs, _, p = out_of_fold_fusion(oof, np.ones(len(members)), task, groups)
         return dict(zip(recs, p))
-    order = list(dict.fromkeys(n for n in names for _ in runs[n]["members"]))  # one group per run
-    recs, truth, L, fold_ids = pooled_logits(oof, [n for n in names for _ in runs[n]["members"]])
+    recs, truth, L, fold_ids = pooled_logits(oof, groups)  # runs of one architecture are one family, as predict.py has it
     y = np.asarray(truth, dtype=np.float64).reshape(len(recs), -1)
-    p, _ = crossfit(L, y, fold_ids, order)
+    p, _ = crossfit(L, y, fold_ids, list(dict.fromkeys(groups)))
     return dict(zip(recs, p[:, 0] if task.num_probs == 1 else p))
 
 
