@@ -156,7 +156,8 @@ def plot(results, metric, target, path, title):
                     label=arch)
     ax.axhline(target, ls="--", color="grey", label=f"target {target:g}")
     ax.set(xlabel="training minutes per fold (evaluations not counted)",
-           ylabel=f"validation {metric} (mean of the folds)", title=title)
+           ylabel=f"validation {metric} (mean of the folds)")
+    ax.set_title(title, fontsize="medium")  # the default size cuts a long title off at the figure's edge
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left", fontsize="small", ncol=2)  # below the curves, which peak early
     Path(path).parent.mkdir(parents=True, exist_ok=True)
