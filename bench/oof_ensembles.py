@@ -2,6 +2,7 @@
 
     python bench/oof_ensembles.py --data-dir RAW_DIR [--task 1|2] --run NAME=KFOLD_DIR [--run NAME=KFOLD_DIR ...]
                                   [--ensemble NAME+NAME[+...] ...] [--baseline NAME] [--stacking] [--json PATH]
+                                  [--test-truth FILE --test ROW=PREDICT_REPORT [--test ROW=PREDICT_REPORT ...]]
 
 Every --run is a finished tools/train_kfold.py run on RAW_DIR's development records (any family, any recipe or
 seed; e.g. bench/time_to_accuracy.py's output folders). Nothing is trained or predicted again: each run's folds'
@@ -16,7 +17,9 @@ Prints per run and ensemble the out-of-fold ROC AUC (Task 2: macro AUC, and per 
 over the records every run predicted, its training minutes (the folds' sum: train.py's clock, evaluations not
 counted) and the paired difference (bench/protocol.py) against --baseline (default: the first --run) and against
 the ensemble's own best member. Choosing an ensemble here is choosing on the development records; its test figure
-comes from predict.py on the test fold, once.
+comes from predict.py on the test fold, once: --test names the predict.py reports (--report) of the rows chosen
+here, run on the test records, and --test-truth their labels; each is scored with its 95% CI and compared, paired,
+with the first --test row (bench/protocol.py), and the JSON keeps them under "test".
 """
 import argparse
 import json
@@ -147,6 +150,17 @@ def per_class_lines(task, results, baseline):
     return lines
 
 
+def test_scores(task, a):
+    """The --test reports scored on --test-truth once, each compared with the first: protocol.compare."""
+    rows = list(a.tests)
+    res = protocol.compare(task, a.test_truth, a.tests, [(r, rows[0]) for r in rows[1:]])
+    print(f"\n=== the test records ({a.test_truth}), scored once; paired differences with {rows[0]}")
+    for r, figs in res["figures"].items():
+        print(f"  {r:<28} " + ", ".join(f"{k} {protocol.fmt_ci(v)}" for k, v in figs.items() if k != "per_class"))
+    print("\n".join(protocol.difference_lines(res["differences"], protocol.headline(task))))
+    return {"truth": a.test_truth, "reports": a.tests, **res}
+
+
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", required=True, help="the converted records the runs trained on (its label files)")
@@ -156,7 +170,13 @@ def parse(argv=None):
     p.add_argument("--baseline", default=None, help="the run every row is compared with (default: the first)")
     p.add_argument("--stacking", action="store_true", help="also each ensemble stacked (predict.py --weights auto)")
     p.add_argument("--json", default=None)
+    p.add_argument("--test", action="append", default=[], metavar="ROW=PREDICT_REPORT",
+                   help="a predict.py report on the test records (scored once, compared with the first)")
+    p.add_argument("--test-truth", default=None, help="the test records' labels (with --test)")
     a = p.parse_args(argv)
+    if bool(a.test) != bool(a.test_truth):
+        p.error("--test and --test-truth go together")
+    a.tests = dict(t.split("=", 1) for t in a.test)
     bad = [r for r in a.run if "=" not in r or not r.split("=", 1)[0]]
     if bad:
         p.error(f"--run {bad[0]!r}: expected NAME=KFOLD_DIR")
@@ -182,11 +202,13 @@ def main(argv=None):
     print("\n".join(table_lines(task, results, a.baseline)))
     if task.number == 2:
         print("\n".join(per_class_lines(task, results, a.baseline)))
+    test = test_scores(task, a) if a.tests else None
     print(protocol.HOW_TO_READ)
     if a.json:
         Path(a.json).write_text(json.dumps({"task": a.task, "data_dir": a.data_dir, "runs": a.runs,
                                             "n_records": len(names), "baseline": a.baseline, "results": results,
-                                            "bootstrap": protocol.bootstrap_info()}, indent=2, default=float) + "\n")
+                                            "test": test, "bootstrap": protocol.bootstrap_info()},
+                                           indent=2, default=float) + "\n")
         print(f"figures: {a.json}")
     return results
 

@@ -253,11 +253,21 @@ def test_oof_ensembles_bench_fuses_runs_out_of_fold_as_predict_does(kfold, tiny_
     assert sum(secs) > 0 and res["sig"]["training_minutes"] == pytest.approx(sum(secs) / 60, abs=1e-3)
     assert res["sig + feat"]["training_minutes"] == pytest.approx(sum(runs[n]["minutes"] for n in runs))
     members = [str(d / f"fold_{k}" / "best_model") for d in (out, feat) for k in (0, 1)]
+    truth = str(tiny_raw / "val_reference.csv")
     for weights, row in (("", "sig + feat"), ("auto", "sig + feat (stacked)")):  # predict.py's own out-of-fold figure
         rep = predict.main(["--data-dir", str(tiny_raw), "--dataset-dir", str(tiny_raw), "--model", *members,
                             "--weights", weights, "--out", str(tmp_path / f"a{weights}.csv"), "--num-workers", "0",
-                            "--report", str(tmp_path / f"r{weights}.json")])
+                            "--report", str(tmp_path / f"r{weights}.json"), "--truth", truth])
         assert res[row]["auc"]["value"] == pytest.approx(rep["fusion"]["out_of_fold_crossfit"]["auc"], abs=1e-9)
+    # the two predict.py runs, scored once on the test records
+    oof_ensembles.main(["--data-dir", str(tiny_raw), "--run", f"sig={out}", "--test-truth", truth,
+                        "--test", f"mean={tmp_path / 'r.json'}", "--test", f"stacked={tmp_path / 'rauto.json'}",
+                        "--json", str(tmp_path / "t.json")])
+    test = json.loads((tmp_path / "t.json").read_text())["test"]
+    assert test["figures"]["stacked"]["auc"]["value"] == pytest.approx(
+        json.loads((tmp_path / "rauto.json").read_text())["metrics"]["auc"])
+    assert test["differences"]["stacked"]["mean"]["auc"]["diff"] == pytest.approx(
+        test["figures"]["stacked"]["auc"]["value"] - test["figures"]["mean"]["auc"]["value"])
     diff = res["sig + feat"]["differences"]
     assert set(diff) == {"sig", res["sig + feat"]["best_member"]}  # the baseline and the better member
     assert diff["sig"]["auc"]["b"] == pytest.approx(res["sig"]["auc"]["value"])
