@@ -19,7 +19,7 @@ counted) and the paired difference (bench/protocol.py) against --baseline (defau
 the ensemble's own best member. Choosing an ensemble here is choosing on the development records; its test figure
 comes from predict.py on the test fold, once: --test names the predict.py reports (--report) of the rows chosen
 here, run on the test records, and --test-truth their labels; each is scored with its 95% CI and compared, paired,
-with the first --test row (bench/protocol.py), and the JSON keeps them under "test".
+with every --test row before it (bench/protocol.py), and the JSON keeps them under "test".
 """
 import argparse
 import json
@@ -153,8 +153,8 @@ def per_class_lines(task, results, baseline):
 def test_scores(task, a):
     """The --test reports scored on --test-truth once, each compared with the first: protocol.compare."""
     rows = list(a.tests)
-    res = protocol.compare(task, a.test_truth, a.tests, [(r, rows[0]) for r in rows[1:]])
-    print(f"\n=== the test records ({a.test_truth}), scored once; paired differences with {rows[0]}")
+    res = protocol.compare(task, a.test_truth, a.tests, [(r, q) for i, r in enumerate(rows) for q in rows[:i]])
+    print(f"\n=== the test records ({a.test_truth}), scored once; paired differences of each with every earlier one")
     for r, figs in res["figures"].items():
         print(f"  {r:<28} " + ", ".join(f"{k} {protocol.fmt_ci(v)}" for k, v in figs.items() if k != "per_class"))
     print("\n".join(protocol.difference_lines(res["differences"], protocol.headline(task))))
@@ -171,7 +171,7 @@ def parse(argv=None):
     p.add_argument("--stacking", action="store_true", help="also each ensemble stacked (predict.py --weights auto)")
     p.add_argument("--json", default=None)
     p.add_argument("--test", action="append", default=[], metavar="ROW=PREDICT_REPORT",
-                   help="a predict.py report on the test records (scored once, compared with the first)")
+                   help="a predict.py report on the test records (scored once, compared with the earlier ones)")
     p.add_argument("--test-truth", default=None, help="the test records' labels (with --test)")
     a = p.parse_args(argv)
     if bool(a.test) != bool(a.test_truth):
