@@ -7,8 +7,9 @@
 Every --run is a finished tools/train_kfold.py run on RAW_DIR's development records (any family, any recipe or
 seed; e.g. bench/time_to_accuracy.py's output folders). Nothing is trained or predicted again: each run's folds'
 val_predictions.csv are its out-of-fold predictions, and an --ensemble is fused out of fold exactly as predict.py
-fuses its members (utils/scoring/fusion.py: the mean of the probabilities, runs of one architecture averaged first,
-each record fused from the folds that validated it), or with --stacking also as predict.py --weights auto does
+fuses its members (utils/scoring/fusion.py: the mean of the probabilities, runs of one architecture averaged first
+and each architecture weighted by its number of members, each record fused from the folds that validated it), or
+with --stacking also as predict.py --weights auto does
 (the logistic regression per output, cross-fitted over the members' folds, so never scored on the records it was
 fitted on). Runs of different splits (another --seed) fuse too: a record is still predicted only by folds that
 never trained on it.
@@ -16,7 +17,8 @@ never trained on it.
 Prints per run and ensemble the out-of-fold ROC AUC (Task 2: macro AUC, and per class) with its 95% bootstrap CI
 over the records every run predicted, its training minutes (the folds' sum: train.py's clock, evaluations not
 counted) and the paired difference (bench/protocol.py) against --baseline (default: the first --run) and against
-the ensemble's own best member. Choosing an ensemble here is choosing on the development records; its test figure
+the ensemble's own best member (picked on these same records, which flatters the member: the difference errs
+against the ensemble). Choosing an ensemble here is choosing on the development records; its test figure
 comes from predict.py on the test fold, once: --test names the predict.py reports (--report) of the rows chosen
 here, run on the test records, and --test-truth their labels; each is scored with its 95% CI and compared, paired,
 with every --test row before it (bench/protocol.py), and the JSON keeps them under "test".
@@ -112,7 +114,7 @@ def score(task, truth_path, rows, baseline):
     out = {}
     for r, (_, minutes, parts) in rows.items():
         best = protocol.choose({n: {main: figs[n][main]["value"]} for n in parts}, main)
-        against = {baseline} | ({best} if len(parts) > 1 else set())
+        against = {baseline} | ({best} if best is not None and len(parts) > 1 else set())
         out[r] = {"runs": parts, "training_minutes": minutes, main: figs[r][main], "best_member": best,
                   "differences": {b: protocol.paired_differences(task, truth_path, names, decided[r], decided[b], ms)
                                   for b in sorted(against) if b != r}}

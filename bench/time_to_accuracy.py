@@ -25,7 +25,8 @@ record predicted by the fold that validated it, tools/train_kfold.py's pooled fi
 Prints a table: per arch the minutes for its curve to reach --target (else the best it reached and when), the
 final out-of-fold AUC with its 95% bootstrap CI over the development records (bench/protocol.py), the training
 minutes (the folds' sum), the CPU minutes of the training processes (user + system time: cores x wall) and the
-wall minutes ("earlier" when every fold had finished before this run: re-running only gathers the figures). --json writes the curves and figures; --figure one plot (AUC against training minutes, one line per
+wall minutes of this run ("earlier" when every fold had finished before it: re-running only gathers the figures;
+a * when some had, so they cover only the folds trained now). --json writes the curves and figures; --figure one plot (AUC against training minutes, one line per
 arch, the target dashed).
 """
 import argparse
@@ -131,7 +132,8 @@ def table_lines(results, metric, target):
         reached = (f"{r['minutes_to_target']:.1f}" if r["minutes_to_target"] is not None else
                    f"not ({fmt(r['best'][metric])} @{r['best']['minutes']:.1f})" if r["best"] else "n/a")
         oof = protocol.fmt_ci(r["oof"][metric]) if r.get("oof") else "n/a"
-        cpu, wall = (f"{r[k]:.1f}" if r.get(k) is not None else "earlier" for k in ("cpu_minutes", "wall_minutes"))
+        part = "*" if r.get("folds_trained_now", len(r["folds"])) < len(r["folds"]) else ""  # some folds earlier
+        cpu, wall = (f"{r[k]:.1f}{part}" if r.get(k) is not None else "earlier" for k in ("cpu_minutes", "wall_minutes"))
         lines.append(f"{arch:<{width}} {reached:>16} {oof:>30} {r['train_minutes']:>10.1f} {cpu:>8} {wall:>9}")
     return lines
 
@@ -222,20 +224,21 @@ def main(argv=None):
     for arch in a.archs:
         name = run_name(arch, a)
         kfold = out / folder_name(name)
-        earlier = all((kfold / f"fold_{k}" / "finished.json").is_file() for k in a.fold_list)  # nothing to train now
+        now = [k for k in a.fold_list if not (kfold / f"fold_{k}" / "finished.json").is_file()]  # to train in this run
         stage(f"train {name}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--folds", ",".join(map(str, a.fold_list)),
                                 "--output-dir", kfold, "--", *budget_flags(arch, a, raw)], times, cpu)
         evals = {k: fold_evals(kfold / f"fold_{k}") for k in a.fold_list}
         results[name] = {**arch_result(evals, metric, a.target), "oof": oof_figures(task, raw, kfold),
-                         "cpu_minutes": None if earlier else cpu[f"train {name}"] / 60,
-                         "wall_minutes": None if earlier else times[f"train {name}"] / 60}
+                         "cpu_minutes": cpu[f"train {name}"] / 60 if now else None,
+                         "wall_minutes": times[f"train {name}"] / 60 if now else None, "folds_trained_now": len(now)}
 
     print(f"\n=== time to accuracy, Task {a.task}: {where(a)} (development records only, test fold {a.test_fold} "
           f"never read), {a.minutes:g} min per fold")
     print("\n".join(table_lines(results, metric, a.target)))
     print(f"minutes to {a.target:g}: when the mean of the folds' validation {metric} first reaches it (training time, "
           f"evaluations not counted); 'not (best @min)' when it never did; final oof: the best_model of each fold "
-          f"(chosen by {metric}) on the records it validated, pooled, with its 95% bootstrap CI")
+          f"(chosen by {metric}) on the records it validated, pooled, with its 95% bootstrap CI; CPU and wall: this "
+          f"run's ('earlier': every fold had finished before; *: only the folds trained now)")
     print(protocol.PROTOCOL)
     write_outputs(a, results, metric, {"src": a.src, "test_fold": a.test_fold, "folds": a.fold_list, "seconds": times,
                                        "cpu_seconds": cpu,

@@ -132,3 +132,7 @@ def test_converting_again_leaves_unchanged_records_and_their_times(ptbxl_dir, tm
     assert {p: p.stat().st_mtime_ns for p in files[1:]} == {p: before[p] for p in files[1:]}
     assert changed.stat().st_mtime_ns != moved and np.array_equal(read_record(changed), sig)
     assert not write_record(files[1], read_record(files[1])) and write_record(tmp_path / "new.mat", sig)
+    damaged = tmp_path / "damaged.mat"
+    damaged.write_bytes(b"")  # a file cut off at 0 bytes is written again, not an error
+    assert write_record(damaged, sig) and np.array_equal(read_record(damaged), sig)
+    assert write_record(tmp_path / "new", sig)  # not skipped because new.mat holds the same data

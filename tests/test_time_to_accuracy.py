@@ -33,10 +33,12 @@ def test_arch_result_figure_and_json(tmp_path):
     slow = results["inception1d"]
     assert slow["minutes_to_target"] is None and slow["best"] == {"minutes": 9, "auc": pytest.approx(0.84)}
     r.update(cpu_minutes=8.0, wall_minutes=4.5)
-    slow.update(cpu_minutes=None, wall_minutes=None)  # every fold had finished before: nothing was trained now
+    slow.update(cpu_minutes=None, wall_minutes=None, folds_trained_now=0)  # every fold had finished before
     lines = tta.table_lines(results, "auc", 0.92)
     assert "2.2" in lines[1] and "not (0.8400 @9.0)" in lines[2]
     assert lines[1].split()[-2:] == ["8.0", "4.5"] and lines[2].split()[-2:] == ["earlier", "earlier"]
+    r.update(folds_trained_now=1)  # one of its two folds had finished before: the minutes cover the other only
+    assert tta.table_lines(results, "auc", 0.92)[1].split()[-2:] == ["8.0*", "4.5*"]
 
     a = argparse.Namespace(task=1, num_folds=2, fold_list=[0, 1], minutes=10.0, target=0.92, eval_interval=50, iters=3000,
                            figure=str(tmp_path / "fig" / "tta.png"), json=str(tmp_path / "tta.json"))

@@ -74,12 +74,15 @@ def write_record(path, ecgdata, compress=True):
 
 
 def _holds(path, ecgdata):
-    """Whether the MAT file `path` exists and its `ecgdata` equals `ecgdata` (same type, same values)."""
-    try:
-        old = scipy.io.loadmat(path, variable_names=["ecgdata"]).get("ecgdata")
-    except (OSError, ValueError, TypeError, NotImplementedError):
+    """Whether the MAT file `path` exists and its `ecgdata` equals `ecgdata` (same type, same values; its
+    compression is not compared). A file that cannot be read is not a match: it is written again."""
+    if not Path(path).is_file():
         return False
-    return old is not None and old.dtype == ecgdata.dtype and np.array_equal(old, ecgdata)
+    try:
+        old = scipy.io.loadmat(path, variable_names=["ecgdata"], appendmat=False).get("ecgdata")
+    except Exception:  # noqa: BLE001 - scipy raises many types for a damaged file; any of them means "rewrite it"
+        return False
+    return old is not None and old.dtype == ecgdata.dtype and np.array_equal(old, ecgdata, equal_nan=True)
 
 
 CSV_ENCODING = "utf-8-sig"  # UTF-8, a leading BOM dropped (else it sticks to the first name)
