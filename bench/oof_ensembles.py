@@ -48,24 +48,24 @@ def fold_dirs(kfold):
     return folds
 
 
-def training_minutes(fold):
+def training_minutes(fold, card):
     """A fold's training minutes: finished.json's train_seconds (train.py's clock), for a run of an earlier version
-    the budget's stop record, for a fitted family its card's fit_seconds; None if none says."""
+    the budget's stop record, for a fitted family its best model's card's fit_seconds; None if none says."""
     done = read_json(fold / FINISHED_FILE) if (fold / FINISHED_FILE).is_file() else {}
-    card = ModelCard.read(fold / BEST_DIR)
     secs = done.get("train_seconds", (done.get("stopped") or {}).get("train_seconds", card.extra.get("fit_seconds")))
     return None if secs is None else secs / 60
 
 
 def read_run(kfold, task):
-    """{"members": best_model dirs, "groups": their architectures, "minutes": the folds' training minutes}."""
+    """{"oof": each fold's out-of-fold (names, labels, probabilities), read once, "groups": their architectures,
+    "minutes": the folds' training minutes}."""
     folds = fold_dirs(kfold)
     cards = [ModelCard.read(f / BEST_DIR) for f in folds]
     wrong = [str(f) for f, c in zip(folds, cards) if c.task != task.number]
     if wrong:
         raise SystemExit(f"{wrong[0]}: a Task {3 - task.number} model; this bench scores Task {task.number}")
-    minutes = [training_minutes(f) for f in folds]
-    return {"members": [f / BEST_DIR for f in folds], "groups": [c.arch for c in cards],
+    minutes = [training_minutes(f, c) for f, c in zip(folds, cards)]
+    return {"oof": read_out_of_fold([f / BEST_DIR for f in folds], task), "groups": [c.arch for c in cards],
             "minutes": None if None in minutes else sum(minutes)}
 
 
@@ -73,11 +73,10 @@ def read_run(kfold, task):
 def fused(task, runs, names, how="mean"):
     """{record: out-of-fold probability} of the runs `names` fused as predict.py fuses them (`how`: mean or
     stacking, cross-fitted)."""
-    members = [m for n in names for m in runs[n]["members"]]
+    oof = [t for n in names for t in runs[n]["oof"]]
     groups = [g for n in names for g in runs[n]["groups"]]
-    oof = read_out_of_fold(members, task)
     if how == "mean":
-        recs, _, p = out_of_fold_fusion(oof, np.ones(len(members)), task, groups)
+        recs, _, p = out_of_fold_fusion(oof, np.ones(len(oof)), task, groups)
         return dict(zip(recs, p))
     recs, truth, L, fold_ids = pooled_logits(oof, groups)  # runs of one architecture are one family, as predict.py has it
     y = np.asarray(truth, dtype=np.float64).reshape(len(recs), -1)
@@ -153,7 +152,7 @@ def per_class_lines(task, results, baseline):
 
 
 def test_scores(task, a):
-    """The --test reports scored on --test-truth once, each compared with the first: protocol.compare."""
+    """The --test reports scored on --test-truth once, each compared with every earlier one: protocol.compare."""
     rows = list(a.tests)
     res = protocol.compare(task, a.test_truth, a.tests, [(r, q) for i, r in enumerate(rows) for q in rows[:i]])
     print(f"\n=== the test records ({a.test_truth}), scored once; paired differences of each with every earlier one")

@@ -26,8 +26,8 @@ Prints a table: per arch the minutes for its curve to reach --target (else the b
 final out-of-fold AUC with its 95% bootstrap CI over the development records (bench/protocol.py), the training
 minutes (the folds' sum), the CPU minutes of the training processes (user + system time: cores x wall) and the
 wall minutes of this run ("earlier" when every fold had finished before it: re-running only gathers the figures;
-a * when some had, so they cover only the folds trained now). --json writes the curves and figures; --figure one plot (AUC against training minutes, one line per
-arch, the target dashed).
+a * when some had, so they cover only the folds trained now). --json writes the curves and figures; --figure one
+plot (AUC against training minutes, one line per arch, the target dashed).
 """
 import argparse
 import json
@@ -44,6 +44,7 @@ configure_cpu_threads()  # before paddle is imported: the scripts we start inher
 
 from bench import protocol  # noqa: E402
 from bench.fusion_accuracy import stage, train_flags  # noqa: E402
+from utils.artifacts import FINISHED_FILE  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
@@ -224,7 +225,7 @@ def main(argv=None):
     for arch in a.archs:
         name = run_name(arch, a)
         kfold = out / folder_name(name)
-        now = [k for k in a.fold_list if not (kfold / f"fold_{k}" / "finished.json").is_file()]  # to train in this run
+        now = [k for k in a.fold_list if not (kfold / f"fold_{k}" / FINISHED_FILE).is_file()]  # to train in this run
         stage(f"train {name}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--folds", ",".join(map(str, a.fold_list)),
                                 "--output-dir", kfold, "--", *budget_flags(arch, a, raw)], times, cpu)
         evals = {k: fold_evals(kfold / f"fold_{k}") for k in a.fold_list}
