@@ -1,6 +1,7 @@
 """No hang and no leftover process: every DataLoader has a deadline that ends in an error naming it, forks its
 workers only once earlier loaders' reader threads are gone (the suite's hang), and its workers end with
-train.main and with a killed run; the suite itself runs under a per-test time limit."""
+train.main and with a killed run; the suite itself runs under a per-test time limit, and a test past it ends the
+run naming itself, never a silent hang."""
 import os
 import signal
 import subprocess
@@ -82,6 +83,10 @@ def test_the_suite_has_a_per_test_time_limit(pytestconfig):
     blocked inside Paddle's C++, where a SIGALRM handler never runs."""
     assert 60 <= float(pytestconfig.getini("timeout") or 0) <= 900
     assert pytestconfig.getini("timeout_method") == "thread"
+    # the backstop for a test holding the GIL in C, after the thread method's limit; a crashed worker ends the run
+    assert float(pytestconfig.getini("timeout")) < float(pytestconfig.getini("faulthandler_timeout"))
+    assert pytestconfig.getini("faulthandler_exit_on_timeout") is True
+    assert "--max-worker-restart 0" in " ".join(pytestconfig.getini("addopts"))
     assert any(line.split("#")[0].strip() == "pytest-timeout" for line in (ROOT / "requirements.txt").read_text().splitlines())
 
 
@@ -222,3 +227,58 @@ def test_workers_end_when_their_run_is_killed(tiny_raw, tmp_path):
         except ProcessLookupError:
             pass
         forget_shared_memory(workers)
+
+
+def test_every_dataloader_is_made_by_make_loader():
+    """A bare paddle.io.DataLoader has no deadline and forks beside the reader thread of the loader before it: one
+    in a test hung the whole suite (both workers idle, no time limit firing). Only utils/inputs/loading.py may
+    build one; scripts, tools, benches and tests go through make_loader."""
+    import ast
+
+    home = ROOT / "utils" / "inputs" / "loading.py"
+    bare = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0].startswith(".") or "site-packages" in rel.parts or path == home:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            func = getattr(node, "func", None) if isinstance(node, ast.Call) else None
+            name = getattr(func, "attr", None) or getattr(func, "id", None)
+            if name == "DataLoader":
+                bare.append(f"{rel}:{node.lineno}")
+    assert not bare, f"bare DataLoader (use utils.inputs.loading.make_loader): {bare}"
+
+
+STUCK_TEST = '''
+import multiprocessing, time
+
+def test_stuck():
+    multiprocessing.get_context("fork").Process(target=time.sleep, args=(3600,)).start()  # a forked worker
+    time.sleep(3600)
+'''
+
+
+def test_a_timed_out_test_with_forked_children_ends_the_run_and_is_named(tmp_path):
+    """The silent CI hang: a test past its limit ended its xdist worker, a child it had forked kept the worker's pipe
+    to the controller open, and the controller waited for ever. With tests/worker_guard.py (which conftest.py
+    loads) the child dies with the worker and the run ends naming the test; the same run without it still hangs."""
+    (tmp_path / "test_stuck.py").write_text(STUCK_TEST)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "1", "--max-worker-restart", "0",
+           "-o", "timeout=4", "-o", "timeout_method=thread", "test_stuck.py"]
+    start = dict(cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                 start_new_session=True)  # its own process group: the hung run and its orphan are killed below
+    unguarded = subprocess.Popen(cmd, **start)
+    guarded = subprocess.Popen([*cmd, "-p", "worker_guard"], **start)
+    try:
+        out = guarded.communicate(timeout=120)[0]
+        assert guarded.returncode != 0 and "worker 'gw0' crashed while running 'test_stuck.py::test_stuck'" in out, out
+        time.sleep(5)  # both runs' tests timed out at the same time
+        assert unguarded.poll() is None, "the unguarded run ended: this test no longer shows what the guard prevents"
+    finally:
+        for proc in (unguarded, guarded):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()

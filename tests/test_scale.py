@@ -19,6 +19,7 @@ import utils.inputs.signals as sg
 from transforms.signal_augment import build_signal_transforms
 from utils.ecg.cache import cache_key, features_for_records
 from utils.ecg.io import read_record
+from utils.inputs.loading import make_loader
 from utils.inputs.signals import ECGSignalDataset, default_preprocess, prepare_signals, preprocess, read_signal
 from utils.training.sampling import SeededBatchSampler
 
@@ -175,12 +176,11 @@ def test_memory_mapped_items_give_the_batches_in_memory_signals_gave(tmp_path):
     labels = np.arange(6) % 2
 
     def batches(ds, workers, train):
-        if train:
-            loader = paddle.io.DataLoader(ds, batch_sampler=SeededBatchSampler(ds, 2, 11, drop_last=False),
-                                          num_workers=workers, return_list=True)
-        else:
-            loader = paddle.io.DataLoader(ds, batch_size=4, shuffle=False, num_workers=workers, return_list=True)
-        return [(x.numpy(), y.numpy()) for x, y in loader]
+        # make_loader as the pipeline's: a bare DataLoader forked its workers while the reader thread of the one
+        # before still ran, and hung this suite (both xdist workers idle, no timeout firing)
+        order = {"batch_sampler": SeededBatchSampler(ds, 2, 11, drop_last=False)} if train else {"batch_size": 4}
+        with make_loader(ds, "memory-mapped", timeout=120, num_workers=workers, **order) as loader:
+            return [(x.numpy(), y.numpy()) for x, y in loader]
 
     for train in (True, False):
         tf = build_signal_transforms(train, prep)

@@ -5,6 +5,8 @@
 import logging
 import os
 import sys
+import threading
+import time
 
 from .errors import ConfigError, PipelineError
 
@@ -104,3 +106,31 @@ def run_script(main):
         if os.environ.get("ECG_DEBUG"):
             raise
         sys.exit(f"error: {e}")
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid):
+    """In a forked child: end it (SIGKILL) when `parent_pid`, its parent, ends; a parent already gone ends it now."""
+    import signal
+
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent_pid):
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)

@@ -16,13 +16,13 @@ for good or outlive its owner. `make_loader` returns a `Loader`, a paddle.io.Dat
 """
 import functools
 import os
-import sys
 import threading
 import time
 
 from paddle.io import DataLoader
 
 from ..errors import ConfigError, DataLoaderError
+from ..runtime import die_with_parent
 
 DEFAULT_TIMEOUT = 300.0  # seconds one batch may take: generous for a first batch on a busy CPU (--loader-timeout)
 POLL_SECONDS = 0.5  # Paddle's `timeout`: how fast its reader thread notices a shutdown or a dead worker
@@ -330,35 +330,8 @@ _WATCHDOG = _Watchdog()
 
 # -- in each worker ---------------------------------------------------------------------------------------------
 
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
 def _worker_start(parent_pid, user_init, worker_id):
     """worker_init_fn: end this worker when the process that started it ends, then run the caller's own."""
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     if user_init is not None:
         user_init(worker_id)
-
-
-def _die_with_parent(parent_pid):
-    import signal
-
-    armed = False
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            armed = False
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
-        os._exit(1)
-    if not armed:
-        threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
-
-
-def _watch_parent(parent_pid):
-    while os.getppid() == parent_pid:
-        time.sleep(1.0)
-    os._exit(1)
