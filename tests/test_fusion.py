@@ -121,6 +121,12 @@ def test_fusing_a_picture_model_with_k_folds_of_a_signal_model(kfold, tiny_raw, 
     assert rep["fusion"]["out_of_fold"]["n"] == 60
 
 
+def _half_unit(p):
+    """Half a unit of the 6th significant digit of each value: the most the CSV's %.6g moved it."""
+    p = np.abs(np.asarray(p, float))
+    return 0.5 * 10.0 ** (np.floor(np.log10(np.maximum(p, 1e-30))) - 5)
+
+
 def _stacked(rep, probs, groups_members):
     """The fusion the report describes, recomputed: per output, intercept + sum of each family's coefficient times
     the logit of that family's mean probability. -> (low, high): the probabilities CSV keeps 6 significant digits,
@@ -129,23 +135,23 @@ def _stacked(rep, probs, groups_members):
     pushes z down or up)."""
     fit = rep["fusion"]["fitted"]
     logit = lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))  # noqa: E731
-    half_unit = lambda p: 0.5 * 10.0 ** (np.floor(np.log10(np.maximum(np.abs(p), 1e-30))) - 5)  # noqa: E731
 
     def z(side):
         total = np.asarray(fit["intercept"], float)
         for g, ms in groups_members.items():
             coef = np.asarray(fit["per_family"][g], float)
             mean = np.mean([probs[m] for m in ms], axis=0)
-            err = np.mean([half_unit(np.asarray(probs[m], float)) for m in ms], axis=0)
+            err = np.mean([_half_unit(probs[m]) for m in ms], axis=0)
             total = total + coef * logit(mean + side * np.sign(coef) * err)
         return total
     return tuple(1 / (1 + np.exp(-z(side))) for side in (-1, 1))
 
 
-def _assert_within(got, interval, tol=2e-6):
-    """`got` (CSV-rounded itself) lies in the recomputed interval."""
+def _assert_within(got, interval):
+    """`got`, itself rounded to 6 significant digits in the CSV, lies in the recomputed interval."""
     lo, hi = (np.squeeze(b) for b in interval)
     got = np.asarray(got, float)
+    tol = _half_unit(got) + 1e-12
     assert np.all((got >= lo - tol) & (got <= hi + tol)), np.max(np.maximum(lo - got, got - hi))
 
 

@@ -231,8 +231,8 @@ def test_workers_end_when_their_run_is_killed(tiny_raw, tmp_path):
 
 def test_every_dataloader_is_made_by_make_loader():
     """A bare paddle.io.DataLoader has no deadline and forks beside the reader thread of the loader before it: one
-    in a test hung the whole suite (both workers idle, no time limit firing). Only utils/inputs/loading.py may
-    build one; scripts, tools, benches and tests go through make_loader."""
+    in a test hung and, once its time limit ended the process, left children that kept the whole run waiting. Only
+    utils/inputs/loading.py may name DataLoader; scripts, tools, benches and tests go through make_loader."""
     import ast
 
     home = ROOT / "utils" / "inputs" / "loading.py"
@@ -242,41 +242,51 @@ def test_every_dataloader_is_made_by_make_loader():
         if rel.parts[0].startswith(".") or "site-packages" in rel.parts or path == home:
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            func = getattr(node, "func", None) if isinstance(node, ast.Call) else None
-            name = getattr(func, "attr", None) or getattr(func, "id", None)
-            if name == "DataLoader":
-                bare.append(f"{rel}:{node.lineno}")
+            name = getattr(node, "id", None) or getattr(node, "attr", None) or getattr(node, "name", None)
+            if name == "DataLoader" and isinstance(node, (ast.Name, ast.Attribute, ast.alias)):
+                bare.append(f"{rel}:{getattr(node, 'lineno', '?')}")
     assert not bare, f"bare DataLoader (use utils.inputs.loading.make_loader): {bare}"
 
 
-STUCK_TEST = '''
-import multiprocessing, time
+STUCK_TEST = """
+import multiprocessing, os, time
 
 def test_stuck():
+    open({pidfile!r}, "w").write(str(os.getpid()))  # this xdist worker's
     multiprocessing.get_context("fork").Process(target=time.sleep, args=(3600,)).start()  # a forked worker
     time.sleep(3600)
-'''
+"""
 
 
-def test_a_timed_out_test_with_forked_children_ends_the_run_and_is_named(tmp_path):
+def test_a_timed_out_test_with_forked_children_ends_the_run_and_is_named(tmp_path, pytestconfig):
     """The silent CI hang: a test past its limit ended its xdist worker, a child it had forked kept the worker's pipe
     to the controller open, and the controller waited for ever. With tests/worker_guard.py (which conftest.py
-    loads) the child dies with the worker and the run ends naming the test; the same run without it still hangs."""
-    (tmp_path / "test_stuck.py").write_text(STUCK_TEST)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    loads) the child dies with the worker and the run ends naming the test; the same run without it, its worker
+    gone, still hangs."""
+    assert pytestconfig.pluginmanager.has_plugin("worker_guard")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests"), str(ROOT)])
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "1", "--max-worker-restart", "0",
            "-o", "timeout=4", "-o", "timeout_method=thread", "test_stuck.py"]
-    start = dict(cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                 start_new_session=True)  # its own process group: the hung run and its orphan are killed below
-    unguarded = subprocess.Popen(cmd, **start)
-    guarded = subprocess.Popen([*cmd, "-p", "worker_guard"], **start)
+    runs = {}
+    for name, plugin in (("unguarded", []), ("guarded", ["-p", "worker_guard"])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "test_stuck.py").write_text(STUCK_TEST.format(pidfile=str(tmp_path / name / "worker.pid")))
+        runs[name] = subprocess.Popen([*cmd, *plugin], cwd=tmp_path / name, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True,
+                                      start_new_session=True)  # its own group: killed below with its orphans
     try:
-        out = guarded.communicate(timeout=120)[0]
-        assert guarded.returncode != 0 and "worker 'gw0' crashed while running 'test_stuck.py::test_stuck'" in out, out
-        time.sleep(5)  # both runs' tests timed out at the same time
-        assert unguarded.poll() is None, "the unguarded run ended: this test no longer shows what the guard prevents"
+        out = runs["guarded"].communicate(timeout=120)[0]
+        assert runs["guarded"].returncode != 0, out
+        assert "worker 'gw0' crashed while running 'test_stuck.py::test_stuck'" in out, out
+        pidfile, deadline = tmp_path / "unguarded" / "worker.pid", time.time() + 120
+        while not (pidfile.is_file() and pidfile.read_text() and not alive([pidfile.read_text()])):  # or a zombie
+            assert time.time() < deadline and runs["unguarded"].poll() is None, "the unguarded worker never ended"
+            time.sleep(0.5)
+        time.sleep(3)  # the worker is gone; its controller, waiting on the pipe the orphan holds, is not
+        assert runs["unguarded"].poll() is None, "the unguarded run ended: this no longer shows what the guard prevents"
     finally:
-        for proc in (unguarded, guarded):
+        for proc in runs.values():
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:

@@ -176,8 +176,9 @@ def test_memory_mapped_items_give_the_batches_in_memory_signals_gave(tmp_path):
     labels = np.arange(6) % 2
 
     def batches(ds, workers, train):
-        # make_loader as the pipeline's: a bare DataLoader forked its workers while the reader thread of the one
-        # before still ran, and hung this suite (both xdist workers idle, no timeout firing)
+        # make_loader as the pipeline's: a bare DataLoader here forked its workers while the reader thread of the
+        # one before still ran and hung; its time limit ended the xdist worker, whose orphaned children then kept
+        # the whole run waiting (tests/worker_guard.py)
         order = {"batch_sampler": SeededBatchSampler(ds, 2, 11, drop_last=False)} if train else {"batch_size": 4}
         with make_loader(ds, "memory-mapped", timeout=120, num_workers=workers, **order) as loader:
             return [(x.numpy(), y.numpy()) for x, y in loader]

@@ -1,4 +1,5 @@
-"""Process set-up shared by train.py and predict.py: CPU threads, device choice, logging.
+"""Process set-up shared by train.py and predict.py: CPU threads, device choice, logging; and `die_with_parent`,
+which DataLoader workers (and the test suite's forked children) use to end with the process that made them.
 
 `configure_cpu_threads` must run before paddle is imported: the OpenMP/MKL runtime reads these at start-up.
 """
@@ -111,12 +112,16 @@ def run_script(main):
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def die_with_parent(parent_pid):
-    """In a forked child: end it (SIGKILL) when `parent_pid`, its parent, ends; a parent already gone ends it now."""
+def die_with_parent(parent_pid, forked_by_main_thread=True):
+    """In a forked child: end it (SIGKILL) when `parent_pid`, its parent, ends; a parent already gone ends it now.
+
+    Linux's PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process: it is used only
+    when the fork came from the parent's main thread (whose end is the process's); otherwise, and where prctl is
+    missing, a watcher thread polls the parent once a second."""
     import signal
 
     armed = False
-    if sys.platform.startswith("linux"):
+    if forked_by_main_thread and sys.platform.startswith("linux"):
         try:
             import ctypes
 

@@ -7,7 +7,8 @@ for good or outlive its owner. `make_loader` returns a `Loader`, a paddle.io.Dat
   workers' queue, and it waits on for as long as the workers look alive (set here to POLL_SECONDS);
 - forks its workers only once the reader threads of earlier loaders have fully exited (`settle_reader_threads`:
   a worker forked while one of them was exiting deadlocked on a lock it inherited; the cause of the suite's hang);
-- makes each worker die with the process that started it (Linux: PR_SET_PDEATHSIG; elsewhere a watcher thread).
+- makes each worker die with the process that started it (Linux: PR_SET_PDEATHSIG, which fires when the thread that
+  forked it ends: the loaders are iterated on the main thread; elsewhere a watcher thread).
   Paddle's worker checks its parent only between tasks, and its wait for the next task,
   `indices_queue.get(MP_STATUS_CHECK_INTERVAL)`, passes the interval as `block`, not `timeout`: an idle worker
   waits for ever, so after `kill -9` of a run its workers lived on;
