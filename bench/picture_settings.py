@@ -43,16 +43,25 @@ from bench import protocol  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
+# Every row spells out every render setting: a row that leaned on process.py's defaults changed meaning when the
+# defaults became soft + 0.5 Hz (its "clip" and "high-pass alone" rows then drew the new default's pictures).
 SETTINGS = {  # key: (name in the table, process.py flags)
-    "4mv-1px": ("fixed 4 mV, 1 px (before)", "--mv-range 4 --line-width 1"),
-    "2mv-2px": ("fixed 2 mV, 2 px, clip (the default)", "--mv-range 2 --line-width 2"),
-    "per-lead": ("per-lead autoscale, 1 px (original look)", "--scale per-lead --line-width 1"),
-    "soft": ("2 mV, soft beyond the band", "--mv-range 2 --line-width 2 --amplitude soft"),
-    "highpass": ("2 mV, clip, high-pass 0.5 Hz", "--mv-range 2 --line-width 2 --highpass 0.5"),
-    "soft-highpass": ("2 mV, soft, high-pass 0.5 Hz", "--mv-range 2 --line-width 2 --amplitude soft --highpass 0.5"),
+    "4mv-1px": ("fixed 4 mV, 1 px (before)",
+                "--layout 12x1 --scale fixed --mv-range 4 --line-width 1 --amplitude clip --highpass 0"),
+    "2mv-2px": ("fixed 2 mV, 2 px, clip, no high-pass (the default before)",
+                "--layout 12x1 --scale fixed --mv-range 2 --line-width 2 --amplitude clip --highpass 0"),
+    "per-lead": ("per-lead autoscale, 1 px (original look)",
+                 "--layout 12x1 --scale per-lead --mv-range 2 --line-width 1 --amplitude clip --highpass 0"),
+    "soft": ("2 mV, soft beyond the band, no high-pass",
+             "--layout 12x1 --scale fixed --mv-range 2 --line-width 2 --amplitude soft --highpass 0"),
+    "highpass": ("2 mV, clip, high-pass 0.5 Hz",
+                 "--layout 12x1 --scale fixed --mv-range 2 --line-width 2 --amplitude clip --highpass 0.5"),
+    "soft-highpass": ("2 mV, soft, high-pass 0.5 Hz (the default now)",
+                      "--layout 12x1 --scale fixed --mv-range 2 --line-width 2 --amplitude soft --highpass 0.5"),
     "6x2-soft-highpass": ("6x2, 4 mV (taller bands), soft, 0.5 Hz",
-                          "--layout 6x2 --mv-range 4 --line-width 2 --amplitude soft --highpass 0.5"),
+                          "--layout 6x2 --scale fixed --mv-range 4 --line-width 2 --amplitude soft --highpass 0.5"),
 }
+RENDER_FLAGS = ("--layout", "--scale", "--mv-range", "--line-width", "--amplitude", "--highpass")  # each row gives all
 DEFAULT_SETTINGS = "2mv-2px,soft,highpass,soft-highpass,6x2-soft-highpass"  # issue 22: a picture of the whole waveform
 
 

@@ -169,3 +169,24 @@ def test_malformed_labels_are_a_one_line_error(raw_small, tmp_path):
     r = run(raw, tmp_path / "ds", cli=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.strip() == f"error: {raw / 'trainreference.csv'}: row 2 ('ptbxl_00001'): tag must be 0 or 1, found '7'"
+
+
+def test_picture_settings_rows_never_lean_on_process_defaults():
+    """bench/picture_settings.py's rows: each sets every render setting itself. When process.py's defaults became
+    soft + 0.5 Hz, rows that left them out ("clip", "high-pass alone") silently drew the new default's pictures
+    (two "different" settings trained identically, to the last digit). Every render constant is replaced by a
+    sentinel default here: a row that leaves one out gets the sentinel."""
+    import process
+    from bench.picture_settings import SETTINGS
+    from utils.config import parse_config, script_constants
+
+    render = ("LAYOUT", "SCALE", "MV_RANGE", "LINE_WIDTH", "AMPLITUDE", "HIGHPASS")
+    unset = {**script_constants(vars(process)), **{k: "UNSET" for k in render}}
+    parsed = {}
+    for key, (name, flags) in SETTINGS.items():
+        cfg = parse_config(unset, flags.split())
+        assert all(cfg[k] != "UNSET" for k in render), f"{key}: leaves {[k for k in render if cfg[k] == 'UNSET']} to defaults"
+        parsed[key] = tuple(str(cfg[k]) for k in render)
+    assert len(set(parsed.values())) == len(parsed), parsed  # no two rows draw the same pictures
+    assert parsed["2mv-2px"][4:] == ("clip", "0") and parsed["highpass"][4:] == ("clip", "0.5")
+    assert parsed["soft"][4:] == ("soft", "0") and parsed["soft-highpass"][4:] == ("soft", "0.5")
