@@ -50,6 +50,10 @@ FORCE = False  # re-render images that are newer than their record
 PREVIEW = 0  # write DATASET_DIR/preview.png with this many rendered train records
 # ----------------------------------------------------------------------------------------------------------
 
+# The settings a picture is drawn with: a change to any redraws every record (RENDER_CONFIG), and the
+# picture-settings bench sets each of them on every row.
+RENDER_KEYS = ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE", "SCALE", "AMPLITUDE", "HIGHPASS")
+
 
 def render_one(job):
     """Render one record; return (split, name, status, detail). Runs in a worker process."""
@@ -108,8 +112,7 @@ def main(argv=None):
         raise ConfigError(f"--amplitude {cfg['AMPLITUDE']} needs --scale fixed: a per-lead scale never leaves the band")
 
     # Pictures are "up to date" only if drawn with the same settings: on a change, re-render everything.
-    keys = ("SIZE", "LINE_WIDTH", "LAYOUT", "MV_RANGE", "SCALE", "AMPLITUDE", "HIGHPASS")
-    settings = {k.lower(): cfg[k] for k in keys}
+    settings = {k.lower(): cfg[k] for k in RENDER_KEYS}
     cfg_path = out_dir / RENDER_CONFIG
     try:
         prev = json.loads(cfg_path.read_text()) if cfg_path.exists() else None

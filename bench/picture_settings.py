@@ -61,7 +61,6 @@ SETTINGS = {  # key: (name in the table, process.py flags)
     "6x2-soft-highpass": ("6x2, 4 mV (taller bands), soft, 0.5 Hz",
                           "--layout 6x2 --scale fixed --mv-range 4 --line-width 2 --amplitude soft --highpass 0.5"),
 }
-RENDER_FLAGS = ("--layout", "--scale", "--mv-range", "--line-width", "--amplitude", "--highpass")  # each row gives all
 DEFAULT_SETTINGS = "2mv-2px,soft,highpass,soft-highpass,6x2-soft-highpass"  # issue 22: a picture of the whole waveform
 
 

@@ -180,13 +180,14 @@ def test_picture_settings_rows_never_lean_on_process_defaults():
     from bench.picture_settings import SETTINGS
     from utils.config import parse_config, script_constants
 
-    render = ("LAYOUT", "SCALE", "MV_RANGE", "LINE_WIDTH", "AMPLITUDE", "HIGHPASS")
+    render = [k for k in process.RENDER_KEYS if k != "SIZE"]  # the bench sets --size itself (--image-size)
     unset = {**script_constants(vars(process)), **{k: "UNSET" for k in render}}
     parsed = {}
     for key, (name, flags) in SETTINGS.items():
         cfg = parse_config(unset, flags.split())
         assert all(cfg[k] != "UNSET" for k in render), f"{key}: leaves {[k for k in render if cfg[k] == 'UNSET']} to defaults"
-        parsed[key] = tuple(str(cfg[k]) for k in render)
-    assert len(set(parsed.values())) == len(parsed), parsed  # no two rows draw the same pictures
-    assert parsed["2mv-2px"][4:] == ("clip", "0") and parsed["highpass"][4:] == ("clip", "0.5")
-    assert parsed["soft"][4:] == ("soft", "0") and parsed["soft-highpass"][4:] == ("soft", "0.5")
+        parsed[key] = {k: str(cfg[k]) for k in render}
+    assert len({tuple(v.values()) for v in parsed.values()}) == len(parsed), parsed  # no two rows draw alike
+    amp_hp = {key: (v["AMPLITUDE"], v["HIGHPASS"]) for key, v in parsed.items()}
+    assert amp_hp["2mv-2px"] == ("clip", "0") and amp_hp["highpass"] == ("clip", "0.5")
+    assert amp_hp["soft"] == ("soft", "0") and amp_hp["soft-highpass"] == ("soft", "0.5")
