@@ -31,7 +31,7 @@ import paddle  # noqa: E402
 from models.families import Sources, get_family  # noqa: E402
 from utils.artifacts import IMPORTANCE_FILE, ModelCard  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
-from utils.ecg.gain import gains_for  # noqa: E402
+from utils.ecg.gain import AMPLITUDES as AMPLITUDE_VIEWS, gains_for  # noqa: E402
 from utils.errors import ConfigError, ECGDataError  # noqa: E402
 from utils.inputs.draws import derive_seed  # noqa: E402
 from utils.inputs.loading import close_all  # noqa: E402
@@ -86,13 +86,14 @@ SELECT_METRIC = "auto"  # best_model chosen by: auto = f1 (task 1) / macro_f1 (t
 POS_WEIGHT = "sqrt"  # task 2: weight of each class's positives in the loss: none | sqrt | balanced (negatives/positives)
 MAX_POS_WEIGHT = 10.0  # task 2: cap on that weight
 GAIN_AUGMENT = 0.0  # features: also train on every record as if recorded at gain 1-G and 1+G (other devices' calibration); 0 = off
+AMPLITUDES = "absolute"  # features: amplitude measurements as measured | relative (divided by the record's median QRS amplitude: blind to gain) | both
 IMPORTANCE_REPEATS = 5  # features: shuffles per measurement for the permutation-importance figure; 0 skips it
 # ------------------------------------------------------------------------------------------------------------
 
 
 def main(argv=None):
     cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__,
-                       choices={"TTA_AGG": AGGREGATIONS})
+                       choices={"TTA_AGG": AGGREGATIONS, "AMPLITUDES": AMPLITUDE_VIEWS})
     check_windows(cfg["CROP_SECONDS"], cfg["TTA_STRIDE_SECONDS"], cfg["TTA_AGG"])  # before any record is read
     gains_for(cfg["GAIN_AUGMENT"])
     world, rank = paddle.distributed.get_world_size(), paddle.distributed.get_rank()
@@ -242,7 +243,7 @@ def fit_at_once(cfg, task, family, labelled, train_df, val_df, card, select, out
              f"other loop settings do not apply")
     t0 = time.time()
     model, probs, card.input = family.fit(task, labelled, train_df, val_df, cfg["SEED"], log,
-                                          gain_augment=cfg["GAIN_AUGMENT"])
+                                          gain_augment=cfg["GAIN_AUGMENT"], amplitudes=cfg["AMPLITUDES"])
     state["train_seconds"] = time.time() - t0  # its evaluation record's time, as a network's
     card.extra["fit_seconds"] = round(state["train_seconds"], 1)
     labels = task.label_array(val_df["y"])

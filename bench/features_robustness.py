@@ -1,24 +1,28 @@
-"""The features member made robust to the recording device: gain augmentation (train.py --gain-augment) and other
-hospitals' records in training, chosen on out-of-fold results of the development records, scored once on the test
-fold and on the external records.
+"""The features member made robust to the recording device: gain augmentation (train.py --gain-augment),
+amplitude-relative measurements (train.py --amplitudes) and other hospitals' records in training, chosen on
+out-of-fold results of the development records, scored once on the test fold and on the external records.
 
     python bench/features_robustness.py --external RAW_DIR [--src PTBXL_DIR] [--test-fold 8] [--task 1|2]
-                                        [--gains 0,0.2] [--num-folds 3] [--external-folds 5] [--work-dir DIR] [--json PATH]
+                                        [--gains 0,0.2] [--amplitudes absolute,relative,both] [--num-folds 3]
+                                        [--external-folds 5] [--work-dir DIR] [--json PATH]
 
-Each gain augmentation G of --gains is the features member as train.py fits it (FeaturesFamily.fit, the same
-measurements, LightGBM and seed), on:
+Each configuration (every gain augmentation G of --gains with every view of --amplitudes; the first of each is the
+reference) is the features member as train.py fits it (FeaturesFamily.fit, the same measurements, LightGBM and
+seed), on:
 - the development records (PTB-XL without the test fold): out of fold over train.py's --num-folds group-aware
   folds, on the records as they are and as recorded at gain x0.8 and x1.2 (utils/ecg/gain.at_gain: exact for 97%
-  of record-gain pairs, README). G is chosen by the mean of those three out-of-fold AUCs (Task 2: macro AUC);
+  of record-gain pairs, README). The configuration is chosen by the mean of those three out-of-fold AUCs (Task 2:
+  macro AUC);
 - the test fold, by a model fitted on every development record, as recorded and at x0.8 / x1.2;
 - the external records (--external, a converted set: its val/ records, e.g. CPSC2018 by tools/convert_cinc.py),
   two ways: trained on PTB-XL only, and "+ external": cross-fitted over --external-folds folds of the external
   records (each predicted by a model that trained on the development records plus the other external folds, never
   on itself), which is what training with other hospitals' records buys on a hospital's unseen patients.
-Every test figure has its 95% bootstrap CI; the paired differences (bench/protocol.py) compare each G with G = 0 on
-the same records, and "+ external" with PTB-XL only. Thresholds (F1) come from the out-of-fold predictions.
+Every test figure has its 95% bootstrap CI; the paired differences (bench/protocol.py) compare each configuration
+with the reference on the same records, and "+ external" with PTB-XL only. Thresholds (F1) come from the out-of-fold predictions.
 """
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -39,7 +43,7 @@ import pandas as pd  # noqa: E402
 from bench import protocol  # noqa: E402
 from models.families import Labelled, Sources, get_family  # noqa: E402
 from utils.ecg.cache import features_for_records  # noqa: E402
-from utils.ecg.gain import at_gain  # noqa: E402
+from utils.ecg.gain import AMPLITUDES, at_gain  # noqa: E402
 from utils.runtime import get_logger, worker_count  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 from utils.training.sampling import multilabel_folds, split_records, stratified_folds  # noqa: E402
@@ -58,10 +62,10 @@ def measured(task, raw, names_file):
     return refs, dict(zip(refs["name"], X))
 
 
-def fit(task, labelled, train_df, gain, seed, log):
-    """The member fitted on `train_df` as train.py fits it (FeaturesFamily.fit; the records it validates on,
-    here one training record, only feed train.py's figures, not used here): the model."""
-    model, _, _ = FEATURES.fit(task, labelled, train_df, train_df.iloc[:1], seed, log, gain_augment=gain)
+def fit(task, labelled, train_df, config, seed, log):
+    """The member fitted on `train_df` as train.py fits it with `config` (gain_augment, amplitudes) (FeaturesFamily.fit;
+    the records it validates on, here one training record, only feed train.py's figures, not used here): the model."""
+    model, _, _ = FEATURES.fit(task, labelled, train_df, train_df.iloc[:1], seed, log, **config)
     return model
 
 
@@ -70,13 +74,13 @@ def probs(task, model, inputs, names, shift=1.0):
     return p[:, 0] if task.num_probs == 1 else p
 
 
-def out_of_fold(task, dev, a, gain, log):
+def out_of_fold(task, dev, a, config, log):
     """{shift: (n, ...) probabilities of every development record by the fold that did not train on it}."""
     names = dev.refs["name"].tolist()
     oof = {s: [None] * len(names) for s in SHIFTS}
     for fold in range(a.num_folds):
         tr, va = split_records(dev.refs, task, a.num_folds, fold, a.seed, dev.label_file, listed=dev.listed)
-        model = fit(task, dev, tr, gain, a.seed, log)
+        model = fit(task, dev, tr, config, a.seed, log)
         rows = np.flatnonzero(dev.refs["name"].isin(va["name"]).to_numpy())
         for s in SHIFTS:
             for i, p in zip(rows, probs(task, model, dev.inputs, [names[i] for i in rows], s)):
@@ -89,13 +93,13 @@ def external_folds(task, refs, n, seed):
     return (stratified_folds if y.ndim == 1 else multilabel_folds)(y, n, seed)
 
 
-def cross_fitted(task, dev, ext_refs, ext_inputs, a, gain, log):
+def cross_fitted(task, dev, ext_refs, ext_inputs, a, config, log):
     """Each external record predicted by a model trained on the development records plus the other external folds."""
     folds = external_folds(task, ext_refs, a.external_folds, a.seed)
     both = Labelled(dev.label_file, pd.concat([dev.refs, ext_refs], ignore_index=True), {**dev.inputs, **ext_inputs})
     out = [None] * len(ext_refs)
     for k in range(a.external_folds):
-        model = fit(task, both, pd.concat([dev.refs, ext_refs[folds != k]], ignore_index=True), gain, a.seed, log)
+        model = fit(task, both, pd.concat([dev.refs, ext_refs[folds != k]], ignore_index=True), config, a.seed, log)
         held = np.flatnonzero(folds == k)
         for i, p in zip(held, probs(task, model, ext_inputs, ext_refs["name"].iloc[held].tolist())):
             out[i] = p
@@ -108,6 +112,8 @@ def main():
     p.add_argument("--test-fold", type=int, default=8)
     p.add_argument("--task", type=int, default=1, choices=(1, 2))
     p.add_argument("--gains", default="0,0.2", help="comma-separated --gain-augment values; 0 is the reference")
+    p.add_argument("--amplitudes", default="absolute", help=f"comma-separated --amplitudes views ({', '.join(AMPLITUDES)}); "
+                                                            "the first is the reference")
     p.add_argument("--num-folds", type=int, default=3)
     p.add_argument("--external", required=True, metavar="RAW_DIR", help="a converted set of other hospitals (val/)")
     p.add_argument("--external-folds", type=int, default=5)
@@ -116,8 +122,11 @@ def main():
     p.add_argument("--json", default=None)
     a = p.parse_args()
     gains = [float(g) for g in a.gains.split(",")]
+    views = a.amplitudes.split(",")
     if gains[0] != 0:
         p.error("--gains: the first value is the reference and must be 0")
+    if not set(views) <= set(AMPLITUDES):
+        p.error(f"--amplitudes: each one of {', '.join(AMPLITUDES)}, got {a.amplitudes}")
     t0 = time.time()
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="features_robustness_")).resolve()
     raw, ext = work / "raw", Path(a.external).resolve()
@@ -135,15 +144,16 @@ def main():
     y_dev = task.label_array(dev.refs["y"])
 
     rows = {}
-    for g in gains:
-        oof = out_of_fold(task, dev, a, g, log)
+    for g, view in itertools.product(gains, views):
+        config = {"gain_augment": g, "amplitudes": view}
+        oof = out_of_fold(task, dev, a, config, log)
         thr = task.evaluate(y_dev, oof[1.0]).thresholds
-        model = fit(task, dev, dev.refs, g, a.seed, log)
-        name = f"gain augment {g:g}"
+        model = fit(task, dev, dev.refs, config, a.seed, log)
+        name = f"gain augment {g:g}" + (f", amplitudes {view}" if len(views) > 1 or view != "absolute" else "")
         rows[name] = {**{f"oof x{s:g}": protocol.decided(task, oof[s], thr) for s in SHIFTS},
                       **{f"test x{s:g}": protocol.decided(task, probs(task, model, test_inputs, test_names, s), thr) for s in SHIFTS},
                       "external": protocol.decided(task, probs(task, model, ext_inputs, ext_names), thr),
-                      "external, + external in training": protocol.decided(task, cross_fitted(task, dev, ext_refs, ext_inputs, a, g, log), thr)}
+                      "external, + external in training": protocol.decided(task, cross_fitted(task, dev, ext_refs, ext_inputs, a, config, log), thr)}
         print(f"{name}: done ({time.time() - t0:.0f} s)", flush=True)
     report(a, task, rows, dev_truth, raw / truth_file, ext / truth_file, (dev_names, test_names, ext_names), t0)
 
@@ -185,7 +195,7 @@ def report(a, task, rows, dev_truth, test_truth, ext_truth, names, t0):
     print(protocol.PROTOCOL)
     print(f"wall {time.time() - t0:.0f} s")
     if a.json:
-        Path(a.json).write_text(json.dumps({"task": a.task, "metric": m, "gains": a.gains, "num_folds": a.num_folds,
+        Path(a.json).write_text(json.dumps({"task": a.task, "metric": m, "gains": a.gains, "amplitudes": a.amplitudes, "num_folds": a.num_folds,
                                             "external": a.external, "external_folds": a.external_folds, "seed": a.seed,
                                             "figures": figs, "development": development, "chosen": chosen,
                                             "differences": diffs, "wall_seconds": round(time.time() - t0),

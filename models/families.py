@@ -137,9 +137,10 @@ class FittedFamily(Family):
     iterative = False
 
     @abstractmethod
-    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0):
+    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0, amplitudes="absolute"):
         """(fitted model with .save(directory), validation probabilities as task.probs gives them, card `input`);
-        gain_augment G: also train on every training record as if recorded at gains 1 - G and 1 + G."""
+        gain_augment G: also train on every training record as if recorded at gains 1 - G and 1 + G;
+        amplitudes: the AmplitudeView (utils/ecg/gain.py) the model reads its amplitude measurements through."""
 
     @abstractmethod
     def importance(self, model, task, labelled, val_df, labels, repeats):
@@ -262,7 +263,7 @@ class FeaturesFamily(FittedFamily):
         keep = ~refs["name"].map(lambda n: str(d / f"{n}.mat") in bad).to_numpy()
         return Labelled(path, refs[keep].reset_index(drop=True), dict(zip(refs["name"][keep], X[keep])), listed=refs)
 
-    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0):
+    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0, amplitudes="absolute"):
         from models.gbm import GBMModel
         from utils.ecg.gain import gains_for, with_gains
         from utils.ecg.measurements import FEATURE_NAMES, FEATURES_VERSION
@@ -271,22 +272,24 @@ class FeaturesFamily(FittedFamily):
         if gains:
             log.info(f"gain augmentation: every training record also as recorded at x{gains[0]:g} and x{gains[1]:g} "
                      f"(its amplitude measurements scaled)")
+        if amplitudes != "absolute":
+            log.info(f"amplitudes {amplitudes}: every amplitude measurement {'also ' if amplitudes == 'both' else ''}"
+                     f"as a ratio to the record's median QRS amplitude")
         X = np.stack([labelled.inputs[n] for n in train_df["name"]])
-        model = GBMModel(task.num_probs, seed=seed, augment=(lambda x: with_gains(x, gains)) if gains else None)
+        model = GBMModel(task.num_probs, seed=seed, augment=(lambda x: with_gains(x, gains)) if gains else None,
+                         amplitudes=amplitudes)
         model.fit(X, task.label_array(train_df["y"]))
         p = model.predict_proba(np.stack([labelled.inputs[n] for n in val_df["name"]]))
         p = p[:, 0] if task.num_probs == 1 else p  # as task.probs gives them: Task 1 one column, P(abnormal)
         return model, p, {"kind": "features", "version": FEATURES_VERSION, "n_features": len(FEATURE_NAMES),
-                          "gain_augment": gain_augment}
+                          "gain_augment": gain_augment, "amplitudes": amplitudes}
 
     def importance(self, model, task, labelled, val_df, labels, repeats, top=10):
         """Permutation importance on the validation fold, per class: the mean drop in ROC AUC when the
         measurement is shuffled, and its std; the `top` measurements of each class."""
         from sklearn.inspection import permutation_importance
 
-        from utils.ecg.measurements import FEATURE_NAMES
-
-        X = np.stack([labelled.inputs[n] for n in val_df["name"]])
+        X = model.view(np.stack([labelled.inputs[n] for n in val_df["name"]]))  # as the trees read them
         Y = np.asarray(labels).reshape(len(X), -1)
         rows = []
         for k, (cls, est) in enumerate(zip(task.prob_names, model.models)):
@@ -294,7 +297,7 @@ class FeaturesFamily(FittedFamily):
                 continue  # a constant, or a class the fold lacks: AUC undefined
             r = permutation_importance(est, X, Y[:, k].astype(int), scoring="roc_auc", n_repeats=repeats, random_state=0)
             for i in np.argsort(-r.importances_mean)[:top]:
-                rows.append({"class": cls, "feature": FEATURE_NAMES[i], "importance": r.importances_mean[i],
+                rows.append({"class": cls, "feature": model.view.names[i], "importance": r.importances_mean[i],
                              "std": r.importances_std[i]})
         return pd.DataFrame(rows, columns=["class", "feature", "importance", "std"])
 

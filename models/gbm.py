@@ -5,7 +5,8 @@ Rare classes get balanced class weights. Early stopping holds out part of the TR
 validation fold, whose predictions tune the thresholds and the fusion, and scores that hold-out with the same
 class weights the trees are trained with (unweighted, the majority class would decide when to stop). Saved as
 LightGBM's own text model, one file per output (`gbm_<k>.txt`) and `gbm.json` saying which output is which: no
-pickle, so loading runs no code. LightGBM over scikit-learn's HistGradientBoostingClassifier: on the PTB-XL bench
+pickle, so loading runs no code. The trees read the measurements through an AmplitudeView (utils/ecg/gain.py,
+train.py --amplitudes), recorded in gbm.json: the model takes measurements as measured, whatever view it reads. LightGBM over scikit-learn's HistGradientBoostingClassifier: on the PTB-XL bench
 it scored a Task 1 ROC AUC within noise (0.937 vs 0.945), a higher Task 2 macro AUC (0.942 vs 0.932), in about
 half the time (README).
 """
@@ -19,6 +20,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from utils.atomic import write_text
+from utils.ecg.gain import AMPLITUDES, AmplitudeView
 from utils.errors import CheckpointError
 
 INDEX_FILE = "gbm.json"
@@ -27,9 +29,9 @@ EARLY_STOP_FRACTION, EARLY_STOP_ROUNDS = 0.15, 30
 
 
 class GBMModel:
-    def __init__(self, n_outputs, seed=0, n_estimators=400, learning_rate=0.05, augment=None):
+    def __init__(self, n_outputs, seed=0, n_estimators=400, learning_rate=0.05, augment=None, amplitudes="absolute"):
         # augment: X -> more rows of the same records, len(X) x k (the records first): what the trees also train on
-        self.n_outputs, self.seed, self.augment = n_outputs, seed, augment
+        self.n_outputs, self.seed, self.augment, self.view = n_outputs, seed, augment, AmplitudeView(amplitudes)
         # deterministic + row-wise histograms: the same fit on every run, whatever the thread timing
         self.params = dict(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=15, min_child_samples=10,
                            reg_lambda=1.0, class_weight="balanced", random_state=seed, deterministic=True,
@@ -59,19 +61,21 @@ class GBMModel:
         X_fit, X_stop, y_fit, y_stop = train_test_split(X, y, test_size=EARLY_STOP_FRACTION, stratify=y,
                                                         random_state=self.seed)
         X_fit, y_fit = self._augmented(X_fit, y_fit)  # after the split: a record's copies never reach the hold-out
+        X_stop = self.view(X_stop)
         stop = {"eval_X": X_stop, "eval_y": y_stop} if _NEW_EVAL_API else {"eval_set": [(X_stop, y_stop)]}
         return clf.fit(X_fit, y_fit, **stop, eval_sample_weight=[balanced_weights(y_fit)[y_stop]],
                        callbacks=[lgb.early_stopping(EARLY_STOP_ROUNDS, verbose=False)])
 
     def _augmented(self, X, y):
+        """The rows the trees train on, as they read them: the copies made on the measurements, then viewed."""
         if self.augment is None:
-            return X, y
+            return self.view(X), y
         Xa = np.asarray(self.augment(X), dtype=np.float32)
-        return Xa, np.tile(y, len(Xa) // len(X))
+        return self.view(Xa), np.tile(y, len(Xa) // len(X))
 
     def predict_proba(self, X):
-        """(N, C) probability of each output being positive."""
-        X = np.asarray(X, dtype=np.float32)
+        """(N, C) probability of each output being positive, from measurements as measured."""
+        X = self.view(X)
         cols = [np.full(len(X), m) if isinstance(m, float)
                 else m.predict_proba(X)[:, 1] if isinstance(m, lgb.LGBMClassifier) else m.predict(X)
                 for m in self.models]
@@ -89,7 +93,8 @@ class GBMModel:
             name, text = f"gbm_{k}.txt", m.booster_.model_to_string()  # the early-stopped best iteration
             write_text(directory / name, text)
             index.append({"file": name, "sha256": hashlib.sha256(text.encode()).hexdigest()})
-        write_text(directory / INDEX_FILE, json.dumps({"n_outputs": self.n_outputs, "outputs": index}, indent=2) + "\n")
+        write_text(directory / INDEX_FILE, json.dumps({"n_outputs": self.n_outputs, "amplitudes": self.view.mode,
+                                                       "outputs": index}, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory, n_outputs=None):
@@ -98,8 +103,8 @@ class GBMModel:
         path = directory / INDEX_FILE
         if not path.is_file():
             raise CheckpointError(f"{path}: not found (a features model directory holds {INDEX_FILE} and gbm_<k>.txt)")
-        entries = _read_index(path, n_outputs)
-        model = cls(len(entries))
+        entries, amplitudes = _read_index(path, n_outputs)
+        model = cls(len(entries), amplitudes=amplitudes)
         for k, e in enumerate(entries):
             model.models.append(float(e["constant"]) if "constant" in e else _read_booster(directory / f"gbm_{k}.txt", e))
         return model
@@ -111,21 +116,24 @@ def balanced_weights(y):
 
 
 def _read_index(path, n_outputs):
-    """gbm.json's entries, each {"constant": number} or {"file": "gbm_<k>.txt", "sha256": ...}, one per output."""
+    """gbm.json's entries, each {"constant": number} or {"file": "gbm_<k>.txt", "sha256": ...}, one per output,
+    and the AmplitudeView the trees read ("absolute" in a file written before views existed)."""
     try:
-        entries = json.loads(path.read_text())["outputs"]
-        ok = isinstance(entries, list) and all(
+        index = json.loads(path.read_text())
+        entries, amplitudes = index["outputs"], index.get("amplitudes", "absolute")
+        ok = amplitudes in AMPLITUDES and isinstance(entries, list) and all(
             isinstance(e, dict) and (isinstance(e.get("constant"), (int, float))
                                      or (e.get("file") == f"gbm_{k}.txt" and isinstance(e.get("sha256"), str)))
             for k, e in enumerate(entries))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         ok = False
     if not ok:
         raise CheckpointError(f"{path}: not a features model index (expected outputs: [{{\"file\": \"gbm_0.txt\", "
-                              f"\"sha256\": ...}} or {{\"constant\": p}}, ...]); retrain this model")
+                              f"\"sha256\": ...}} or {{\"constant\": p}}, ...] and amplitudes: one of "
+                              f"{', '.join(AMPLITUDES)}); retrain this model")
     if n_outputs is not None and len(entries) != n_outputs:
         raise CheckpointError(f"{path}: {len(entries)} outputs, its model.json's task needs {n_outputs}")
-    return entries
+    return entries, amplitudes
 
 
 def _read_booster(file, entry):

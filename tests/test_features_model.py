@@ -189,6 +189,32 @@ def test_gain_augment_is_recorded_and_changes_the_fit(features_model, tiny_raw, 
     assert not (tmp_path / "bad" / "train.log").exists() or "measurements" not in (tmp_path / "bad" / "train.log").read_text()
 
 
+def test_amplitudes_both_is_recorded_read_by_predict_and_refused_when_unknown(features_model, tiny_raw, tmp_path):
+    """--amplitudes both: the card and gbm.json record it, the log says so, the trees read the ratios too (their
+    validation probabilities differ from the plain model's on the same split), predict.py answers with exactly
+    the model's own probabilities, and an unknown view is refused by the command line."""
+    from models.gbm import GBMModel
+    from utils.ecg.cache import features_for_records
+
+    plain, _ = features_model
+    out = tmp_path / "both"
+    args = ["--arch", "features", "--data-dir", str(tiny_raw), "--num-folds", "5", "--importance-repeats", "0"]
+    train.main([*args, "--output-dir", str(out), "--amplitudes", "both"])
+    assert read_json(out / "best_model" / "model.json")["input"]["amplitudes"] == "both"
+    assert read_json(out / "best_model" / "gbm.json")["amplitudes"] == "both"
+    assert "amplitudes both: every amplitude measurement also as a ratio" in (out / "train.log").read_text()
+    a, b = (pd.read_csv(d / "best_model" / "val_predictions.csv", dtype={"name": str}) for d in (plain, out))
+    assert list(a["name"]) == list(b["name"]) and not np.allclose(a["p_abnormal"], b["p_abnormal"])
+    rep = predict.main(["--data-dir", str(tiny_raw), "--model", str(out / "best_model"), "--out", str(tmp_path / "a.csv"),
+                        "--num-workers", "0"])
+    names = sorted(p.stem for p in (tiny_raw / "val").glob("*.mat"))
+    X, _ = features_for_records([tiny_raw / "val" / f"{n}.mat" for n in names])
+    got = pd.read_csv(rep["probabilities"], dtype={"name": str}).set_index("name").loc[names, "p_abnormal"]
+    np.testing.assert_allclose(got, GBMModel.load(out / "best_model").predict_proba(X)[:, 0], rtol=1e-4, atol=1e-6)
+    with pytest.raises(SystemExit):
+        train.main([*args, "--output-dir", str(tmp_path / "bad"), "--amplitudes", "ratio"])
+
+
 def test_a_damaged_model_file_is_a_clear_error(features_model, tiny_raw, tmp_path):
     """The model is LightGBM's text format (no pickle: loading runs no code). A file cut short (LightGBM's own
     parser would crash the process on it), a changed index or one for another task: one-line errors naming the file."""

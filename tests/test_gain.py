@@ -1,6 +1,9 @@
 """Another device's gain calibration (utils/ecg/gain.py) on real records: measuring a record recorded at gain g
-gives exactly its measurements with the GAIN_SCALED ones multiplied by g, and the features member trained with
---gain-augment answers a recalibrated record more like the record itself."""
+gives exactly its measurements with the GAIN_SCALED ones multiplied by g, the features member trained with
+--gain-augment answers a recalibrated record more like the record itself, and one reading amplitude-relative
+measurements (--amplitudes relative) answers it exactly alike."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,10 +11,10 @@ import pytest
 from models.gbm import GBMModel
 from utils.artifacts import FEATURE_CACHE
 from utils.ecg.cache import features_for_records
-from utils.ecg.gain import GAIN_SCALED, at_gain, gains_for, with_gains
+from utils.ecg.gain import GAIN_SCALED, AmplitudeView, at_gain, gains_for, qrs_reference, with_gains
 from utils.ecg.io import read_record
 from utils.ecg.measurements import FEATURE_NAMES, extract_features
-from utils.errors import ConfigError
+from utils.errors import CheckpointError, ConfigError
 
 COUNTS = {"v1_n_rpeaks", "n_t_negative"}  # thresholded counts: the only measurements a gain may move otherwise
 
@@ -68,3 +71,56 @@ def test_gain_augmented_model_answers_a_recalibrated_record_more_alike(tiny_raw)
 
     plain, augmented = moves(None), moves(lambda x: with_gains(x, gains_for(0.2)))
     assert augmented < 0.75 * plain, (plain, augmented)
+
+
+def test_relative_amplitudes_are_ratios_no_gain_changes(tiny_raw):
+    """On the 60 sample records: the reference is a plausible QRS amplitude, each `_rel` column is its voltage over
+    it, the other columns pass unchanged, and the ratios are the same at x0.8 and x1.25, both from at_gain and from
+    measuring the rescaled record itself (there as exactly as at_gain holds); a flat record has no reference."""
+    X, _ = _measured(tiny_raw, "train", "trainreference.csv")
+    ref = qrs_reference(X)
+    assert np.isfinite(ref).all() and 0.3 < np.median(ref) < 3.0, ref
+    rel, both, n = AmplitudeView("relative"), AmplitudeView("both"), len(FEATURE_NAMES)
+    R, B = rel(X), both(X)
+    assert R.shape == X.shape and B.shape == (len(X), len(both.names)) and len(both.names) == n + len(GAIN_SCALED)
+    i, j = FEATURE_NAMES.index("sokolow"), rel.names.index("sokolow_rel")
+    np.testing.assert_allclose(R[:, j] * ref, X[:, i], rtol=1e-5)
+    np.testing.assert_array_equal(B[:, both.names.index("sokolow_rel")], R[:, j])
+    np.testing.assert_array_equal(B[:, :n], X)
+    kept = [k for k, name in enumerate(FEATURE_NAMES) if name not in GAIN_SCALED]
+    np.testing.assert_array_equal(R[:, kept], X[:, kept])  # intervals, rates, axes untouched
+    for g in (0.8, 1.25):
+        np.testing.assert_allclose(rel(at_gain(X, g)), R, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(both(at_gain(X, g))[:, n:], B[:, n:], rtol=1e-5, atol=1e-7)
+    x = read_record(sorted((tiny_raw / "train").glob("*.mat"))[0])
+    other = np.array([name not in COUNTS for name in FEATURE_NAMES])
+    same = np.isclose(rel(extract_features(1.25 * x)), rel(extract_features(x)), rtol=1e-3, atol=1e-5, equal_nan=True)
+    assert same[0, other].mean() > 0.98
+    flat = extract_features(np.zeros((12, 5000)))
+    assert np.isnan(qrs_reference(flat)).all() and np.isnan(rel(flat)[0, [FEATURE_NAMES.index("r_amp_V5")]]).all()
+    with pytest.raises(ConfigError, match="--amplitudes must be one of absolute, relative, both"):
+        AmplitudeView("ratio")
+
+
+def test_a_relative_model_answers_every_gain_alike_and_reloads_its_view(tiny_raw, tmp_path):
+    """Trained on the 60 sample records: the model reading ratios gives the 20 test records the same P(abnormal)
+    at x0.8 and x1.2 as recorded, where the one reading voltages moves; saved and loaded it still reads ratios
+    (gbm.json says so), a gbm.json from before views loads as absolute, a wrong view is a clear error."""
+    X, y = _measured(tiny_raw, "train", "trainreference.csv")
+    Xt, _ = _measured(tiny_raw, "val", "val_reference.csv")
+    rel, plain = (GBMModel(1, seed=2021, amplitudes=a).fit(X, y) for a in ("relative", "absolute"))
+    p = rel.predict_proba(Xt)
+    for g in (0.8, 1.2):
+        np.testing.assert_allclose(rel.predict_proba(at_gain(Xt, g)), p, atol=1e-6)
+    assert np.mean([np.abs(plain.predict_proba(at_gain(Xt, g)) - plain.predict_proba(Xt)).mean() for g in (0.8, 1.2)]) > 0.01
+    rel.save(tmp_path)
+    index = json.loads((tmp_path / "gbm.json").read_text())
+    assert index["amplitudes"] == "relative"
+    np.testing.assert_allclose(GBMModel.load(tmp_path, n_outputs=1).predict_proba(Xt), p, rtol=1e-6, atol=1e-9)
+    plain.save(tmp_path / "old")
+    old = json.loads((tmp_path / "old" / "gbm.json").read_text())
+    (tmp_path / "old" / "gbm.json").write_text(json.dumps({k: v for k, v in old.items() if k != "amplitudes"}))
+    assert GBMModel.load(tmp_path / "old").view.mode == "absolute"
+    (tmp_path / "gbm.json").write_text(json.dumps({**index, "amplitudes": "ratio"}))
+    with pytest.raises(CheckpointError, match=r"gbm.json: not a features model index .* amplitudes: one of absolute"):
+        GBMModel.load(tmp_path)

@@ -9,10 +9,16 @@ boundary, whose delineation has thresholds in mV, or one of the two thresholded 
 n_t_negative). So a record's measurements at another gain cost nothing to make, and the features member can train on copies of
 every training record at gains 1 - G and 1 + G (train.py --gain-augment G): bench/device_shift.py measured gain
 x1.2 as the one device change that costs the features member measurably.
+
+The other fix needs no copies: AmplitudeView (train.py --amplitudes) gives the trees each amplitude measurement
+divided by the record's own QRS amplitude (the median over the 12 leads of R minus S), which no gain changes.
+"relative" reads only those ratios (the model is then blind to a gain, and to true voltage); "both" reads the
+ratios beside the voltages.
 """
 import numpy as np
 
 from ..errors import ConfigError
+from .io import LEADS
 from .measurements import FEATURE_NAMES, PER_LEAD
 
 # every per-lead measurement is an amplitude, an area (mV x ms) or a spread in mV; of the others, these
@@ -41,3 +47,47 @@ def gains_for(augment):
 def with_gains(X, gains):
     """The rows of X, then the same records at each of `gains` (GBMModel's `augment`)."""
     return np.concatenate([np.asarray(X, dtype=np.float32)] + [at_gain(X, g) for g in gains])
+
+
+AMPLITUDES = ("absolute", "relative", "both")
+MIN_REFERENCE_MV = 0.05  # a QRS smaller than this in every lead is no recording to take ratios of
+_R = [FEATURE_NAMES.index(f"r_amp_{ld}") for ld in LEADS]
+_S = [FEATURE_NAMES.index(f"s_amp_{ld}") for ld in LEADS]
+
+
+def qrs_reference(X):
+    """(N,) each record's amplitude reference in mV: the median over the 12 leads of the QRS's R minus S amplitude;
+    NaN where no lead has one, or where it is below MIN_REFERENCE_MV."""
+    X = np.asarray(X, dtype=np.float32).reshape(-1, len(FEATURE_NAMES))
+    p2p = X[:, _R] - X[:, _S]
+    ok = np.isfinite(p2p).any(axis=1)
+    ref = np.full(len(X), np.nan, dtype=np.float32)
+    ref[ok] = np.nanmedian(p2p[ok], axis=1)
+    ref[~(ref >= MIN_REFERENCE_MV)] = np.nan
+    return ref
+
+
+class AmplitudeView:
+    """The measurements as the features model reads them (train.py --amplitudes): as measured ("absolute"), with
+    every GAIN_SCALED one divided by qrs_reference ("relative": `<name>_rel`), or those ratios appended ("both")."""
+
+    def __init__(self, mode="absolute"):
+        if mode not in AMPLITUDES:
+            raise ConfigError(f"--amplitudes must be one of {', '.join(AMPLITUDES)}, got {mode!r}")
+        self.mode = mode
+        rel = {n: f"{n}_rel" for n in FEATURE_NAMES if n in GAIN_SCALED}
+        self.names = {"absolute": FEATURE_NAMES, "relative": tuple(rel.get(n, n) for n in FEATURE_NAMES),
+                      "both": FEATURE_NAMES + tuple(rel.values())}[mode]
+
+    def __call__(self, X):
+        """(N, len(FEATURE_NAMES)) measurements -> (N, len(self.names)) float32, what the trees read."""
+        X = np.asarray(X, dtype=np.float32)
+        if self.mode == "absolute":
+            return X
+        X = X.reshape(-1, len(FEATURE_NAMES))
+        ratios = X[:, _SCALED] / qrs_reference(X)[:, None]
+        if self.mode == "both":
+            return np.concatenate([X, ratios], axis=1)
+        out = X.copy()
+        out[:, _SCALED] = ratios
+        return out
