@@ -7,6 +7,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+# Paddle on one thread per test process: the scripts' configure_cpu_threads would give each of the two xdist
+# workers every core (4 threads fighting for 2 cores), and one thread keeps reductions in a fixed order.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from utils.runtime import load_before_paddle  # noqa: E402
 
 load_before_paddle()  # test modules import paddle before the scripts do (see utils/runtime.py)

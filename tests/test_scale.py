@@ -229,6 +229,19 @@ def test_cores_are_shared_by_the_ranks_of_this_machine_only(monkeypatch):
     assert runtime.local_ranks() == (2, 4) and runtime.cores_per_rank() == 4 and runtime.worker_count(0) == 4
 
 
+def test_scripts_take_every_core_and_the_suite_one_thread_per_process():
+    """A script run with OMP_NUM_THREADS unset gives Paddle every core of its rank (configure_cpu_threads); a value
+    already set wins, which is how tests/conftest.py keeps each of the suite's two processes on one thread."""
+    import train  # noqa: F401  (runs configure_cpu_threads, as at collection)
+    from utils import runtime
+
+    assert os.environ["OMP_NUM_THREADS"] == "1"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS" and not k.startswith("PADDLE_")}
+    code = "import os\nfrom utils.runtime import configure_cpu_threads\nconfigure_cpu_threads()\nprint(os.environ['OMP_NUM_THREADS'])"
+    got = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert got.stdout.strip() == str(runtime.cores_per_rank())
+
+
 def _free_port():
     import socket
 
