@@ -279,7 +279,8 @@ class FeaturesFamily(FittedFamily):
         model = GBMModel(task.num_probs, seed=seed, augment=(lambda x: with_gains(x, gains)) if gains else None,
                          amplitudes=amplitudes)
         model.fit(X, task.label_array(train_df["y"]))
-        p = model.predict_proba(np.stack([labelled.inputs[n] for n in val_df["name"]]))
+        val = [labelled.inputs[n] for n in val_df["name"]]  # none for a bench that scores the model itself
+        p = model.predict_proba(np.stack(val)) if val else np.empty((0, task.num_probs), dtype=np.float32)
         p = p[:, 0] if task.num_probs == 1 else p  # as task.probs gives them: Task 1 one column, P(abnormal)
         return model, p, {"kind": "features", "version": FEATURES_VERSION, "n_features": len(FEATURE_NAMES),
                           "gain_augment": gain_augment, "amplitudes": amplitudes}

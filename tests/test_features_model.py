@@ -278,3 +278,22 @@ def test_lightgbm_is_loaded_before_paddle():
     r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+
+
+def test_a_fit_without_validation_records_gives_the_same_model(tiny_raw):
+    """bench/features_robustness.py fits with no validation records (it scores the model itself): the fit is the
+    one train.py makes with a validation fold, and its validation probabilities are empty, per task."""
+    from models.families import Sources
+    from utils.runtime import get_logger
+
+    family, log = get_family("features"), get_logger()
+    for task in (T1, T2):
+        labelled = family.labels(task, Sources(tiny_raw, tiny_raw, 2), log)
+        train_df, val_df = labelled.refs.iloc[:50], labelled.refs.iloc[50:]
+        model, p, _ = family.fit(task, labelled, train_df, train_df.iloc[:0], 2021, log)
+        with_val, p_val, _ = family.fit(task, labelled, train_df, val_df, 2021, log)
+        assert p.shape == ((0,) if task.num_probs == 1 else (0, task.num_probs))
+        X = np.stack([labelled.inputs[n] for n in val_df["name"]])
+        full = with_val.predict_proba(X)
+        np.testing.assert_array_equal(model.predict_proba(X), full)
+        np.testing.assert_allclose(full[:, 0] if task.num_probs == 1 else full, p_val, rtol=1e-6)
