@@ -24,7 +24,7 @@ from transforms import build_transforms
 from transforms.signal_augment import build_signal_transforms
 from utils.artifacts import FEATURE_CACHE, MODEL_FILE, PROCESS_REPORT, SIGNAL_CACHE, load_weights
 from utils.ecg.io import list_records
-from utils.errors import ConfigError, ECGDataError
+from utils.errors import CheckpointError, ConfigError, ECGDataError
 from utils.inputs.pictures import ECGImageDataset, check_render_settings, read_failures, read_render_config
 from utils.inputs.render import LAYOUTS
 from utils.inputs.signals import (
@@ -272,6 +272,9 @@ class FeaturesFamily(FittedFamily):
         if gains:
             log.info(f"gain augmentation: every training record also as recorded at x{gains[0]:g} and x{gains[1]:g} "
                      f"(its amplitude measurements scaled)")
+        if gains and amplitudes == "relative":
+            log.warning("--gain-augment with --amplitudes relative: the copies' ratios are the record's own, so they only "
+                        "slow the fit")
         if amplitudes != "absolute":
             log.info(f"amplitudes {amplitudes}: every amplitude measurement {'also ' if amplitudes == 'both' else ''}"
                      f"as a ratio to the record's median QRS amplitude")
@@ -309,6 +312,9 @@ class FeaturesFamily(FittedFamily):
         from models.gbm import GBMModel
 
         model = GBMModel.load(model_dir, n_outputs=task.num_probs)
+        if model.view.mode != card.input.get("amplitudes", "absolute"):
+            raise CheckpointError(f"{model_dir}: gbm.json reads amplitudes {model.view.mode}, model.json says "
+                                  f"{card.input.get('amplitudes', 'absolute')}: the files come from different runs")
         return (lambda batch: task.logits(model.predict_proba(batch))), None
 
     def test_inputs(self, card, src, names, model_dir, log):

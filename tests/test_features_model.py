@@ -195,6 +195,7 @@ def test_amplitudes_both_is_recorded_read_by_predict_and_refused_when_unknown(fe
     the model's own probabilities, and an unknown view is refused by the command line."""
     from models.gbm import GBMModel
     from utils.ecg.cache import features_for_records
+    from utils.errors import CheckpointError
 
     plain, _ = features_model
     out = tmp_path / "both"
@@ -213,6 +214,11 @@ def test_amplitudes_both_is_recorded_read_by_predict_and_refused_when_unknown(fe
     np.testing.assert_allclose(got, GBMModel.load(out / "best_model").predict_proba(X)[:, 0], rtol=1e-4, atol=1e-6)
     with pytest.raises(SystemExit):
         train.main([*args, "--output-dir", str(tmp_path / "bad"), "--amplitudes", "ratio"])
+    card = read_json(out / "best_model" / "model.json")  # a gbm.json beside another run's card: refused, named
+    (out / "best_model" / "model.json").write_text(json.dumps({**card, "input": {**card["input"], "amplitudes": "absolute"}}))
+    with pytest.raises(CheckpointError, match="gbm.json reads amplitudes both, model.json says absolute"):
+        predict.main(["--data-dir", str(tiny_raw), "--model", str(out / "best_model"), "--out", str(tmp_path / "c.csv"),
+                      "--num-workers", "0"])
 
 
 def test_a_damaged_model_file_is_a_clear_error(features_model, tiny_raw, tmp_path):

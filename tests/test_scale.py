@@ -230,16 +230,19 @@ def test_cores_are_shared_by_the_ranks_of_this_machine_only(monkeypatch):
 
 
 def test_scripts_take_every_core_and_the_suite_one_thread_per_process():
-    """A script run with OMP_NUM_THREADS unset gives Paddle every core of its rank (configure_cpu_threads); a value
-    already set wins, which is how tests/conftest.py keeps each of the suite's two processes on one thread."""
-    import train  # noqa: F401  (runs configure_cpu_threads, as at collection)
+    """With OMP_NUM_THREADS unset, a script gives Paddle every core of its rank (configure_cpu_threads), and the
+    suite one thread per process: tests/conftest.py sets it first, and importing a script (as collection does)
+    keeps it. A value set by the user wins in both."""
     from utils import runtime
 
-    assert os.environ["OMP_NUM_THREADS"] == "1"
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS" and not k.startswith("PADDLE_")}
-    code = "import os\nfrom utils.runtime import configure_cpu_threads\nconfigure_cpu_threads()\nprint(os.environ['OMP_NUM_THREADS'])"
-    got = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    assert got.stdout.strip() == str(runtime.cores_per_rank())
+    show = "import os\nprint(os.environ['OMP_NUM_THREADS'])"
+    script = "from utils.runtime import configure_cpu_threads\nconfigure_cpu_threads()\n" + show
+    suite = "import sys\nsys.path.insert(0, 'tests')\nimport conftest\nimport train\n" + show
+    for code, want in ((script, str(runtime.cores_per_rank())), (suite, "1"), (suite, "3")):
+        run_env = {**env, "OMP_NUM_THREADS": "3"} if want == "3" else env
+        got = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=run_env, capture_output=True, text=True, check=True)
+        assert got.stdout.strip().splitlines()[-1] == want, (code, got.stdout, got.stderr[-500:])
 
 
 def _free_port():

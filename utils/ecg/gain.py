@@ -80,14 +80,18 @@ class AmplitudeView:
                       "both": FEATURE_NAMES + tuple(rel.values())}[mode]
 
     def __call__(self, X):
-        """(N, len(FEATURE_NAMES)) measurements -> (N, len(self.names)) float32, what the trees read."""
+        """(..., len(FEATURE_NAMES)) measurements -> (..., len(self.names)) float32, what the trees read."""
         X = np.asarray(X, dtype=np.float32)
         if self.mode == "absolute":
-            return X
-        X = X.reshape(-1, len(FEATURE_NAMES))
-        ratios = X[:, _SCALED] / qrs_reference(X)[:, None]
+            return X  # any width: GBMModel also serves other measurements
+        if X.shape[-1] != len(FEATURE_NAMES):
+            raise ValueError(f"--amplitudes {self.mode} needs the {len(FEATURE_NAMES)} measurements of "
+                             f"utils/ecg/measurements.py per record, got shape {X.shape}")
+        rows = X.reshape(-1, len(FEATURE_NAMES))
+        ratios = rows[:, _SCALED] / qrs_reference(rows)[:, None]
         if self.mode == "both":
-            return np.concatenate([X, ratios], axis=1)
-        out = X.copy()
-        out[:, _SCALED] = ratios
-        return out
+            out = np.concatenate([rows, ratios], axis=1)
+        else:
+            out = rows.copy()
+            out[:, _SCALED] = ratios
+        return out.reshape(*X.shape[:-1], len(self.names))
