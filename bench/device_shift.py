@@ -2,7 +2,7 @@
 gain, sampling rate or noise.
 
     python bench/device_shift.py --work-dir FUSION_WORK_DIR [--task 1|2] [--perturbations all|NAME,...] [--out DIR]
-                                 [--json PATH]
+                                 [--per-class] [--json PATH]
     python bench/device_shift.py --raw RAW_DIR --models NAME=DIR[,DIR...] [NAME=DIR...] [--task 1|2] ...
 
 The models: a finished bench/fusion_accuracy.py run (--work-dir: each member's WORK/output/<arch>/fold_*/best_model,
@@ -18,7 +18,8 @@ predict.py then scores, on the clean records and on each copy, every member (its
 all members (the mean and --weights auto, thresholds and stacking from the out-of-fold predictions, as
 bench/fusion_accuracy.py). Prints one line per perturbation: each row's AUC (Task 2: macro AUC) and its change
 against the clean records, a paired difference (the same records resampled for both: bench/protocol.py) with its
-95% CI; --json writes every figure.
+95% CI; --per-class (Task 2) adds each class's AUC on the clean records and its change, per perturbation (a macro
+figure can move when one small class does); --json writes every figure.
 """
 import argparse
 import json
@@ -131,15 +132,37 @@ def predict_rows(a, members, raw, truth, out, times):
     return reports
 
 
-def shifts(task, truth, clean, perturbed, key):
-    """{row: {perturbation: {"figure": test figure, "change": paired difference perturbed - clean}}} (and "clean")."""
+def shifts(task, truth, clean, perturbed, key, per_class=False):
+    """{row: {perturbation: {"figure": test figure, "change": paired difference perturbed - clean}}} (and "clean");
+    per_class (Task 2): each perturbation also {"per_class": {class name: paired difference of its AUC}}."""
+    metrics = protocol.auc_metrics(task) if per_class else (key,)
     out = {}
     for row, clean_report in clean.items():
         reports = {"clean": clean_report, **{p: r[row] for p, r in perturbed.items()}}
-        cmp = protocol.compare(task, truth, reports, [(p, "clean") for p in perturbed], metrics=(key,))
-        out[row] = {p: {"figure": cmp["figures"][p][key],
-                        **({"change": cmp["differences"][p]["clean"][key]} if p != "clean" else {})} for p in reports}
+        cmp = protocol.compare(task, truth, reports, [(p, "clean") for p in perturbed], metrics=metrics)
+        out[row] = {"clean": {"figure": cmp["figures"]["clean"][key]}}
+        for p in perturbed:
+            d = cmp["differences"][p]["clean"]
+            out[row][p] = {"figure": cmp["figures"][p][key], "change": d[key]}
+            if len(metrics) > 1:
+                out[row][p]["per_class"] = {protocol.metric_label(task, m): d[m] for m in metrics[1:]}
     return out
+
+
+def per_class_lines(result):
+    """For each perturbation, a line per class: each row's clean AUC and its paired change."""
+    rows, lines = list(result), []
+    for p in [p for p in next(iter(result.values())) if p != "clean"]:
+        lines.append(f"per class, {p} - clean: AUC on the clean records, then its change [95% CI]")
+        lines.append(f"  {'class':<22} " + " ".join(f"{r[:34]:>34}" for r in rows))
+        for cls in result[rows[0]][p]["per_class"]:
+            cells = []
+            for r in rows:
+                d = result[r][p]["per_class"][cls]
+                cells.append("n/a" if d["diff"] is None else
+                             f"{d['b']:.3f} {d['diff']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}]")
+            lines.append(f"  {cls[:22]:<22} " + " ".join(f"{c:>34}" for c in cells))
+    return lines
 
 
 def table_lines(result, key):
@@ -164,11 +187,14 @@ def parse(argv=None):
     p.add_argument("--task", type=int, default=1, choices=(1, 2))
     p.add_argument("--perturbations", default="all", help=f"all or comma-separated: {', '.join(PERTURBATIONS)}")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--per-class", action="store_true", help="Task 2: also each class's AUC change, per perturbation")
     p.add_argument("--out", default=None, help="where the perturbed copies and predictions go (default: a temp dir)")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     if bool(a.work_dir) == bool(a.models) or (a.models and not a.raw):
         p.error("give --work-dir, or --models with --raw")
+    if a.per_class and a.task != 2:
+        p.error("--per-class: Task 1 has one class (its AUC is the table); use it with --task 2")
     a.perturbations = list(PERTURBATIONS) if a.perturbations == "all" else a.perturbations.split(",")
     unknown = [n for n in a.perturbations if n not in PERTURBATIONS]
     if unknown:
@@ -190,7 +216,7 @@ def main(argv=None):
         copy = perturbed_copy(raw, out / name / "raw", name, a.seed)
         times[f"write {name}"] = time.time() - t
         perturbed[name] = predict_rows(a, members, copy, copy / truth.name, out / name, times)
-    result = shifts(task, truth, clean, perturbed, key)
+    result = shifts(task, truth, clean, perturbed, key, a.per_class)
 
     n = len(list((raw / "val").glob("*.mat")))
     print(f"\n=== device shift, Task {a.task}: {n} test records of {raw}; members {', '.join(members)}")
@@ -199,6 +225,8 @@ def main(argv=None):
           f"with the paired bootstrap's 95% CI (a CI that includes 0: no measurable loss); clean: {key} [95% CI]")
     for name in a.perturbations:
         print(f"  {name:<15} {PERTURBATIONS[name][0]}")
+    if a.per_class:
+        print("\n".join(per_class_lines(result)))
     print(protocol.HOW_TO_READ)
     print(f"wall time: {(time.time() - t0) / 60:.1f} min")
     if a.json:

@@ -73,3 +73,36 @@ def test_perturbed_copy_keeps_names_and_label_files(tiny_raw, tmp_path):
     for f in ("val_reference.csv", "val_reference_task2.csv"):
         assert (dst / f).read_text() == (raw / f).read_text()
     np.testing.assert_allclose(read_record(dst / "val" / names[0]), 1.2 * read_record(raw / "val" / names[0]), rtol=1e-6)
+
+
+def test_per_class_changes_pair_each_class_of_the_perturbed_and_clean_predictions(tiny_raw, tiny_features2, tmp_path):
+    """--per-class on a real Task 2 model: every class is named, and each change is that class's ROC AUC on the
+    gain-x1.2 copy minus on the clean records, as scikit-learn computes them from the two predict.py runs (a class
+    with no positive or no negative among the 20 test records has none). Task 1 refuses the flag."""
+    from sklearn.metrics import roc_auc_score
+
+    from bench import protocol
+    from utils.scoring.tasks import get_task
+
+    task, out = get_task(2), tmp_path / "shift"
+    result = ds.main(["--models", f"features={tiny_features2[0] / 'best_model'}", "--raw", str(tiny_raw), "--task", "2",
+                      "--perturbations", "gain_1.2", "--per-class", "--out", str(out)])
+    per = result["features"]["gain_1.2"]["per_class"]
+    assert list(per) == list(task.class_names)
+    truth = task.read_labels(tiny_raw / "val_reference_task2.csv").set_index("name")["y"]
+
+    def aucs(report):
+        names, _, probs = protocol.read_predictions(task, report)
+        Y, P = task.label_array(truth.loc[names]), np.stack(probs)
+        return [roc_auc_score(Y[:, k], P[:, k]) if 0 < Y[:, k].sum() < len(Y) else None for k in range(Y.shape[1])]
+
+    clean, shifted = aucs(out / "clean" / "predict_0.json"), aucs(out / "gain_1.2" / "predict_0.json")
+    assert sum(c is not None for c in clean) >= 4
+    for k, cls in enumerate(task.class_names):
+        d = per[cls]
+        if clean[k] is None:
+            assert d["diff"] is None
+        else:
+            assert (d["b"], d["a"], d["diff"]) == pytest.approx((clean[k], shifted[k], shifted[k] - clean[k]), abs=1e-6)
+    with pytest.raises(SystemExit):
+        ds.parse(["--models", "a=b", "--raw", str(tiny_raw), "--per-class"])
