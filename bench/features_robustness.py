@@ -19,7 +19,8 @@ seed), on:
   records (each predicted by a model that trained on the development records plus the other external folds, never
   on itself), which is what training with other hospitals' records buys on a hospital's unseen patients.
 Every test figure has its 95% bootstrap CI; the paired differences (bench/protocol.py) compare each configuration
-with the reference on the same records, and "+ external" with PTB-XL only. Thresholds (F1) come from the out-of-fold predictions.
+with the reference on the same records, and "+ external" with PTB-XL only. Thresholds (F1) come from the
+out-of-fold predictions.
 """
 import argparse
 import itertools

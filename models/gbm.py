@@ -6,9 +6,9 @@ validation fold, whose predictions tune the thresholds and the fusion, and score
 class weights the trees are trained with (unweighted, the majority class would decide when to stop). Saved as
 LightGBM's own text model, one file per output (`gbm_<k>.txt`) and `gbm.json` saying which output is which: no
 pickle, so loading runs no code. The trees read the measurements through an AmplitudeView (utils/ecg/gain.py,
-train.py --amplitudes), recorded in gbm.json: the model takes measurements as measured, whatever view it reads. LightGBM over scikit-learn's HistGradientBoostingClassifier: on the PTB-XL bench
-it scored a Task 1 ROC AUC within noise (0.937 vs 0.945), a higher Task 2 macro AUC (0.942 vs 0.932), in about
-half the time (README).
+train.py --amplitudes), recorded in gbm.json: the model takes measurements as measured, whatever view it reads.
+LightGBM over scikit-learn's HistGradientBoostingClassifier: on the PTB-XL bench it scored a Task 1 ROC AUC within
+noise (0.937 vs 0.945), a higher Task 2 macro AUC (0.942 vs 0.932), in about half the time (README).
 """
 import hashlib
 import inspect

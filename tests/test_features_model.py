@@ -16,6 +16,18 @@ from utils.scoring.tasks import get_task
 T1, T2 = get_task(1), get_task(2)
 
 
+def _assert_reported_probabilities_are_the_models(report, model_dir, tiny_raw):
+    """The Task 1 probabilities a predict.py report gives the sample's test records are the GBM's own, measured
+    and predicted here directly."""
+    from models.gbm import GBMModel
+    from utils.ecg.cache import features_for_records
+
+    names = sorted(p.stem for p in (tiny_raw / "val").glob("*.mat"))
+    X, _ = features_for_records([tiny_raw / "val" / f"{n}.mat" for n in names])
+    got = pd.read_csv(report["probabilities"], dtype={"name": str}).set_index("name").loc[names, "p_abnormal"]
+    np.testing.assert_allclose(got, GBMModel.load(model_dir).predict_proba(X)[:, 0], rtol=1e-4, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def features_model(tiny_raw, tmp_path_factory):
     out = tmp_path_factory.mktemp("features")
@@ -47,15 +59,7 @@ def test_features_model_predicts_and_fuses_with_a_signal_model(features_model, t
     rep = predict.main(["--data-dir", str(tiny_raw), "--model", feat, "--out", str(tmp_path / "a.csv"),
                         "--truth", str(tiny_raw / "val_reference.csv"), "--num-workers", "0"])
     assert rep["n_predicted"] == 20 and rep["metrics"]["n"] == 20
-    # the probabilities predict.py reports are the GBM's own
-    from models.gbm import GBMModel
-    from utils.ecg.cache import features_for_records
-
-    names = sorted(p.stem for p in (tiny_raw / "val").glob("*.mat"))
-    X, _ = features_for_records([tiny_raw / "val" / f"{n}.mat" for n in names])
-    want = GBMModel.load(out / "best_model").predict_proba(X)[:, 0]
-    got = pd.read_csv(rep["probabilities"], dtype={"name": str}).set_index("name").loc[names, "p_abnormal"]
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    _assert_reported_probabilities_are_the_models(rep, out / "best_model", tiny_raw)
     fused = predict.main(["--data-dir", str(tiny_raw), "--model", feat, sig, "--weights", "auto", "--out",
                           str(tmp_path / "b.csv"), "--num-workers", "0", "--report", str(tmp_path / "r.json")])
     fit = fused["fusion"]["fitted"]  # stacked: a coefficient per family on its logit, fitted out of fold
@@ -193,8 +197,6 @@ def test_amplitudes_both_is_recorded_read_by_predict_and_refused_when_unknown(fe
     """--amplitudes both: the card and gbm.json record it, the log says so, the trees read the ratios too (their
     validation probabilities differ from the plain model's on the same split), predict.py answers with exactly
     the model's own probabilities, and an unknown view is refused by the command line."""
-    from models.gbm import GBMModel
-    from utils.ecg.cache import features_for_records
     from utils.errors import CheckpointError
 
     plain, _ = features_model
@@ -208,10 +210,7 @@ def test_amplitudes_both_is_recorded_read_by_predict_and_refused_when_unknown(fe
     assert list(a["name"]) == list(b["name"]) and not np.allclose(a["p_abnormal"], b["p_abnormal"])
     rep = predict.main(["--data-dir", str(tiny_raw), "--model", str(out / "best_model"), "--out", str(tmp_path / "a.csv"),
                         "--num-workers", "0"])
-    names = sorted(p.stem for p in (tiny_raw / "val").glob("*.mat"))
-    X, _ = features_for_records([tiny_raw / "val" / f"{n}.mat" for n in names])
-    got = pd.read_csv(rep["probabilities"], dtype={"name": str}).set_index("name").loc[names, "p_abnormal"]
-    np.testing.assert_allclose(got, GBMModel.load(out / "best_model").predict_proba(X)[:, 0], rtol=1e-4, atol=1e-6)
+    _assert_reported_probabilities_are_the_models(rep, out / "best_model", tiny_raw)
     with pytest.raises(SystemExit):
         train.main([*args, "--output-dir", str(tmp_path / "bad"), "--amplitudes", "ratio"])
     card = read_json(out / "best_model" / "model.json")  # a gbm.json beside another run's card: refused, named
