@@ -3,12 +3,13 @@ amplitude-relative measurements (train.py --amplitudes) and other hospitals' rec
 out-of-fold results of the development records, scored once on the test fold and on the external records.
 
     python bench/features_robustness.py --external RAW_DIR [--src PTBXL_DIR] [--test-fold 8] [--task 1|2]
-                                        [--gains 0,0.2] [--amplitudes absolute,relative,both] [--num-folds 3]
-                                        [--external-folds 5] [--work-dir DIR] [--json PATH]
+                                        [--gains 0,0.2] [--amplitudes absolute,relative,both]
+                                        [--trees default,cols0.5,...] [--num-folds 3] [--external-folds 5]
+                                        [--work-dir DIR] [--json PATH]
 
-Each configuration (every gain augmentation G of --gains with every view of --amplitudes; the first of each is the
-reference) is the features member as train.py fits it (FeaturesFamily.fit, the same measurements, LightGBM and
-seed), on:
+Each configuration (every gain augmentation G of --gains with every view of --amplitudes and every LightGBM tree
+setting of --trees, TREE_ROWS below; the first of each is the reference) is the features member as train.py fits it
+(FeaturesFamily.fit, the same measurements, LightGBM and seed), on:
 - the development records (PTB-XL without the test fold): out of fold over train.py's --num-folds group-aware
   folds, on the records as they are and as recorded at gain x0.8 and x1.2 (utils/ecg/gain.at_gain: exact for 97%
   of record-gain pairs, README). The configuration is chosen by the mean of those three out-of-fold AUCs (Task 2:
@@ -17,7 +18,8 @@ seed), on:
 - the external records (--external, a converted set: its val/ records, e.g. CPSC2018 by tools/convert_cinc.py),
   two ways: trained on PTB-XL only, and "+ external": cross-fitted over --external-folds folds of the external
   records (each predicted by a model that trained on the development records plus the other external folds, never
-  on itself), which is what training with other hospitals' records buys on a hospital's unseen patients.
+  on itself), which is what training with other hospitals' records buys on a hospital's unseen patients
+  (--external-folds 0 leaves this out: it costs more than half the fits).
 Every test figure has its 95% bootstrap CI; the paired differences (bench/protocol.py) compare each configuration
 with the reference on the same records, and "+ external" with PTB-XL only. Thresholds (F1) come from the
 out-of-fold predictions.
@@ -50,6 +52,11 @@ from utils.scoring.tasks import get_task  # noqa: E402
 from utils.training.sampling import multilabel_folds, split_records, stratified_folds  # noqa: E402
 
 SHIFTS = (1.0, 0.8, 1.2)  # the gains every model is scored at: as recorded, and a device calibrated 20% off
+# LightGBM settings measured against models/gbm.TREES (README "Tree settings"): column and row subsampling decorrelate
+# trees over ~800 correlated measurements; smaller leaves suit a few hundred records
+TREE_ROWS = {"default": {}, "cols0.5": {"colsample_bytree": 0.5}, "cols0.25": {"colsample_bytree": 0.25},
+             "cols0.5-rows0.8": {"colsample_bytree": 0.5, "subsample": 0.8, "subsample_freq": 1},
+             "leaves7-cols0.5": {"num_leaves": 7, "min_child_samples": 20, "colsample_bytree": 0.5}}
 FEATURES = get_family("features")
 
 
@@ -64,7 +71,7 @@ def measured(task, raw, names_file):
 
 
 def fit(task, labelled, train_df, config, seed, log):
-    """The member fitted on `train_df` as train.py fits it with `config` (gain_augment, amplitudes) (FeaturesFamily.fit,
+    """The member fitted on `train_df` as train.py fits it with `config` (gain_augment, amplitudes, trees) (FeaturesFamily.fit,
     with no validation records: this bench scores the model itself): the model."""
     model, _, _ = FEATURES.fit(task, labelled, train_df, train_df.iloc[:0], seed, log, **config)
     return model
@@ -115,15 +122,21 @@ def main():
     p.add_argument("--gains", default="0,0.2", help="comma-separated --gain-augment values; 0 is the reference")
     p.add_argument("--amplitudes", default="absolute", help=f"comma-separated --amplitudes views ({', '.join(AMPLITUDES)}); "
                                                             "the first is the reference")
+    p.add_argument("--trees", default="default", help=f"comma-separated tree settings ({', '.join(TREE_ROWS)}); "
+                                                       "the first is the reference")
     p.add_argument("--num-folds", type=int, default=3)
     p.add_argument("--external", required=True, metavar="RAW_DIR", help="a converted set of other hospitals (val/)")
-    p.add_argument("--external-folds", type=int, default=5)
+    p.add_argument("--external-folds", type=int, default=5, help="0: leave out '+ external in training'")
     p.add_argument("--seed", type=int, default=2021)
     p.add_argument("--work-dir", default=None)
     p.add_argument("--json", default=None)
     a = p.parse_args()
     gains = [float(g) for g in a.gains.split(",")]
-    views = a.amplitudes.split(",")
+    views, trees = a.amplitudes.split(","), a.trees.split(",")
+    if not set(trees) <= set(TREE_ROWS):
+        p.error(f"--trees: each one of {', '.join(TREE_ROWS)}, got {a.trees}")
+    if a.external_folds == 1 or a.external_folds < 0:
+        p.error(f"--external-folds: 0 (off) or at least 2, got {a.external_folds}")
     if gains[0] != 0:
         p.error("--gains: the first value is the reference and must be 0")
     if not set(views) <= set(AMPLITUDES):
@@ -145,16 +158,19 @@ def main():
     y_dev = task.label_array(dev.refs["y"])
 
     rows = {}
-    for g, view in itertools.product(gains, views):
-        config = {"gain_augment": g, "amplitudes": view}
+    for g, view, tree in itertools.product(gains, views, trees):
+        config = {"gain_augment": g, "amplitudes": view, "trees": TREE_ROWS[tree]}
         oof = out_of_fold(task, dev, a, config, log)
         thr = task.evaluate(y_dev, oof[1.0]).thresholds
         model = fit(task, dev, dev.refs, config, a.seed, log)
-        name = f"gain augment {g:g}" + (f", amplitudes {view}" if len(views) > 1 or view != "absolute" else "")
+        name = (f"gain augment {g:g}" + (f", amplitudes {view}" if len(views) > 1 or view != "absolute" else "")
+                + (f", trees {tree}" if len(trees) > 1 or tree != "default" else ""))
         rows[name] = {**{f"oof x{s:g}": protocol.decided(task, oof[s], thr) for s in SHIFTS},
                       **{f"test x{s:g}": protocol.decided(task, probs(task, model, test_inputs, test_names, s), thr) for s in SHIFTS},
-                      "external": protocol.decided(task, probs(task, model, ext_inputs, ext_names), thr),
-                      "external, + external in training": protocol.decided(task, cross_fitted(task, dev, ext_refs, ext_inputs, a, config, log), thr)}
+                      "external": protocol.decided(task, probs(task, model, ext_inputs, ext_names), thr)}
+        if a.external_folds:
+            rows[name]["external, + external in training"] = protocol.decided(
+                task, cross_fitted(task, dev, ext_refs, ext_inputs, a, config, log), thr)
         print(f"{name}: done ({time.time() - t0:.0f} s)", flush=True)
     report(a, task, rows, dev_truth, raw / truth_file, ext / truth_file, (dev_names, test_names, ext_names), t0)
 
@@ -175,9 +191,10 @@ def report(a, task, rows, dev_truth, test_truth, ext_truth, names, t0):
     ref = next(iter(rows))
     diffs = {r: {c: protocol.paired_differences(task, *truth_of(c), rows[r][c], rows[ref][c], (m,))[m]
                  for c in rows[r]} for r in rows if r != ref}
-    diffs["external training"] = {
-        r: protocol.paired_differences(task, ext_truth, ext_names, rows[r]["external, + external in training"],
-                                       rows[r]["external"], (m,))[m] for r in rows}
+    if a.external_folds:
+        diffs["external training"] = {
+            r: protocol.paired_differences(task, ext_truth, ext_names, rows[r]["external, + external in training"],
+                                           rows[r]["external"], (m,))[m] for r in rows}
     cols = list(next(iter(rows.values())))
     print(f"\n=== features member, Task {a.task}, {m} [95% CI]: development out of fold ({len(dev_names)} records, "
           f"{a.num_folds} folds), test fold {a.test_fold} ({len(test_names)}), external {a.external} ({len(ext_names)}); "
@@ -196,7 +213,8 @@ def report(a, task, rows, dev_truth, test_truth, ext_truth, names, t0):
     print(protocol.PROTOCOL)
     print(f"wall {time.time() - t0:.0f} s")
     if a.json:
-        Path(a.json).write_text(json.dumps({"task": a.task, "metric": m, "gains": a.gains, "amplitudes": a.amplitudes, "num_folds": a.num_folds,
+        Path(a.json).write_text(json.dumps({"task": a.task, "metric": m, "gains": a.gains, "amplitudes": a.amplitudes,
+                                            "trees": {t: TREE_ROWS[t] for t in a.trees.split(",")}, "num_folds": a.num_folds,
                                             "external": a.external, "external_folds": a.external_folds, "seed": a.seed,
                                             "figures": figs, "development": development, "chosen": chosen,
                                             "differences": diffs, "wall_seconds": round(time.time() - t0),

@@ -137,10 +137,11 @@ class FittedFamily(Family):
     iterative = False
 
     @abstractmethod
-    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0, amplitudes="absolute"):
+    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0, amplitudes="absolute", trees=None):
         """(fitted model with .save(directory), validation probabilities as task.probs gives them, card `input`);
         gain_augment G: also train on every training record as if recorded at gains 1 - G and 1 + G;
-        amplitudes: the AmplitudeView (utils/ecg/gain.py) the model reads its amplitude measurements through."""
+        amplitudes: the AmplitudeView (utils/ecg/gain.py) the model reads its amplitude measurements through;
+        trees: settings of the learner that replace its defaults (models/gbm.TREES), for benches."""
 
     @abstractmethod
     def importance(self, model, task, labelled, val_df, labels, repeats):
@@ -263,7 +264,7 @@ class FeaturesFamily(FittedFamily):
         keep = ~refs["name"].map(lambda n: str(d / f"{n}.mat") in bad).to_numpy()
         return Labelled(path, refs[keep].reset_index(drop=True), dict(zip(refs["name"][keep], X[keep])), listed=refs)
 
-    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0, amplitudes="absolute"):
+    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0, amplitudes="absolute", trees=None):
         from models.gbm import GBMModel
         from utils.ecg.gain import gains_for, with_gains
         from utils.ecg.measurements import FEATURE_NAMES, FEATURES_VERSION
@@ -280,7 +281,7 @@ class FeaturesFamily(FittedFamily):
                      f"as a ratio to the record's median QRS amplitude")
         X = np.stack([labelled.inputs[n] for n in train_df["name"]])
         model = GBMModel(task.num_probs, seed=seed, augment=(lambda x: with_gains(x, gains)) if gains else None,
-                         amplitudes=amplitudes)
+                         amplitudes=amplitudes, trees=trees)
         model.fit(X, task.label_array(train_df["y"]))
         val = [labelled.inputs[n] for n in val_df["name"]]  # none for a bench that scores the model itself
         p = model.predict_proba(np.stack(val)) if val else np.empty((0, task.num_probs), dtype=np.float32)

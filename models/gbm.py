@@ -26,16 +26,24 @@ from utils.errors import CheckpointError
 INDEX_FILE = "gbm.json"
 MIN_FOR_EARLY_STOP = 20  # positives (and negatives) a class needs for its early-stopping hold-out
 EARLY_STOP_FRACTION, EARLY_STOP_ROUNDS = 0.15, 30
+# The size of each tree: small, for a few hundred to a few thousand records (README "Tree settings" measures others)
+TREES = dict(num_leaves=15, min_child_samples=10, reg_lambda=1.0, colsample_bytree=1.0, subsample=1.0, subsample_freq=0)
+TUNABLE = set(TREES)
 
 
 class GBMModel:
-    def __init__(self, n_outputs, seed=0, n_estimators=400, learning_rate=0.05, augment=None, amplitudes="absolute"):
+    def __init__(self, n_outputs, seed=0, n_estimators=400, learning_rate=0.05, augment=None, amplitudes="absolute",
+                 trees=None):
         # augment: X -> more rows of the same records, len(X) x k (the records first): what the trees also train on
+        # trees: LightGBM settings that replace TREES' (bench/features_robustness.py --trees measures some)
         self.n_outputs, self.seed, self.augment, self.view = n_outputs, seed, augment, AmplitudeView(amplitudes)
+        unknown = set(trees or {}) - TUNABLE
+        if unknown:
+            raise ValueError(f"trees: unknown LightGBM setting(s) {sorted(unknown)}; known: {sorted(TUNABLE)}")
         # deterministic + row-wise histograms: the same fit on every run, whatever the thread timing
-        self.params = dict(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=15, min_child_samples=10,
-                           reg_lambda=1.0, class_weight="balanced", random_state=seed, deterministic=True,
-                           force_row_wise=True, verbose=-1)
+        self.params = dict(n_estimators=n_estimators, learning_rate=learning_rate, **{**TREES, **(trees or {})},
+                           class_weight="balanced", random_state=seed, deterministic=True, force_row_wise=True,
+                           verbose=-1)
         self.models = []  # per output: an LGBMClassifier (fitted here), a Booster (loaded) or a constant
 
     def fit(self, X, Y):

@@ -302,3 +302,30 @@ def test_a_fit_without_validation_records_gives_the_same_model(tiny_raw):
         full = with_val.predict_proba(X)
         np.testing.assert_array_equal(model.predict_proba(X), full)
         np.testing.assert_allclose(full[:, 0] if task.num_probs == 1 else full, p_val, rtol=1e-6)
+
+
+def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_path):
+    """bench/features_robustness.py --trees fits the member with other LightGBM settings through FeaturesFamily.fit:
+    on the real sample each row's settings are the saved trees' own (LightGBM's text model lists them), column
+    subsampling changes the fit, the default is models/gbm.TREES, and an unknown setting is a clear error."""
+    from bench.features_robustness import TREE_ROWS
+    from models.families import Sources
+    from models.gbm import TREES, GBMModel
+    from utils.runtime import get_logger
+
+    family, log = get_family("features"), get_logger()
+    labelled = family.labels(T1, Sources(tiny_raw, tiny_raw, 2), log)
+    train_df = labelled.refs.iloc[:45]
+    X = np.stack([labelled.inputs[n] for n in labelled.refs["name"].iloc[45:]])
+    p = {}
+    for name, trees in TREE_ROWS.items():
+        model, _, _ = family.fit(T1, labelled, train_df, train_df.iloc[:0], 2021, log, trees=trees)
+        model.save(tmp_path / name)
+        text = (tmp_path / name / "gbm_0.txt").read_text()
+        want = {**TREES, **trees}
+        assert f"[feature_fraction: {want['colsample_bytree']:g}]" in text, name
+        assert f"[bagging_fraction: {want['subsample']:g}]" in text and f"[num_leaves: {want['num_leaves']}]" in text
+        p[name] = model.predict_proba(X)[:, 0]
+    assert TREE_ROWS["default"] == {} and not np.allclose(p["default"], p["cols0.5"])
+    with pytest.raises(ValueError, match="unknown LightGBM setting.*max_depht"):
+        GBMModel(1, trees={"max_depht": 3})
