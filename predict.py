@@ -206,6 +206,9 @@ def main(argv=None):
     return report
 
 
+PROB_DIGITS = 9  # significant digits of the probabilities CSV: a float32 round-trips, so scores read from it are the report's
+
+
 def write_probabilities(task, report_path, names, results, fused):
     """Every model's probabilities per test record (and the fusion's), beside the report: model, name, p_<class>."""
     tables = [task.prob_table(list(r["probs"]), [r["probs"][n] for n in r["probs"]], model=str(r["dir"])) for r in results]
@@ -213,7 +216,7 @@ def write_probabilities(task, report_path, names, results, fused):
         tables.append(task.prob_table(list(fused), [fused[n] for n in fused], model="fusion"))
     path = report_path.with_name(report_path.stem + "_probabilities.csv")
     with atomic_path(path) as tmp:
-        pd.concat(tables, ignore_index=True).to_csv(tmp, index=False, float_format="%.6g")
+        pd.concat(tables, ignore_index=True).to_csv(tmp, index=False, float_format=f"%.{PROB_DIGITS}g")
     return path
 
 

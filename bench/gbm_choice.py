@@ -4,7 +4,8 @@ results of the development records (PTB-XL folds 1-7), never on the test fold (w
     python bench/gbm_choice.py [--src PTBXL_DIR] [--test-fold 8] [--task 1|2] [--num-folds 5] [--work-dir DIR] [--json PATH]
 
 Both learners get the same measurements, train.py's group-aware folds (--seed 2021), balanced class weights, the
-same size of trees (15 leaves, 10 records per leaf, L2 1.0), learning rate 0.05 and up to 400 trees with early
+same trees (models/gbm.TREES: leaves, records per leaf, L2, the share of measurements a tree sees; scikit-learn draws
+that share per split, LightGBM per tree), learning rate 0.05 and up to 400 trees with early
 stopping on 15% of the training records (30 rounds without improvement) where a class has 20 positives. Every
 development record is predicted once, by the fold that did not train on it; the out-of-fold AUC (Task 2: macro
 AUC) is reported with its 95% bootstrap CI, and LightGBM minus HistGradientBoosting paired on the same records
@@ -29,7 +30,7 @@ import numpy as np  # noqa: E402
 
 from bench import protocol  # noqa: E402
 from models.families import Sources, get_family  # noqa: E402
-from models.gbm import MIN_FOR_EARLY_STOP, GBMModel  # noqa: E402
+from models.gbm import MIN_FOR_EARLY_STOP, TREES, GBMModel  # noqa: E402
 from utils.runtime import get_logger, worker_count  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 from utils.training.sampling import split_records  # noqa: E402
@@ -45,8 +46,11 @@ def hgb_fit_predict(X, Y, X_val, seed):
         if y.min() == y.max():
             cols.append(np.full(len(X_val), float(y[0])))
             continue
-        clf = HistGradientBoostingClassifier(max_iter=400, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=10,
-                                             l2_regularization=1.0, class_weight="balanced", random_state=seed,
+        clf = HistGradientBoostingClassifier(max_iter=400, learning_rate=0.05, max_leaf_nodes=TREES["num_leaves"],
+                                             min_samples_leaf=TREES["min_child_samples"],
+                                             l2_regularization=TREES["reg_lambda"],
+                                             max_features=TREES["colsample_bytree"],  # per split; LightGBM's is per tree
+                                             class_weight="balanced", random_state=seed,
                                              early_stopping=bool(np.bincount(y).min() >= MIN_FOR_EARLY_STOP),
                                              validation_fraction=0.15, n_iter_no_change=30)
         cols.append(clf.fit(X, y).predict_proba(X_val)[:, 1])

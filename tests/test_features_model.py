@@ -307,7 +307,7 @@ def test_a_fit_without_validation_records_gives_the_same_model(tiny_raw):
 def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_path):
     """bench/features_robustness.py --trees fits the member with other LightGBM settings through FeaturesFamily.fit:
     on the real sample each row's settings are the saved trees' own (LightGBM's text model lists them), column
-    subsampling changes the fit, the default is models/gbm.TREES, and an unknown setting is a clear error."""
+    subsampling changes the fit, the bench's default row is models/gbm.TREES, and an unknown setting is a clear error."""
     from bench.features_robustness import TREE_ROWS
     from models.families import Sources
     from models.gbm import TREES, GBMModel
@@ -326,6 +326,6 @@ def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_p
         assert f"[feature_fraction: {want['colsample_bytree']:g}]" in text, name
         assert f"[bagging_fraction: {want['subsample']:g}]" in text and f"[num_leaves: {want['num_leaves']}]" in text
         p[name] = model.predict_proba(X)[:, 0]
-    assert TREE_ROWS["default"] == {} and not np.allclose(p["default"], p["cols0.5"])
+    assert TREE_ROWS["leaves7-cols0.5"] == TREES and not np.allclose(p["leaves15"], p["leaves15-cols0.5"])
     with pytest.raises(ValueError, match="unknown LightGBM setting.*max_depht"):
         GBMModel(1, trees={"max_depht": 3})

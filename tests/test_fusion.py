@@ -122,17 +122,18 @@ def test_fusing_a_picture_model_with_k_folds_of_a_signal_model(kfold, tiny_raw, 
 
 
 def _half_unit(p):
-    """Half a unit of the 6th significant digit of each value: the most the CSV's %.6g moved it."""
+    """Half a unit of the last significant digit the probabilities CSV keeps (predict.PROB_DIGITS) of each value:
+    the most the CSV moved it."""
     p = np.abs(np.asarray(p, float))
-    return 0.5 * 10.0 ** (np.floor(np.log10(np.maximum(p, 1e-30))) - 5)
+    return 0.5 * 10.0 ** (np.floor(np.log10(np.maximum(p, 1e-30))) - (predict.PROB_DIGITS - 1))
 
 
 def _stacked(rep, probs, groups_members):
     """The fusion the report describes, recomputed: per output, intercept + sum of each family's coefficient times
-    the logit of that family's mean probability. -> (low, high): the probabilities CSV keeps 6 significant digits,
-    and a member's 0.99999x loses most of 1 - p, which the logit magnifies, so the recomputation is the interval
-    the rounded values allow (each family's mean moved by half a unit of the 6th digit, the way its coefficient
-    pushes z down or up)."""
+    the logit of that family's mean probability. -> (low, high): the probabilities CSV keeps PROB_DIGITS significant
+    digits, and a member's 0.99999x loses much of 1 - p, which the logit magnifies, so the recomputation is the
+    interval the rounded values allow (each family's mean moved by half a unit of the last digit, the way its
+    coefficient pushes z down or up)."""
     fit = rep["fusion"]["fitted"]
     logit = lambda p: np.log(np.clip(p, 1e-6, 1 - 1e-6) / (1 - np.clip(p, 1e-6, 1 - 1e-6)))  # noqa: E731
 
@@ -148,7 +149,7 @@ def _stacked(rep, probs, groups_members):
 
 
 def _assert_within(got, interval):
-    """`got`, itself rounded to 6 significant digits in the CSV, lies in the recomputed interval."""
+    """`got`, itself rounded to PROB_DIGITS significant digits in the CSV, lies in the recomputed interval."""
     lo, hi = (np.squeeze(b) for b in interval)
     got = np.asarray(got, float)
     tol = _half_unit(got) + 1e-12
