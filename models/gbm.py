@@ -26,7 +26,7 @@ from utils.errors import CheckpointError
 INDEX_FILE = "gbm.json"
 MIN_FOR_EARLY_STOP = 20  # positives (and negatives) a class needs for its early-stopping hold-out
 EARLY_STOP_FRACTION, EARLY_STOP_ROUNDS = 0.15, 30
-# Small trees, each on half the measurements (~800, many correlated): chosen out of fold on both tasks over 15 leaves
+# Small trees, each on half the measurements (many are near copies): chosen out of fold on both tasks over 15 leaves
 # on every measurement (the default before 2026-12-03) and three other settings (README "Tree settings")
 TREES = dict(num_leaves=7, min_child_samples=20, reg_lambda=1.0, colsample_bytree=0.5, subsample=1.0, subsample_freq=0)
 TUNABLE = set(TREES)
