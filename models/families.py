@@ -287,7 +287,7 @@ class FeaturesFamily(FittedFamily):
         p = model.predict_proba(np.stack(val)) if val else np.empty((0, task.num_probs), dtype=np.float32)
         p = p[:, 0] if task.num_probs == 1 else p  # as task.probs gives them: Task 1 one column, P(abnormal)
         return model, p, {"kind": "features", "version": FEATURES_VERSION, "n_features": len(FEATURE_NAMES),
-                          "gain_augment": gain_augment, "amplitudes": amplitudes}
+                          "gain_augment": gain_augment, "amplitudes": amplitudes, "trees": model.trees}
 
     def importance(self, model, task, labelled, val_df, labels, repeats, top=10):
         """Permutation importance on the validation fold, per class: the mean drop in ROC AUC when the

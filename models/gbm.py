@@ -29,7 +29,6 @@ EARLY_STOP_FRACTION, EARLY_STOP_ROUNDS = 0.15, 30
 # Small trees, each on half the measurements (many are near copies): chosen out of fold on both tasks over 15 leaves
 # on every measurement (the default before 2026-12-03) and three other settings (README "Tree settings")
 TREES = dict(num_leaves=7, min_child_samples=20, reg_lambda=1.0, colsample_bytree=0.5, subsample=1.0, subsample_freq=0)
-TUNABLE = set(TREES)
 
 
 class GBMModel:
@@ -38,13 +37,10 @@ class GBMModel:
         # augment: X -> more rows of the same records, len(X) x k (the records first): what the trees also train on
         # trees: LightGBM settings that replace TREES' (bench/features_robustness.py --trees measures some)
         self.n_outputs, self.seed, self.augment, self.view = n_outputs, seed, augment, AmplitudeView(amplitudes)
-        unknown = set(trees or {}) - TUNABLE
-        if unknown:
-            raise ValueError(f"trees: unknown LightGBM setting(s) {sorted(unknown)}; known: {sorted(TUNABLE)}")
+        self.trees = checked_trees(trees)
         # deterministic + row-wise histograms: the same fit on every run, whatever the thread timing
-        self.params = dict(n_estimators=n_estimators, learning_rate=learning_rate, **{**TREES, **(trees or {})},
-                           class_weight="balanced", random_state=seed, deterministic=True, force_row_wise=True,
-                           verbose=-1)
+        self.params = dict(n_estimators=n_estimators, learning_rate=learning_rate, **self.trees, class_weight="balanced",
+                           random_state=seed, deterministic=True, force_row_wise=True, verbose=-1)
         self.models = []  # per output: an LGBMClassifier (fitted here), a Booster (loaded) or a constant
 
     def fit(self, X, Y):
@@ -117,6 +113,18 @@ class GBMModel:
         for k, e in enumerate(entries):
             model.models.append(float(e["constant"]) if "constant" in e else _read_booster(directory / f"gbm_{k}.txt", e))
         return model
+
+
+def checked_trees(trees):
+    """TREES with `trees` in place of its values; an unknown setting, or row subsampling LightGBM would silently skip
+    (subsample < 1 with subsample_freq 0), is an error."""
+    unknown = set(trees or {}) - set(TREES)
+    if unknown:
+        raise ValueError(f"trees: unknown LightGBM setting(s) {sorted(unknown)}; known: {sorted(TREES)}")
+    out = {**TREES, **(trees or {})}
+    if out["subsample"] < 1 and out["subsample_freq"] < 1:
+        raise ValueError(f"trees: subsample {out['subsample']} needs subsample_freq >= 1 (LightGBM ignores it at 0)")
+    return out
 
 
 def balanced_weights(y):

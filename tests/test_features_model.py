@@ -307,7 +307,8 @@ def test_a_fit_without_validation_records_gives_the_same_model(tiny_raw):
 def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_path):
     """bench/features_robustness.py --trees fits the member with other LightGBM settings through FeaturesFamily.fit:
     on the real sample each row's settings are the saved trees' own (LightGBM's text model lists them), column
-    subsampling changes the fit, the bench's default row is models/gbm.TREES, and an unknown setting is a clear error."""
+    subsampling changes the fit, the bench's default row is models/gbm.TREES, model.json records the trees, and an
+    unknown setting or row subsampling LightGBM would skip is a clear error."""
     from bench.features_robustness import TREE_ROWS
     from models.families import Sources
     from models.gbm import TREES, GBMModel
@@ -319,13 +320,17 @@ def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_p
     X = np.stack([labelled.inputs[n] for n in labelled.refs["name"].iloc[45:]])
     p = {}
     for name, trees in TREE_ROWS.items():
-        model, _, _ = family.fit(T1, labelled, train_df, train_df.iloc[:0], 2021, log, trees=trees)
+        model, _, card_input = family.fit(T1, labelled, train_df, train_df.iloc[:0], 2021, log, trees=trees)
         model.save(tmp_path / name)
         text = (tmp_path / name / "gbm_0.txt").read_text()
         want = {**TREES, **trees}
         assert f"[feature_fraction: {want['colsample_bytree']:g}]" in text, name
         assert f"[bagging_fraction: {want['subsample']:g}]" in text and f"[num_leaves: {want['num_leaves']}]" in text
+        assert f"[bagging_freq: {want['subsample_freq']}]" in text and f"[min_data_in_leaf: {want['min_child_samples']}]" in text
+        assert f"[lambda_l2: {want['reg_lambda']:g}]" in text and card_input["trees"] == want
         p[name] = model.predict_proba(X)[:, 0]
     assert TREE_ROWS["leaves7-cols0.5"] == TREES and not np.allclose(p["leaves15"], p["leaves15-cols0.5"])
     with pytest.raises(ValueError, match="unknown LightGBM setting.*max_depht"):
         GBMModel(1, trees={"max_depht": 3})
+    with pytest.raises(ValueError, match="subsample 0.8 needs subsample_freq"):
+        GBMModel(1, trees={"subsample": 0.8})
