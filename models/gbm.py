@@ -60,16 +60,22 @@ class GBMModel:
     def _fit_one(self, X, y):
         """Early stopping on a stratified hold-out of the training records, its loss weighted by the training
         class weights; a class with too few positives for that trains all its trees on every record."""
-        clf = lgb.LGBMClassifier(**self.params)
         if np.bincount(y).min() < MIN_FOR_EARLY_STOP:
-            return clf.fit(*self._augmented(X, y))
+            return self._classifier(len(y)).fit(*self._augmented(X, y))
         X_fit, X_stop, y_fit, y_stop = train_test_split(X, y, test_size=EARLY_STOP_FRACTION, stratify=y,
                                                         random_state=self.seed)
+        clf = self._classifier(len(y_fit))
         X_fit, y_fit = self._augmented(X_fit, y_fit)  # after the split: a record's copies never reach the hold-out
         X_stop = self.view(X_stop)
         stop = {"eval_X": X_stop, "eval_y": y_stop} if _NEW_EVAL_API else {"eval_set": [(X_stop, y_stop)]}
         return clf.fit(X_fit, y_fit, **stop, eval_sample_weight=[balanced_weights(y_fit)[y_stop]],
                        callbacks=[lgb.early_stopping(EARLY_STOP_ROUNDS, verbose=False)])
+
+    def _classifier(self, n_records):
+        """A classifier for `n_records` training records. Leaves hold at most a quarter of them, so that fewer than
+        4 x min_child_samples records (e.g. 30 at the default 20) still split instead of fitting a constant."""
+        leaf = min(self.params["min_child_samples"], max(1, n_records // 4))
+        return lgb.LGBMClassifier(**{**self.params, "min_child_samples": leaf})
 
     def _augmented(self, X, y):
         """The rows the trees train on, as they read them: the copies made on the measurements, then viewed."""

@@ -309,6 +309,8 @@ def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_p
     on the real sample each row's settings are the saved trees' own (LightGBM's text model lists them), column
     subsampling changes the fit, the bench's default row is models/gbm.TREES, model.json records the trees, and an
     unknown setting or row subsampling LightGBM would skip is a clear error."""
+    from sklearn.metrics import roc_auc_score
+
     from bench.features_robustness import TREE_ROWS
     from models.families import Sources
     from models.gbm import TREES, GBMModel
@@ -326,7 +328,8 @@ def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_p
         want = {**TREES, **trees}
         assert f"[feature_fraction: {want['colsample_bytree']:g}]" in text, name
         assert f"[bagging_fraction: {want['subsample']:g}]" in text and f"[num_leaves: {want['num_leaves']}]" in text
-        assert f"[bagging_freq: {want['subsample_freq']}]" in text and f"[min_data_in_leaf: {want['min_child_samples']}]" in text
+        leaf = min(want["min_child_samples"], len(train_df) // 4)  # 45 records: a quarter, so the trees can split
+        assert f"[bagging_freq: {want['subsample_freq']}]" in text and f"[min_data_in_leaf: {leaf}]" in text
         assert f"[lambda_l2: {want['reg_lambda']:g}]" in text and card_input["trees"] == want
         p[name] = model.predict_proba(X)[:, 0]
     assert TREE_ROWS["leaves7-cols0.5"] == TREES and not np.allclose(p["leaves15"], p["leaves15-cols0.5"])
@@ -334,3 +337,34 @@ def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_p
         GBMModel(1, trees={"max_depht": 3})
     with pytest.raises(ValueError, match="subsample 0.8 needs subsample_freq"):
         GBMModel(1, trees={"subsample": 0.8})
+    few = labelled.refs.iloc[:30]  # under 2 x min_child_samples: without the cap on leaf size, a constant model
+    small, _, _ = family.fit(T1, labelled, few, few.iloc[:0], 2021, log)
+    rest = labelled.refs.iloc[30:]
+    p_rest = small.predict_proba(np.stack([labelled.inputs[n] for n in rest["name"]]))[:, 0]
+    assert np.ptp(p_rest) > 0 and roc_auc_score(T1.label_array(rest["y"]), p_rest) > 0.5
+
+
+def test_kfold_warns_when_finished_folds_were_trained_with_other_settings(tiny_raw, tmp_path):
+    """tools/train_kfold.py skips a finished fold, so after a code change (the trees of 2026-12-03) one folder can
+    hold folds of two versions: the summary names what differs. A signal model's fitted scale differs by design."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from tools.train_kfold import mixed_settings
+
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "tools/train_kfold.py", "--num-folds", "2", "--output-dir", str(tmp_path), "--",
+           "--data-dir", str(tiny_raw), "--arch", "features", "--importance-repeats", "0"]
+    first = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    assert first.returncode == 0 and "models differ" not in first.stderr, first.stdout + first.stderr
+    card = tmp_path / "fold_1" / "best_model" / "model.json"
+    saved = json.loads(card.read_text())
+    saved["input"]["trees"] = {**saved["input"]["trees"], "num_leaves": 15}  # as the folds before the change were
+    card.write_text(json.dumps(saved))
+    again = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    assert again.returncode == 0 and "fold 1/2: finished" in again.stdout, again.stdout + again.stderr
+    assert "the folds' models differ in trees" in again.stderr
+    signal = {k: SimpleNamespace(input={"kind": "signal", "fs": 100, "scale": s}) for k, s in ((0, 4.9), (1, 4.6))}
+    assert mixed_settings(signal) == []

@@ -29,6 +29,7 @@ from utils.artifacts import BEST_DIR, FINISHED_FILE, VAL_PREDICTIONS, ModelCard 
 from utils.atomic import write_text  # noqa: E402
 
 MARKER = "kfold.json"  # the train.py flags a fold was started with
+FITTED = {"scale"}  # model.json input settings each fold fits on its own training records: they differ by design
 OWN_FLAGS = ("--output-dir", "--num-folds", "--val-fold", "--resume")
 
 
@@ -69,6 +70,15 @@ def run_fold(train_flags, num_folds, k, out):
     return time.time() - t
 
 
+def mixed_settings(cards):
+    """The model.json input settings in which some fold differs from the first, beyond what each fold fits: folds that
+    finished under another version of the code (a finished fold is skipped, not retrained), e.g. features folds
+    trained before and after the trees changed."""
+    first, *rest = (c.input for c in cards.values())
+    return sorted({key for other in rest for key in set(first) | set(other)
+                   if key not in FITTED and first.get(key) != other.get(key)})
+
+
 def summarize(out, folds):
     """Out-of-fold predictions of all folds -> OUT/oof_predictions.csv, scores, OUT/kfold_summary.json."""
     import pandas as pd
@@ -77,6 +87,11 @@ def summarize(out, folds):
     from utils.scoring.tasks import get_task
 
     cards = {k: ModelCard.read(out / f"fold_{k}" / BEST_DIR) for k in folds}
+    mixed = mixed_settings(cards)
+    if mixed:
+        print(f"warning: {out}: the folds' models differ in {', '.join(mixed)} (model.json input): some finished under "
+              f"another version of the code; delete those fold_k directories and re-run to fuse like with like",
+              file=sys.stderr, flush=True)
     task = get_task(next(iter(cards.values())).task)
     tables = [pd.read_csv(out / f"fold_{k}" / BEST_DIR / VAL_PREDICTIONS, dtype={"name": str, "truth": str},
                           keep_default_na=False, encoding=CSV_ENCODING).assign(fold=k) for k in folds]
