@@ -76,8 +76,8 @@ def measured(task, raw, names_file):
 
 
 def fit(task, labelled, train_df, config, seed, log):
-    """The member fitted on `train_df` as train.py fits it with `config` (gain_augment, amplitudes, trees) (FeaturesFamily.fit,
-    with no validation records: this bench scores the model itself): the model."""
+    """The member fitted on `train_df` as train.py fits it with `config` (gain_augment, amplitudes, trees)
+    (FeaturesFamily.fit, with no validation records: this bench scores the model itself): the model."""
     model, _, _ = FEATURES.fit(task, labelled, train_df, train_df.iloc[:0], seed, log, **config)
     return model
 
