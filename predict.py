@@ -87,11 +87,17 @@ def predict_probs(run, task, dataset, batch_size, num_workers, desc="predict", t
     return np.concatenate(probs) if probs else np.zeros(0)
 
 
-def load_card(model_dir, task):
-    """(model directory, its card), for a model made for this task (a clear error for the other task's model)."""
+def existing_model_dir(model_dir):
+    """The model directory, or the one error every --model gets when it is not there, whatever its position."""
     model_dir = resolve_dir(model_dir)
     if not model_dir.is_dir():
         raise CheckpointError(f"{model_dir}: model directory not found (train.py writes output/best_model)")
+    return model_dir
+
+
+def load_card(model_dir, task):
+    """(model directory, its card), for a model made for this task (a clear error for the other task's model)."""
+    model_dir = existing_model_dir(model_dir)
     card = ModelCard.read(model_dir)
     if card.task != task.number or card.num_classes != task.num_outputs:
         raise CheckpointError(f"{model_dir}: a Task {card.task} model ({card.num_classes} outputs), but this run is "
@@ -146,7 +152,7 @@ def main(argv=None):
     t0 = time.time()
     task = get_task(cfg["TASK"])
     device = select_device(cfg["DEVICE"], log)
-    dirs = [cfg["MODEL"]] if isinstance(cfg["MODEL"], str) else list(cfg["MODEL"])
+    dirs = [existing_model_dir(d) for d in ([cfg["MODEL"]] if isinstance(cfg["MODEL"], str) else cfg["MODEL"])]
     if len(dirs) > 1:
         check_same_task(dirs)
     members = [load_card(d, task) for d in dirs]

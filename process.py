@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from utils.artifacts import PROCESS_REPORT, RECORD_GROUPS, RENDER_CONFIG
+from utils.artifacts import PROCESS_REPORT, RECORD_GROUPS, RENDER_CONFIG, check_data_dir
 from utils.atomic import atomic_path, write_text
 from utils.config import flag_name, parse_config, script_constants
 from utils.ecg.io import (
@@ -100,9 +100,7 @@ def write_preview(out_dir, refs, n):
 def main(argv=None):
     cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__,
                        choices={"LAYOUT": sorted(LAYOUTS), "SCALE": SCALES, "AMPLITUDE": AMPLITUDES})
-    data_dir, out_dir = Path(cfg["DATA_DIR"]), Path(cfg["OUT_DIR"])
-    if not (data_dir / "train").is_dir() and not (data_dir / "val").is_dir():
-        raise ECGDataError(data_dir, "has neither train/ nor val/ (expected the competition layout)")
+    data_dir, out_dir = check_data_dir(cfg["DATA_DIR"]), Path(cfg["OUT_DIR"])
     for key in ("SIZE", "LINE_WIDTH", "WORKERS"):
         if cfg[key] < 1:
             raise ConfigError(f"{flag_name(key)} must be >= 1, got {cfg[key]}")

@@ -256,7 +256,7 @@ def fit_at_once(cfg, task, family, labelled, train_df, val_df, card, select, out
     note = ""
     if IMPORTANCE_FILE in tables:
         plot_importance(tables[IMPORTANCE_FILE], out / "best_model" / "importance.png",
-                        f"{cfg['ARCH']}: permutation importance on validation", n_records=len(val_df))
+                        cfg["ARCH"], n_records=len(val_df))
         note = " (best_model/importance.png: the measurements that matter most per class)"
     run.finish(f" in {time.time() - t0:.0f} s" + note)
     return state

@@ -69,7 +69,7 @@ def run_bench(a, tmp, process):
     names = list_records(raw / "train")[: a.records]
     mats = [raw / "train" / f"{n}.mat" for n in names]
     assert len(mats) == a.records, f"converted {len(mats)} records, wanted {a.records}"
-    cfg = {"FORCE": True, "SIZE": a.size, "LINE_WIDTH": 1, "LAYOUT": "12x1", "MV_RANGE": 4.0}
+    cfg = {**{k: getattr(process, k) for k in process.RENDER_KEYS}, "FORCE": True, "SIZE": a.size}  # process.py's defaults
     (tmp / "ours").mkdir()
     (tmp / "seed").mkdir()
     ours_jobs = [(("train", m.stem, m, tmp / "ours" / f"{m.stem}.png", cfg),) for m in mats]

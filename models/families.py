@@ -148,6 +148,9 @@ class FittedFamily(Family):
         """DataFrame class, feature, importance, std: what the model's validation score rests on."""
 
 
+IMPORTANCE_COLUMNS = ["class", "feature", "importance", "std", "measure"]  # importance.csv (FeaturesFamily.importance)
+
+
 class PictureFamily(NetworkFamily):
     """Pictures rendered by process.py, ResNets from paddle.vision."""
 
@@ -291,9 +294,15 @@ class FeaturesFamily(FittedFamily):
 
     def importance(self, model, task, labelled, val_df, labels, repeats, top=10):
         """Permutation importance on the validation fold, per class: the mean drop in ROC AUC when the
-        measurement is shuffled, and its std; the `top` measurements of each class."""
+        measurement is shuffled, and its std; the `top` measurements of each class. A fold too small to measure
+        a drop on (utils/scoring/thresholds.py) gets the trees' own split gain instead, which rests on the
+        training records; the `measure` column says which."""
         from sklearn.inspection import permutation_importance
 
+        from utils.scoring.thresholds import enough
+
+        if not enough(len(val_df)):
+            return self._gain_importance(model, task, top)
         X = model.view(np.stack([labelled.inputs[n] for n in val_df["name"]]))  # as the trees read them
         Y = np.asarray(labels).reshape(len(X), -1)
         rows = []
@@ -303,8 +312,21 @@ class FeaturesFamily(FittedFamily):
             r = permutation_importance(est, X, Y[:, k].astype(int), scoring="roc_auc", n_repeats=repeats, random_state=0)
             for i in np.argsort(-r.importances_mean)[:top]:
                 rows.append({"class": cls, "feature": model.view.names[i], "importance": r.importances_mean[i],
-                             "std": r.importances_std[i]})
-        return pd.DataFrame(rows, columns=["class", "feature", "importance", "std"])
+                             "std": r.importances_std[i], "measure": "auc_drop"})
+        return pd.DataFrame(rows, columns=IMPORTANCE_COLUMNS)
+
+    @staticmethod
+    def _gain_importance(model, task, top):
+        """Per class, each measurement's share of the trees' total split gain (no spread: one fit)."""
+        rows = []
+        for cls, est in zip(task.prob_names, model.models):
+            gain = None if isinstance(est, float) else est.booster_.feature_importance("gain")
+            if gain is None or gain.sum() <= 0:
+                continue  # a constant, or trees that never split
+            for i in np.argsort(-gain)[:top]:
+                rows.append({"class": cls, "feature": model.view.names[i], "importance": gain[i] / gain.sum(), "std": 0.0,
+                             "measure": "gain_share"})
+        return pd.DataFrame(rows, columns=IMPORTANCE_COLUMNS)
 
     def input_spec(self, inp):
         return [None, inp["n_features"]]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from utils.artifacts import mirror_data_inputs
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "dataset" / "sample"
 TINY_RENDER = ["--mv-range", "4", "--line-width", "1"]
@@ -48,7 +50,7 @@ def _as_run(result):
 def tiny_raw(tmp_path_factory):
     """A copy of the embedded sample (60 train, 20 test real PTB-XL records) that tests may damage."""
     def build(d):
-        shutil.copytree(SAMPLE, d / "sample")
+        mirror_data_inputs(SAMPLE, d / "sample")  # the tracked inputs: never a cache the main job left beside them
         return str(d / "sample")
     return Path(built_once(tmp_path_factory, "raw", build))
 

@@ -1,6 +1,7 @@
 """predict.py: complete answers (a corrupt test record included), the zip, the JSON threshold, exported model
 agreement, clear errors, and the README main command's pieces end to end."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from utils.errors import CheckpointError
 from utils.inputs.pictures import ECGImageDataset
 
 ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "dataset" / "sample"
 
 
 def run_predict(raw, ds, model, out, *extra):
@@ -92,8 +94,11 @@ def test_exported_model_agrees_with_dygraph(tiny_raw, tiny_dataset, tiny_trained
 
 def test_missing_or_mismatched_model_is_a_clear_error(tiny_raw, tiny_dataset, tiny_trained, tmp_path):
     out, _ = tiny_trained
-    with pytest.raises(CheckpointError, match="model directory not found"):
-        run_predict(tiny_raw, tiny_dataset, tmp_path / "nope", tmp_path / "a.csv")
+    nope = tmp_path / "nope"
+    for models in ([nope], [out / "best_model", nope], [nope, out / "best_model"]):  # one message, wherever it stands
+        with pytest.raises(CheckpointError, match=f"^{nope}: model directory not found"):
+            predict.main(["--data-dir", str(tiny_raw), "--dataset-dir", str(tiny_dataset), "--model", *map(str, models),
+                          "--out", str(tmp_path / "a.csv"), "--num-workers", "0"])
     model = tmp_path / "m"
     shutil.copytree(out / "best_model", model)
     paddle.save(build_model(3, "none").state_dict(), str(model / "model.pdparams"))
@@ -113,34 +118,50 @@ def test_no_pictures_at_all_is_a_clear_error(tiny_raw, tiny_trained, tmp_path):
     assert r.returncode != 0 and "run process.py first" in r.stderr
 
 
-def test_main_command_end_to_end_on_a_few_records(tmp_path):
-    """tools/run_sample.py (README's main command) with a tiny configuration on 12 train + 4 test records."""
-    raw = tmp_path / "raw"
-    src = ROOT / "dataset" / "sample"
-    refs = pd.read_csv(src / "trainreference.csv")
-    keep = pd.concat([refs[refs.tag == 0].head(5), refs[refs.tag == 1].head(7)])
-    (raw / "train").mkdir(parents=True)
-    (raw / "val").mkdir()
-    for n in keep["name"]:
-        shutil.copy(src / "train" / f"{n}.mat", raw / "train")
-    keep.to_csv(raw / "trainreference.csv", index=False)
-    truth = pd.read_csv(src / "val_reference.csv").head(4)
-    for n in truth["name"]:
-        shutil.copy(src / "val" / f"{n}.mat", raw / "val")
-    truth.to_csv(raw / "val_reference.csv", index=False)
-    r = subprocess.run([sys.executable, "tools/run_sample.py", "--data-dir", str(raw), "--dataset-dir", str(tmp_path / "ds"),
-                        "--output-dir", str(tmp_path / "out"), "--image-size", "64", "--batch-size", "4", "--iters", "4",
-                        "--warmup-iters", "1", "--num-workers", "0", "--pretrained", "none", "--signal-iters", "6"],
+def _tree_state():
+    """Every file under the checkout but .git and the venvs, ignored ones too, with its size and time; and
+    `git status --porcelain` where this is a git checkout."""
+    skip = {".git", ".venv", ".venv26", "__pycache__", ".pytest_cache", "output"}
+    files = {}
+    for p in ROOT.rglob("*"):
+        rel = p.relative_to(ROOT)
+        if p.is_file() and not skip & set(rel.parts):
+            st = p.stat()
+            files[str(rel)] = (st.st_size, st.st_mtime_ns)
+    git = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
+    return files, git.stdout if git.returncode == 0 else None
+
+
+def test_main_command_end_to_end_leaves_the_checkout_as_it_was(tmp_path):
+    """tools/run_sample.py (README's main command) on the embedded sample, tiny sizes: every model, the fusion,
+    the printouts; everything it writes lands in its output folder, nothing in the checkout (the tracked sample
+    gets no cache, no tracked file is rewritten, git status gains nothing)."""
+    before = _tree_state()
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "tools/run_sample.py", "--output-dir", str(out), "--image-size", "64",
+                        "--batch-size", "4", "--iters", "4", "--warmup-iters", "1", "--eval-interval", "2",
+                        "--num-workers", "0", "--pretrained", "none", "--signal-iters", "6"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "test F1" in r.stdout and f"submission: {tmp_path / 'out' / 'answer.zip'}" in r.stdout
+    assert _tree_state() == before
+    assert "test F1" in r.stdout and f"submission: {out / 'answer.zip'}" in r.stdout
     table = r.stdout[r.stdout.index("test F1"):].splitlines()
     assert [line.split()[0] for line in table[1:5]] == ["resnet50", "resnet1d", "features", "fusion"]  # every model, their fusion
     assert all("(fold 0)" in line for line in table[1:4]), table  # named by family and fold, not a cut path
-    index = tmp_path / "out" / "printouts" / "index.html"
+    assert "60 labelled records make this a smoke run" in r.stdout
+    # the sample's inputs were copied, and the caches built beside the copy
+    truth = pd.read_csv(SAMPLE / "val_reference.csv")
+    assert sorted(p.name for p in (out / "sample" / "val").glob("*.mat")) == sorted(f"{n}.mat" for n in truth["name"])
+    assert (out / "sample" / "features_cache").is_dir() and (out / "sample" / "signal_cache").is_dir()
+    assert (out / "dataset" / "render_config.json").is_file()
+    index = out / "printouts" / "index.html"
     assert f"printouts: {index}" in r.stdout and index.is_file()  # a printed page per test record, and their index
     pages = json.loads((index.parent / "printouts.json").read_text())["records"]
     assert sorted(p["name"] for p in pages) == sorted(truth["name"]) and all((index.parent / p["page"]).is_file() for p in pages)
-    report = json.loads((tmp_path / "out" / "predict_report.json").read_text())
+    report = json.loads((out / "predict_report.json").read_text())
     assert len(report["models"]) == 3 and report["fusion"]["out_of_fold"]["n"] > 0
-    assert len(pd.read_csv(tmp_path / "out" / "answer.csv")) == 4
+    assert len(pd.read_csv(out / "answer.csv")) == len(truth)
+    # a quiet log: none of the third-party notices filtered at start-up, and no log line glued to a progress bar
+    log = r.stdout + r.stderr
+    assert not any(n in log for n in ("No ccache found", "OMP_NUM_THREADS set to", "always track global mean"))
+    assert not re.search(r"\|[^\n]*\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[INFO\]", r.stdout)

@@ -159,6 +159,10 @@ def test_amplitude_and_highpass_flags(raw_small, tmp_path, capsys):
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
     r = run(tmp_path / "nowhere", tmp_path / "ds", cli=True)
+    assert r.returncode != 0 and r.stderr.strip() == f"error: {tmp_path / 'nowhere'}: not found (the data folder: " \
+        "train/*.mat, val/*.mat and their label files)"
+    (tmp_path / "empty").mkdir()
+    r = run(tmp_path / "empty", tmp_path / "ds", cli=True)
     assert r.returncode != 0 and "has neither train/ nor val/" in r.stderr
 
 

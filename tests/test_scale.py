@@ -18,6 +18,7 @@ import utils.ecg.cache as ec
 import utils.inputs.signals as sg
 from transforms.signal_augment import build_signal_transforms
 from utils.ecg.cache import cache_key, features_for_records
+from utils.artifacts import mirror_data_inputs
 from utils.ecg.io import read_record
 from utils.inputs.loading import make_loader
 from utils.inputs.signals import ECGSignalDataset, default_preprocess, prepare_signals, preprocess, read_signal
@@ -257,7 +258,7 @@ def test_two_machines_on_one_data_dir_train_and_share_one_signal_cache(tmp_path)
     """The multi-machine command (paddle.distributed.launch --nnodes 2 --master HOST:PORT --rank R), both
     "machines" here on one DATA_DIR with an empty cache: they build it at once, then train as 2 ranks."""
     raw = tmp_path / "raw"
-    shutil.copytree(ROOT / "dataset" / "sample", raw)
+    mirror_data_inputs(ROOT / "dataset" / "sample", raw)  # the records, not a cache left beside them
     out, master = tmp_path / "out", f"127.0.0.1:{_free_port()}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PADDLE_")}, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-m", "paddle.distributed.launch", "--master", master, "--nnodes", "2",

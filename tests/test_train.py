@@ -65,12 +65,15 @@ def test_outputs_written(tiny_trained):
         assert {p.name for p in (out / d).iterdir()} == {"model.pdparams", "model.pdopt", "state.json", "trainer.json"}
     info = json.loads((out / "best_model" / "model.json").read_text())
     assert info["iter"] == state["best_iter"] and info["input"]["image_size"] == 64 and "image_size" not in info
-    assert info["class_names"] == ["normal", "abnormal"] and 0.0 <= info["thresholds"] <= 1.0
+    # 6 validation records choose nothing: best_model is the latest evaluation, its threshold 0.5, and it says so
+    assert info["iter"] == 30 and info["thresholds"] == 0.5 and info["class_names"] == ["normal", "abnormal"]
+    assert info["tuned_on"] == "validation fold 0 of 10, 6 records < 30: a smoke check, thresholds 0.5, nothing tuned"
     assert info["config"]["ITERS"] == 30 and info["fallback_answer"] == 1 and info["task"] == 1
     assert (out / "training_curves.png").stat().st_size > 10_000
     log = (out / "train.log").read_text()
     assert "[TRAIN] epoch: 1, iter: 5/30, loss:" in log and "reader_cost:" in log and "ips:" in log and "| ETA" in log
     assert "[EVAL] #Records: 6, loss: " in log
+    assert log.count("[EVAL] The latest model was saved at iter") == 2 and "best validation" not in log
     assert not list(out.glob(".*tmp")), "temporary files left behind"
 
 
@@ -298,3 +301,36 @@ def test_corrupt_picture_is_a_clear_error(tiny_dataset, tmp_path):
     dataset = ECGImageDataset(ds / "train", ["ptbxl_00412"], [1], 64, build_transforms(False))
     with pytest.raises(ECGDataError, match=r"ptbxl_00412.png: cannot read the picture .*process.py --force"):
         dataset[0]
+
+
+def test_too_few_validation_records_tune_nothing_and_the_figures_say_so(monkeypatch, tmp_path):
+    """Below MIN_RECORDS validation records the thresholds stay 0.5 (both tasks); from it on they are tuned; the
+    training curves name their record count and call a small fold a smoke check."""
+    from utils.scoring import plots
+    from utils.scoring.thresholds import MIN_RECORDS
+
+    rng = np.random.default_rng(0)
+    for n in (MIN_RECORDS - 1, MIN_RECORDS):
+        y = np.arange(n) % 3 == 0  # a third abnormal, scored low: the F1-best threshold is far below 0.5
+        p = np.where(y, 0.3, 0.1) + rng.uniform(0, 0.05, n)
+        t1 = get_task(1).evaluate(y.astype(int), p)
+        Y = np.tile(y[:, None], (1, 12)).astype(int)
+        Y[:, 0] = 1 - Y[:, 0]
+        t2 = get_task(2).evaluate(Y, np.tile(p[:, None], (1, 12)))
+        if n < MIN_RECORDS:
+            assert t1.thresholds == 0.5 and t2.thresholds == [0.5] * 12 and "smoke check" in t1.summary + t2.summary
+        else:
+            assert 0.1 < t1.thresholds < 0.35 and 0.1 < t2.thresholds[1] < 0.35 and "smoke" not in t1.summary
+
+    texts = {}
+
+    def keep(fig, path, plt, dpi=90):
+        texts[Path(path).name] = " ".join(t.get_text() for t in fig.findobj(lambda o: hasattr(o, "get_text")))
+        plt.close(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    history = {"train": [{"iter": 5, "loss": 0.7, "lr": 0.01}], "eval": [{"iter": 5, "loss": 0.6, "f1": 1.0, "auc": 1.0}]}
+    plots.plot_training_curves(history, tmp_path / "small.png", "f1", n_records=6)
+    plots.plot_training_curves(history, tmp_path / "large.png", "f1", n_records=185)
+    assert "validation (6 records)" in texts["small.png"] and "Smoke check" in texts["small.png"]
+    assert "validation (185 records)" in texts["large.png"] and "Smoke check" not in texts["large.png"]

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_dir, resolve_dir
-from .errors import CheckpointError
+from .errors import CheckpointError, ECGDataError
 
 # -- names the scripts share ------------------------------------------------------------------------------------
 RENDER_CONFIG = "render_config.json"  # DATASET_DIR: how process.py drew the pictures
@@ -27,6 +27,37 @@ INFO_FILE = "model.json"  # in a model directory: its ModelCard
 MODEL_FILE = "model.pdparams"  # in a model or checkpoint directory: a network's weights
 VAL_PREDICTIONS = "val_predictions.csv"  # in best_model: name, truth, p_<class>, on its validation records
 IMPORTANCE_FILE = "importance.csv"  # in a features best_model: permutation importance per class on validation
+
+
+DATA_INPUTS = ("*.csv", "*.md", "train/*.mat", "val/*.mat")  # DATA_DIR's inputs: what a copy of it needs, no cache
+
+
+def check_data_dir(path):
+    """`path` as a Path, or a one-line error when it does not exist or is no data folder (train/ or val/)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ECGDataError(path, "not found (the data folder: train/*.mat, val/*.mat and their label files)")
+    if not (path / "train").is_dir() and not (path / "val").is_dir():
+        raise ECGDataError(path, "has neither train/ nor val/ (expected the competition layout)")
+    return path
+
+
+def mirror_data_inputs(src, dst):
+    """Make `dst` hold exactly `src`'s inputs (DATA_INPUTS), file times kept, and return it. Files already there
+    and unchanged are left alone and `dst`'s caches kept, so a second run reuses them; an input `src` no longer
+    has is removed. Nothing is written in `src`."""
+    import shutil
+
+    src, dst = check_data_dir(src), Path(dst)
+    wanted = {p.relative_to(src) for pattern in DATA_INPUTS for p in src.glob(pattern) if p.is_file()}
+    for rel in {p.relative_to(dst) for pattern in DATA_INPUTS for p in dst.glob(pattern)} - wanted:
+        (dst / rel).unlink()
+    for rel in sorted(wanted):
+        s, d = src / rel, dst / rel
+        if not d.is_file() or (d.stat().st_size, d.stat().st_mtime_ns) != (s.stat().st_size, s.stat().st_mtime_ns):
+            d.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(s, d)
+    return dst
 
 
 def read_json(path):
@@ -52,6 +83,7 @@ class ModelCard:
     class_names: list = field(default_factory=list)
     selected_by: str = "f1"
     best_metric: float = None
+    tuned_on: str = None  # the records that chose this model and tuned its thresholds, e.g. "validation fold 3 of 10, 185 records"
     iter: int = None
     metrics: dict = field(default_factory=dict)
     run_id: str = None

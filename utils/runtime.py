@@ -5,9 +5,11 @@ which DataLoader workers (and the test suite's forked children) use to end with 
 """
 import logging
 import os
+import re
 import sys
 import threading
 import time
+import warnings
 
 from .errors import ConfigError, PipelineError
 
@@ -27,6 +29,56 @@ def configure_cpu_threads():
     if amd:
         os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")  # MKL otherwise takes its slow path on AMD CPUs
     load_before_paddle()
+    import_paddle_quietly()
+
+
+# Third-party notices a user can do nothing about, filtered once at start-up (docs/development.md lists them).
+QUIET_WARNINGS = (
+    "No ccache found",  # Paddle's C++-extension builder, at every `import paddle`
+    "When training, we now always track global mean and variance",  # Paddle's BatchNorm, once per epoch
+)
+QUIET_STDERR = (  # printed by `import paddle` whenever OMP_NUM_THREADS > 1, which configure_cpu_threads asks for
+    "WARNING: OMP_NUM_THREADS set to",
+    "PLEASE USE OMP_NUM_THREADS WISELY",
+)
+
+
+class _DropLines:
+    """A stand-in for a text stream that passes on every line but those starting with `prefixes`."""
+
+    def __init__(self, stream, prefixes):
+        self.stream, self.prefixes, self.pending = stream, prefixes, ""
+
+    def write(self, text):
+        self.pending += text
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            if not line.startswith(self.prefixes):
+                self.stream.write(line + "\n")
+        return len(text)
+
+    def flush(self):
+        if self.pending:
+            self.stream.write(self.pending)
+            self.pending = ""
+        self.stream.flush()
+
+
+def import_paddle_quietly():
+    """Filter QUIET_WARNINGS for this process (and the DataLoader workers it forks), and import paddle with the
+    QUIET_STDERR lines dropped. Anything else paddle prints still shows."""
+    for text in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(text))
+    if "paddle" in sys.modules:
+        return
+    real, sys.stderr = sys.stderr, _DropLines(sys.stderr, QUIET_STDERR)
+    try:
+        import paddle  # noqa: F401
+    except ImportError:
+        pass  # a tool that needs no Paddle (the converters) may run where it is not installed
+    finally:
+        sys.stderr.flush()
+        sys.stderr = real
 
 
 def local_ranks():
@@ -79,6 +131,20 @@ def select_device(requested="auto", log=None):
     return device
 
 
+class _BarSafeHandler(logging.StreamHandler):
+    """Log lines on stdout written through tqdm, which lifts a progress bar (stderr) off the line first and draws
+    it again below: a log line never lands in the middle of a bar."""
+
+    def emit(self, record):
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+            self.flush()
+        except Exception:  # noqa: BLE001 - logging's own rule: a failed log line must not end the program
+            self.handleError(record)
+
+
 def get_logger(log_file=None, quiet=False):
     """The 'ecg' logger: INFO to stdout (and `log_file`); WARNING only when `quiet` (non-zero ranks)."""
     log = logging.getLogger("ecg")
@@ -86,7 +152,7 @@ def get_logger(log_file=None, quiet=False):
     log.setLevel(logging.WARNING if quiet else logging.INFO)
     log.propagate = False
     fmt = logging.Formatter("%(asctime)s [%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S")
-    h = logging.StreamHandler(sys.stdout)
+    h = _BarSafeHandler(sys.stdout)
     h.setFormatter(fmt)
     log.addHandler(h)
     if log_file:

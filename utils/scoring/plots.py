@@ -22,8 +22,17 @@ def _defined(values):
     return [v if v is not None and v == v else None for v in values]  # None/NaN -> gap
 
 
-def plot_training_curves(history, path, select=None):
-    """Loss, learning rate and every validation score against iteration; `select` (the best_model metric) bold."""
+def _smoke_banner(fig, note):
+    """A figure resting on too few records says so above its plots (utils/scoring/thresholds.py)."""
+    if note:
+        fig.suptitle(f"Smoke check, not a measurement: {note}", color="#b35c00", fontsize=11)
+
+
+def plot_training_curves(history, path, select=None, n_records=None):
+    """Loss, learning rate and every validation score against iteration; `select` (the best_model metric) bold.
+    `n_records`: the validation records each evaluation rests on, named in the figure."""
+    from .thresholds import smoke_note
+
     plt = _pyplot()
     train, evals = history.get("train", []), history.get("eval", [])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -38,17 +47,20 @@ def plot_training_curves(history, path, select=None):
             axes[2].plot(it, _defined([r.get(key) for r in evals]), "o-", lw=2.5 if key == select else 1,
                          label=key + (" (selects best_model)" if key == select else ""))
         axes[2].legend(fontsize=8)
-    for ax, title in zip(axes, ("loss", "learning rate", "validation")):
+    on = f" ({n_records} records)" if n_records is not None else ""
+    for ax, title in zip(axes, ("loss", "learning rate", f"validation{on}")):
         ax.set_title(title)
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[2].set_ylim(0, 1.02)
+    _smoke_banner(fig, smoke_note(n_records) if n_records is not None else "")
     _save(fig, path, plt)
 
 
-def plot_per_class(rows, path, title):
-    """Bars of F1 and ROC AUC per class, with each class's support (positives) written under its name."""
+def plot_per_class(rows, path, title, smoke=""):
+    """Bars of F1 and ROC AUC per class, with each class's support (positives) written under its name; `smoke`:
+    why these figures are a smoke check (too few records), shown above them."""
     import numpy as np
 
     plt = _pyplot()
@@ -62,6 +74,7 @@ def plot_per_class(rows, path, title):
     ax.set_title(f"per class: {title} (no bar: undefined, the class has no positive)")
     ax.legend()
     ax.grid(alpha=0.3, axis="y")
+    _smoke_banner(fig, smoke)
     _save(fig, path, plt)
 
 
@@ -81,9 +94,10 @@ def plot_importance(df, path, title, n_records=None):
         fig.suptitle(title)
         _save(fig, path, plt)
         return path
+    gain = "measure" in df and (df["measure"] == "gain_share").all()
     cols = min(3, len(classes))
     rows = (len(classes) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.2 * rows + (0.6 if gain else 0)), squeeze=False)
     for ax, cls in zip(axes.flat, classes):
         d = df[df["class"] == cls].iloc[::-1]
         ax.set_title(cls, fontsize=10)
@@ -91,12 +105,14 @@ def plot_importance(df, path, title, n_records=None):
             _say(ax, f"No measurement changes the validation ROC AUC\nwhen shuffled: {fold} is too small\n"
                      f"to measure importance (not a sign that\nthe measurements do not matter).")
             continue
-        ax.barh(d["feature"], d["importance"], xerr=d["std"], color="tab:blue")
+        ax.barh(d["feature"], d["importance"], xerr=None if gain else d["std"], color="tab:green" if gain else "tab:blue")
         ax.tick_params(labelsize=7)
-        ax.set_xlabel("drop in ROC AUC when shuffled", fontsize=8)
+        ax.set_xlabel("share of the trees' split gain" if gain else "drop in ROC AUC when shuffled", fontsize=8)
     for ax in list(axes.flat)[len(classes):]:
         ax.axis("off")
-    fig.suptitle(title)
+    fig.suptitle(f"{title}: permutation importance on {fold}" if not gain else
+                 f"{title}\nthe trees' split gain on the training records: {fold} is too few to measure a drop in "
+                 f"ROC AUC\n(gain says what the trees use, not what the score rests on)", fontsize=10)
     _save(fig, path, plt)
     return path
 

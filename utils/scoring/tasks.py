@@ -21,6 +21,7 @@ from scipy.special import expit, softmax
 from ..atomic import atomic_paths, umask_mode
 from ..ecg.io import CLASS_NAMES, CSV_ENCODING, TAG_NAMES, read_reference, read_reference_task2
 from ..errors import CheckpointError, ConfigError
+from . import thresholds as tuning
 from .metrics import best_threshold, binary_report, fmt, multilabel_report
 
 NORMAL = 0  # column of "normal" among the 12 Task 2 outputs (class index 1)
@@ -227,10 +228,11 @@ class Task1(Task):
         return np.hstack([np.log(1 - p), np.log(p)]).astype(np.float32)
 
     def evaluate(self, y, probs):
-        threshold = best_threshold(y, probs)
+        threshold = best_threshold(y, probs) if tuning.enough(len(y)) else tuning.DEFAULT
         at_half, tuned = binary_report(y, probs, 0.5), binary_report(y, probs, threshold)
-        summary = (f"acc: {at_half['accuracy']:.4f}, F1: {at_half['f1']:.4f} (threshold 0.5), F1: {tuned['f1']:.4f} "
-                   f"(threshold {threshold:.3f}), AUC: {fmt(at_half['auc'])}")
+        at = (f"F1: {tuned['f1']:.4f} (threshold {threshold:.3f})" if tuning.enough(len(y))
+              else f"({tuning.smoke_note(len(y))})")
+        summary = f"acc: {at_half['accuracy']:.4f}, F1: {at_half['f1']:.4f} (threshold 0.5), {at}, AUC: {fmt(at_half['auc'])}"
         record = {"f1": tuned["f1"], "f1_at_0.5": at_half["f1"], "auc": at_half["auc"], "accuracy": at_half["accuracy"],
                   "threshold": threshold}
         return Evaluation(len(y), {"at_0.5": at_half, "at_threshold": tuned}, record, threshold, summary,
@@ -327,8 +329,11 @@ class Task2(Task):
         return np.log(p / (1 - p)).astype(np.float32)
 
     def thresholds(self, y, probs):
-        """Per class, the F1-best threshold on validation (0.5 where the fold has no positive or no negative).
-        "normal" is answered only when no other class is, so its threshold is tuned with that rule applied."""
+        """Per class, the F1-best threshold on validation (0.5 where the fold has no positive or no negative, or
+        where it is too small to tune on: utils/scoring/thresholds.py). "normal" is answered only when no other
+        class is, so its threshold is tuned with that rule applied."""
+        if not tuning.enough(len(y)):
+            return [tuning.DEFAULT] * self.num_outputs
         t = [best_threshold(y[:, k], probs[:, k]) if 0 < y[:, k].sum() < len(y) else 0.5 for k in range(self.num_outputs)]
         if 0 < y[:, NORMAL].sum() < len(y):
             t[NORMAL] = self._normal_threshold(y[:, NORMAL], probs, np.asarray(t))
@@ -355,7 +360,8 @@ class Task2(Task):
         thresholds = self.thresholds(y, probs)
         pred = self.indicator(self.decide(probs, thresholds))
         m = multilabel_report(y, probs, pred, self.class_names, thresholds)
-        summary = (f"macro F1: {m['macro_f1']:.4f}, micro F1: {m['micro_f1']:.4f} (tuned thresholds, answer rules), "
+        how = "tuned thresholds" if tuning.enough(len(y)) else tuning.smoke_note(len(y))
+        summary = (f"macro F1: {m['macro_f1']:.4f}, micro F1: {m['micro_f1']:.4f} ({how}, answer rules), "
                    f"macro AUC: {fmt(m['macro_auc'])}")
         record = {"macro_f1": m["macro_f1"], "micro_f1": m["micro_f1"], "macro_auc": m["macro_auc"]}
         return Evaluation(len(y), m, record, thresholds, summary, table=per_class_lines(m))

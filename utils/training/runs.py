@@ -19,6 +19,7 @@ from ..artifacts import BEST_DIR, FINISHED_FILE, INFO_FILE, VAL_PREDICTIONS, Mod
 from ..atomic import resolve_dir, write_text
 from ..errors import ConfigError
 from ..scoring.metrics import fmt
+from ..scoring import thresholds as tuning
 from ..scoring.plots import plot_per_class, plot_training_curves
 from .checkpoint import STATE_FILE, load_checkpoint, read_trainer_state, restore_trainer_state
 
@@ -203,27 +204,43 @@ class Run:
                "train_seconds": round(self.state["train_seconds"], 3)}  # training so far (not evaluations, checkpoints)
         self.state["history"]["eval"].append(rec)
         value = rec[self.select] if rec[self.select] is not None else -1.0  # an undefined AUC never wins
-        if value > self.state["best_metric"]:
+        few = not tuning.enough(len(self.val_names))  # a smoke check: the latest model, not one lucky evaluation
+        if value > self.state["best_metric"] or few:
             self.state["best_metric"], self.state["best_iter"] = value, it
             card = self.card
             card.run_id, card.iter, card.best_metric, card.selected_by = self.state["run_id"], it, value, self.select
             card.signature, card.thresholds = self.state["signature"], result.thresholds
+            card.tuned_on = self.tuned_on()
             card.metrics = {**({"val_loss": loss} if loss is not None else {}), **result.metrics}
             tables = {VAL_PREDICTIONS: self.task.prediction_table(self.val_names, labels, probs), **(tables or {})}
             save_model_dir(self.out / BEST_DIR, card, model, tables, write)
-        self.log.info(f"[EVAL] The model with the best validation {self.select} ({self.state['best_metric']:.4f}) was "
-                      f"saved at iter {self.state['best_iter']}.")
+        if few:
+            self.log.info(f"[EVAL] The latest model was saved at iter {it}: {tuning.smoke_note(len(self.val_names))}, "
+                          f"so no best model is chosen.")
+        else:
+            self.log.info(f"[EVAL] The model with the best validation {self.select} ({self.state['best_metric']:.4f}) "
+                          f"was saved at iter {self.state['best_iter']}.")
         return rec
+
+    def tuned_on(self):
+        """model.json's `tuned_on`: which records chose the model and tuned its thresholds."""
+        cfg = self.card.config or {}
+        where = (f"validation fold {cfg['VAL_FOLD']} of {cfg['NUM_FOLDS']}, " if "VAL_FOLD" in cfg else "validation, ")
+        n = len(self.val_names)
+        return where + (f"{n} records" if tuning.enough(n) else tuning.smoke_note(n))
 
     def finish(self, note=""):
         """Its figures and finished.json (tools/train_kfold.py skips finished folds)."""
         out, state, figures = self.out, self.state, []
+        n = len(self.val_names)
         if state["history"]["train"]:
-            plot_training_curves(state["history"], out / "training_curves.png", self.select)
+            plot_training_curves(state["history"], out / "training_curves.png", self.select, n_records=n)
             figures.append(f"curves: {out / 'training_curves.png'}")
         best = ModelCard.read(out / BEST_DIR)
         if "per_class" in best.metrics:
-            plot_per_class(best.metrics["per_class"], out / "per_class.png", f"validation, best model (iter {best.iter})")
+            which = "best model" if tuning.enough(n) else "latest model"
+            plot_per_class(best.metrics["per_class"], out / "per_class.png",
+                           f"validation ({n} records), {which} (iter {best.iter})", smoke=tuning.smoke_note(n))
             figures.append(f"per class: {out / 'per_class.png'}")
         write_text(out / FINISHED_FILE, json.dumps({"run_id": state["run_id"], "iter": state["iter"],
                                                     "best_iter": state["best_iter"], "best_metric": state["best_metric"],
@@ -231,5 +248,6 @@ class Run:
                                                     "train_seconds": round(state["train_seconds"], 1),
                                                     **({"stopped": state["stopped"]} if "stopped" in state else {})},
                                                    indent=2) + "\n")
-        self.log.info(f"done: best validation {self.select} {fmt(state['best_metric'])} at iter {state['best_iter']} -> "
-                      f"{out / BEST_DIR}" + "".join(f"; {f}" for f in figures) + note)
+        chosen = (f"best validation {self.select} {fmt(state['best_metric'])} at iter {state['best_iter']}" if tuning.enough(n)
+                  else f"the latest model, iter {state['best_iter']} ({tuning.smoke_note(n)})")
+        self.log.info(f"done: {chosen} -> {out / BEST_DIR}" + "".join(f"; {f}" for f in figures) + note)
