@@ -143,7 +143,9 @@ def test_main_command_end_to_end_leaves_the_checkout_as_it_was(tmp_path):
                         "--num-workers", "0", "--pretrained", "none", "--signal-iters", "6"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert _tree_state() == before
+    (files, git), (files_now, git_now) = before, _tree_state()
+    changed = sorted(k for k in files.keys() | files_now.keys() if files.get(k) != files_now.get(k))
+    assert not changed and git_now == git, (changed, git, git_now)
     assert "test F1" in r.stdout and f"submission: {out / 'answer.zip'}" in r.stdout
     table = r.stdout[r.stdout.index("test F1"):].splitlines()
     assert [line.split()[0] for line in table[1:5]] == ["resnet50", "resnet1d", "features", "fusion"]  # every model, their fusion
