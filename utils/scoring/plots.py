@@ -22,18 +22,19 @@ def _defined(values):
     return [v if v is not None and v == v else None for v in values]  # None/NaN -> gap
 
 
-def _smoke_banner(fig, note):
+def _smoke_banner(fig, text):
     """A figure resting on too few records says so above its plots (utils/scoring/thresholds.py)."""
-    if note:
-        fig.suptitle(f"Smoke check, not a measurement: {note}", color="#b35c00", fontsize=11)
+    if text:
+        fig.suptitle(text, color="#b35c00", fontsize=11)
 
 
 def plot_training_curves(history, path, select=None, n_records=None):
     """Loss, learning rate and every validation score against iteration; `select` (the best_model metric) bold.
     `n_records`: the validation records each evaluation rests on, named in the figure."""
-    from .thresholds import smoke_note
+    from .thresholds import enough, smoke_banner
 
     plt = _pyplot()
+    chooses = n_records is None or enough(n_records)
     train, evals = history.get("train", []), history.get("eval", [])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     if train:
@@ -45,7 +46,7 @@ def plot_training_curves(history, path, select=None, n_records=None):
         axes[0].plot(it, [r["loss"] for r in evals], "o-", label="validation")
         for key in [k for k in evals[0] if k not in NOT_CURVES]:
             axes[2].plot(it, _defined([r.get(key) for r in evals]), "o-", lw=2.5 if key == select else 1,
-                         label=key + (" (selects best_model)" if key == select else ""))
+                         label=key + (" (selects best_model)" if key == select and chooses else ""))
         axes[2].legend(fontsize=8)
     on = f" ({n_records} records)" if n_records is not None else ""
     for ax, title in zip(axes, ("loss", "learning rate", f"validation{on}")):
@@ -54,13 +55,13 @@ def plot_training_curves(history, path, select=None, n_records=None):
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[2].set_ylim(0, 1.02)
-    _smoke_banner(fig, smoke_note(n_records) if n_records is not None else "")
+    _smoke_banner(fig, "" if chooses else smoke_banner(n_records))
     _save(fig, path, plt)
 
 
 def plot_per_class(rows, path, title, smoke=""):
     """Bars of F1 and ROC AUC per class, with each class's support (positives) written under its name; `smoke`:
-    why these figures are a smoke check (too few records), shown above them."""
+    the banner saying these figures are a smoke check (thresholds.smoke_banner), shown above them."""
     import numpy as np
 
     plt = _pyplot()
@@ -97,7 +98,7 @@ def plot_importance(df, path, title, n_records=None):
     gain = "measure" in df and (df["measure"] == "gain_share").all()
     cols = min(3, len(classes))
     rows = (len(classes) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 3.2 * rows + (0.6 if gain else 0)), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(8.0, 5.5 * cols), 3.2 * rows + (0.8 if gain else 0)), squeeze=False)
     for ax, cls in zip(axes.flat, classes):
         d = df[df["class"] == cls].iloc[::-1]
         ax.set_title(cls, fontsize=10)
@@ -111,8 +112,8 @@ def plot_importance(df, path, title, n_records=None):
     for ax in list(axes.flat)[len(classes):]:
         ax.axis("off")
     fig.suptitle(f"{title}: permutation importance on {fold}" if not gain else
-                 f"{title}\nthe trees' split gain on the training records: {fold} is too few to measure a drop in "
-                 f"ROC AUC\n(gain says what the trees use, not what the score rests on)", fontsize=10)
+                 f"{title}: the trees' split gain on the training records,\nsince {fold} is too few to measure a "
+                 f"drop in ROC AUC\n(gain says what the trees use, not what the score rests on)", fontsize=10)
     _save(fig, path, plt)
     return path
 

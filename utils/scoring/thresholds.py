@@ -15,5 +15,11 @@ def enough(n):
 
 
 def smoke_note(n):
-    """What a log line or a figure says of a choice made on `n` records."""
+    """What a log line says of a choice made on `n` records."""
     return "" if enough(n) else f"{n} records < {MIN_RECORDS}: a smoke check, thresholds {DEFAULT}, nothing tuned"
+
+
+def smoke_banner(n):
+    """What a figure of a training run validated on `n` records says above its plots ("" when they are enough)."""
+    return "" if enough(n) else (f"Smoke check, not a measurement: {n} validation records (< {MIN_RECORDS}), "
+                                 f"thresholds {DEFAULT}, the latest model kept")

@@ -215,8 +215,8 @@ class Run:
             tables = {VAL_PREDICTIONS: self.task.prediction_table(self.val_names, labels, probs), **(tables or {})}
             save_model_dir(self.out / BEST_DIR, card, model, tables, write)
         if few:
-            self.log.info(f"[EVAL] The latest model was saved at iter {it}: {tuning.smoke_note(len(self.val_names))}, "
-                          f"so no best model is chosen.")
+            self.log.info(f"[EVAL] The latest model was saved at iter {it} (too few validation records to choose a "
+                          f"best one).")
         else:
             self.log.info(f"[EVAL] The model with the best validation {self.select} ({self.state['best_metric']:.4f}) "
                           f"was saved at iter {self.state['best_iter']}.")
@@ -240,7 +240,7 @@ class Run:
         if "per_class" in best.metrics:
             which = "best model" if tuning.enough(n) else "latest model"
             plot_per_class(best.metrics["per_class"], out / "per_class.png",
-                           f"validation ({n} records), {which} (iter {best.iter})", smoke=tuning.smoke_note(n))
+                           f"validation ({n} records), {which} (iter {best.iter})", smoke=tuning.smoke_banner(n))
             figures.append(f"per class: {out / 'per_class.png'}")
         write_text(out / FINISHED_FILE, json.dumps({"run_id": state["run_id"], "iter": state["iter"],
                                                     "best_iter": state["best_iter"], "best_metric": state["best_metric"],
