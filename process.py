@@ -39,7 +39,7 @@ from utils.runtime import run_script
 DATA_DIR = "dataset/sample"  # raw competition layout; the default is the embedded PTB-XL sample
 OUT_DIR = "dataset"
 SIZE = 640  # picture is SIZE x SIZE pixels
-LINE_WIDTH = 2  # pixels (chosen on the picture-settings bench: README)
+LINE_WIDTH = 2  # pixels (chosen on the picture-settings bench: docs/results.md)
 LAYOUT = "12x1"  # 12 bands of full width; or 6x2
 MV_RANGE = 2.0  # mV spanned by one lead's band (fixed for all records: amplitude is diagnostic)
 SCALE = "fixed"  # fixed (MV_RANGE for every lead and record) | per-lead (each lead fills its band, as the original drew them)

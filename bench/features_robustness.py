@@ -12,7 +12,7 @@ setting of --trees, TREE_ROWS below; the first of each is the reference) is the 
 (FeaturesFamily.fit, the same measurements, LightGBM and seed), on:
 - the development records (PTB-XL without the test fold): out of fold over train.py's --num-folds group-aware
   folds, on the records as they are and as recorded at gain x0.8 and x1.2 (utils/ecg/gain.at_gain: exact for 97%
-  of record-gain pairs, README). The configuration is chosen by the mean of those three out-of-fold AUCs (Task 2:
+  of record-gain pairs, docs/results.md). The configuration is chosen by the mean of those three out-of-fold AUCs (Task 2:
   macro AUC);
 - the test fold, by a model fitted on every development record, as recorded and at x0.8 / x1.2;
 - the external records (--external, a converted set: its val/ records, e.g. CPSC2018 by tools/convert_cinc.py),
@@ -52,7 +52,7 @@ from utils.scoring.tasks import get_task  # noqa: E402
 from utils.training.sampling import multilabel_folds, split_records, stratified_folds  # noqa: E402
 
 SHIFTS = (1.0, 0.8, 1.2)  # the gains every model is scored at: as recorded, and a device calibrated 20% off
-# LightGBM tree settings (README "Tree settings"), each whole: column and row subsampling decorrelate trees over 219
+# LightGBM tree settings (docs/results.md, "Tree settings"), each whole: column and row subsampling decorrelate trees over 219
 # correlated measurements; smaller leaves suit a few hundred records. leaves7-cols0.5 is models/gbm.TREES (the default
 # since 2026-12-03, chosen by this bench); leaves15 the default before it.
 LEAVES15 = {"num_leaves": 15, "min_child_samples": 10, "reg_lambda": 1.0, "colsample_bytree": 1.0, "subsample": 1.0,

@@ -60,6 +60,7 @@ from utils.artifacts import (  # noqa: E402
 )
 from utils.atomic import write_text  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
+from utils.scoring.thresholds import MIN_RECORDS, enough  # noqa: E402
 
 TARGETS = (0.95, 0.97)  # the AUCs whose record counts the fit reports
 EXTRAPOLATE = (17000, 88000)  # all of PTB-XL; PhysioNet/CinC Challenge 2021
@@ -464,7 +465,11 @@ def prepare(a, work, times):
     pools = [write_pool(raw, names, work / "pools", work / "cache", dataset)
              for names in select_pools(raw, task, a.size_list, a.seed)]
     for d in pools:
-        print(f"{d.name}: {sum(1 for _ in (d / 'train').glob('*.mat'))} records -> {d}")
+        n = sum(1 for _ in (d / 'train').glob('*.mat'))
+        print(f"{d.name}: {n} records -> {d}")
+        if not enough(n // a.num_folds):  # train.py then tunes nothing (utils/scoring/thresholds.py)
+            print(f"warning: {d.name}: about {n // a.num_folds} validation records a fold (< {MIN_RECORDS}): each fold "
+                  f"keeps its latest model and thresholds 0.5 instead of choosing by the AUC")
     return pools
 
 

@@ -323,7 +323,7 @@ class FeaturesFamily(FittedFamily):
             gain = None if isinstance(est, float) else est.booster_.feature_importance("gain")
             if gain is None or gain.sum() <= 0:
                 continue  # a constant, or trees that never split
-            for i in np.argsort(-gain)[:top]:
+            for i in [i for i in np.argsort(-gain)[:top] if gain[i] > 0]:  # a measurement never split on says nothing
                 rows.append({"class": cls, "feature": model.view.names[i], "importance": gain[i] / gain.sum(), "std": 0.0,
                              "measure": "gain_share"})
         return pd.DataFrame(rows, columns=IMPORTANCE_COLUMNS)

@@ -8,7 +8,7 @@ LightGBM's own text model, one file per output (`gbm_<k>.txt`) and `gbm.json` sa
 pickle, so loading runs no code. The trees read the measurements through an AmplitudeView (utils/ecg/gain.py,
 train.py --amplitudes), recorded in gbm.json: the model takes measurements as measured, whatever view it reads.
 LightGBM over scikit-learn's HistGradientBoostingClassifier: on the PTB-XL bench it scored a Task 1 ROC AUC within
-noise (0.937 vs 0.945), a higher Task 2 macro AUC (0.942 vs 0.932), in about half the time (README).
+noise (0.937 vs 0.945), a higher Task 2 macro AUC (0.942 vs 0.932), in about half the time (docs/results.md).
 """
 import hashlib
 import inspect
@@ -27,7 +27,7 @@ INDEX_FILE = "gbm.json"
 MIN_FOR_EARLY_STOP = 20  # positives (and negatives) a class needs for its early-stopping hold-out
 EARLY_STOP_FRACTION, EARLY_STOP_ROUNDS = 0.15, 30
 # Small trees, each on half the measurements (many are near copies): chosen out of fold on both tasks over 15 leaves
-# on every measurement (the default before 2026-12-03) and three other settings (README "Tree settings")
+# on every measurement (the default before 2026-12-03) and three other settings (docs/results.md, "Tree settings")
 TREES = dict(num_leaves=7, min_child_samples=20, reg_lambda=1.0, colsample_bytree=0.5, subsample=1.0, subsample_freq=0)
 
 

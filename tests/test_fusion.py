@@ -156,9 +156,12 @@ def _assert_within(got, interval):
     assert np.all((got >= lo - tol) & (got <= hi + tol)), np.max(np.maximum(lo - got, got - hi))
 
 
-def test_stacking_fuses_families_as_its_report_says(kfold, tiny_raw, tiny_dataset, tiny_trained, tmp_path):
+def test_stacking_fuses_families_as_its_report_says(kfold, tiny_raw, tiny_dataset, tiny_trained, tmp_path, monkeypatch):
     """--weights auto: a logistic regression on each family's out-of-fold logits (the k-fold folds one family),
-    scored cross-fitted; the test records' fused probabilities are the stacker applied to the families'."""
+    scored cross-fitted; the test records' fused probabilities are the stacker applied to the families'. The
+    families share the picture model's 6 validation records, fewer than a stacking is fitted on
+    (test_features_model checks that fallback): the limit is lowered to test the stacking itself."""
+    monkeypatch.setattr("utils.scoring.thresholds.MIN_RECORDS", 5)
     out, _, _ = kfold
     picture = str(tiny_trained[0] / "best_model")
     folds = [str(out / f"fold_{k}" / "best_model") for k in (0, 1)]
@@ -236,8 +239,10 @@ def test_bad_fusions_fail_clearly(kfold, tiny_raw, tiny_trained2, tmp_path):
         predict.main([*args, "--dataset-dir", str(tmp_path), "--model", str(tiny_trained2[0] / "best_model"), "--task", "2"])
 
 
-def test_task2_stacking_through_predict(tiny_raw, tiny_dataset, tiny_trained2, tiny_features2, tmp_path):
-    """Task 2: one logistic regression per class over the families, applied to the test records as reported."""
+def test_task2_stacking_through_predict(tiny_raw, tiny_dataset, tiny_trained2, tiny_features2, tmp_path, monkeypatch):
+    """Task 2: one logistic regression per class over the families, applied to the test records as reported (on
+    the 12 records both validate: the limit a stacking is fitted on is lowered to test it)."""
+    monkeypatch.setattr("utils.scoring.thresholds.MIN_RECORDS", 5)
     feat = tiny_features2[0]
     members = [str(tiny_trained2[0] / "best_model"), str(feat / "best_model")]
     rep = predict.main(["--task", "2", "--data-dir", str(tiny_raw), "--dataset-dir", str(tiny_dataset), "--model", *members,

@@ -1,4 +1,4 @@
-"""The architecture's import rules (README's Layout): utils/ is layered, each layer importing only those below it.
+"""The architecture's import rules (docs/development.md, Import layers): utils/ is layered, each layer importing only those below it.
 
     base (utils/*.py: errors, atomic, config, runtime, artifacts)  <  ecg  <  inputs, scoring  <  report, training
 

@@ -132,7 +132,7 @@ def test_amplitude_and_highpass_flags(raw_small, tmp_path, capsys):
 
     main()
     rc = json.loads((out / "render_config.json").read_text())
-    assert rc["amplitude"] == "soft" and rc["highpass"] == 0.5  # the defaults: measured best out of fold (README)
+    assert rc["amplitude"] == "soft" and rc["highpass"] == 0.5  # the defaults: measured best out of fold (docs/results.md)
     soft = Image.open(out / "train" / f"{name}.png").tobytes()
     printed = main("--amplitude", "clip", "--highpass", "0")
     assert statuses(out)[1] == {"rendered": 22} and "render settings differ" in printed

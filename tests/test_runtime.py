@@ -263,3 +263,41 @@ def test_bad_model_directories_are_one_line_errors(tiny_raw, tiny_dataset, tiny_
         last = r.stderr.strip().splitlines()[-1]  # Paddle may warn on stderr before it
         assert last.startswith(f"error: {model}: {problem}") and r.stderr.count("error:") == 1, r.stderr
     assert not (tmp_path / "a.csv").exists()
+
+
+def test_paddle_start_up_notices_are_filtered_and_nothing_else():
+    """configure_cpu_threads imports Paddle with its thread notice dropped and its ccache warning filtered (with 2
+    threads, as the scripts run); a bare `import paddle` prints them, and other stderr lines still pass."""
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    quiet = ("from utils.runtime import configure_cpu_threads\nconfigure_cpu_threads()\nimport paddle, sys, warnings\n"
+             "print('still shown', file=sys.stderr)\nwarnings.warn('a warning of our own')\n")
+    bare = "import paddle\n"
+    runs = {name: subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                                 timeout=300) for name, code in (("quiet", quiet), ("bare", bare))}
+    assert all(r.returncode == 0 for r in runs.values()), {n: r.stderr[-2000:] for n, r in runs.items()}
+    assert "OMP_NUM_THREADS set to 2" in runs["bare"].stderr  # what is filtered is really printed by Paddle
+    assert "OMP_NUM_THREADS" not in runs["quiet"].stderr and "No ccache found" not in runs["quiet"].stderr
+    assert "still shown" in runs["quiet"].stderr and "a warning of our own" in runs["quiet"].stderr
+
+
+def test_a_log_line_never_lands_inside_a_progress_bar(monkeypatch):
+    """With a progress bar running on stderr and log lines on stdout (one terminal), every log line starts on a
+    line of its own: the bar is lifted first. A plain stream handler would write it right after the bar."""
+    import io
+
+    from tqdm import tqdm
+
+    from utils.runtime import get_logger
+
+    screen = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", screen)
+    monkeypatch.setattr(sys, "stderr", screen)
+    log = get_logger()
+    with tqdm(total=10, desc="measure", file=sys.stderr, mininterval=0) as bar:
+        bar.update(3)
+        log.info("a log line")
+        bar.update(3)
+    segments = re.split(r"[\r\n]", screen.getvalue())
+    line = next(s for s in segments if "a log line" in s)
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[INFO\] a log line$", line), segments
+    assert any("measure" in s and "6/10" in s for s in segments)  # the bar went on below it

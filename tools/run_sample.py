@@ -1,7 +1,9 @@
-"""The main job on the embedded sample, sized for a 2-core CPU (about 6 minutes): process.py -> train.py for the
-picture model (ResNet50), the signal model (resnet1d) and the features model (ECG measurements + gradient boosting)
--> predict.py with the three fused; then each model's and the fusion's test F1/AUC, the path of answer.zip and that
-of the printouts' index (a page per test record, as an electrocardiograph prints it, with the fusion's answer).
+"""The main job: the whole pipeline on the embedded sample, sized for a 2-core CPU (about 6 minutes).
+
+process.py -> train.py for the picture model (ResNet50), the signal model (resnet1d) and the features model (ECG
+measurements + gradient boosting) -> predict.py with the three fused; then each model's and the fusion's test
+F1/AUC, the path of answer.zip and that of the printouts' index (a page per test record, as an
+electrocardiograph prints it, with the fusion's answer).
 
     python tools/run_sample.py [--iters 120] [--signal-iters 150] [--image-size 224] [--pretrained auto|none|PATH]
 
@@ -18,9 +20,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from utils.artifacts import mirror_data_inputs  # noqa: E402
+from utils.artifacts import BEST_DIR, VAL_PREDICTIONS, mirror_data_inputs  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
+from utils.errors import PipelineError  # noqa: E402
 from utils.runtime import run_script  # noqa: E402
+from utils.scoring.thresholds import enough  # noqa: E402
 
 # -- configuration: the main job's sizes (every constant is also a flag: SIGNAL_ITERS -> --signal-iters) ------------
 DATA_DIR = str(ROOT / "dataset" / "sample")  # records and label files (train/, val/, CSVs); copied to OUTPUT_DIR/sample first
@@ -39,9 +43,13 @@ NUM_WORKERS = 2  # DataLoader workers
 
 
 def run(step, args):
+    """One script in a child process -> its wall seconds; a failed step ends the job in one line (the script has
+    printed its own error above it)."""
     print(f"\n=== {step}: {' '.join(map(str, args))}", flush=True)
     t = time.time()
-    subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, check=True)
+    code = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT).returncode
+    if code:
+        raise PipelineError(f"{step}: {args[0]} failed (exit status {code}); its message is above")
     return time.time() - t
 
 
@@ -84,7 +92,7 @@ def steps(cfg, raw, out, pretrained):
     }
 
 
-def print_table(report, pretrained, n_train):
+def print_table(report, pretrained, n_validation):
     if "metrics" not in report:
         return
     rows = [(m.get("label", m["arch"]), m["metrics"]) for m in report.get("members", [])]
@@ -92,8 +100,9 @@ def print_table(report, pretrained, n_train):
     for name, m in rows + [("fusion (mean)", report["metrics"])]:
         auc = "n/a" if m["auc"] is None else f"{m['auc']:.4f}"  # undefined when the test set has one class
         print(f"{name:<28} {m['f1']:>8.4f} {auc:>8}")
-    print(f"{n_train} labelled records make this a smoke run of the pipeline, not a model: "
-          f"docs/results.md has the accuracy measured on real patients.")
+    if not enough(n_validation):
+        print(f"{n_validation} validation records per model make this a smoke run of the pipeline, not a model: "
+              f"docs/results.md has the accuracy measured on real patients.")
 
 
 def main(argv=None):
@@ -105,7 +114,8 @@ def main(argv=None):
 
     report = json.loads((out / "predict_report.json").read_text())
     print("\n=== done: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
-    print_table(report, pretrained, len(list((raw / "train").glob("*.mat"))))
+    validated = (out / "features" / BEST_DIR / VAL_PREDICTIONS).read_text().splitlines()[1:]  # the folds all share
+    print_table(report, pretrained, len(validated))
     print(f"submission: {report['zip']}")
     if report.get("printouts"):
         print(f"printouts: {report['printouts']} (open it in a browser: a page per test record)")

@@ -42,13 +42,22 @@ def check_data_dir(path):
     return path
 
 
+MIRROR_MARK = ".mirror_of"  # in a folder mirror_data_inputs made: the folder it copies
+
+
 def mirror_data_inputs(src, dst):
     """Make `dst` hold exactly `src`'s inputs (DATA_INPUTS), file times kept, and return it. Files already there
     and unchanged are left alone and `dst`'s caches kept, so a second run reuses them; an input `src` no longer
-    has is removed. Nothing is written in `src`."""
+    has is removed. Nothing is written in `src`. A non-empty `dst` this function did not make is refused: it may
+    be someone's data."""
     import shutil
 
     src, dst = check_data_dir(src), Path(dst)
+    if dst.is_dir() and any(dst.iterdir()) and not (dst / MIRROR_MARK).is_file():
+        raise ECGDataError(dst, "exists and is not a copy this pipeline made: refusing to overwrite it (choose another "
+                                "output folder, or remove it)")
+    dst.mkdir(parents=True, exist_ok=True)
+    (dst / MIRROR_MARK).write_text(f"{src.resolve()}\n")
     wanted = {p.relative_to(src) for pattern in DATA_INPUTS for p in src.glob(pattern) if p.is_file()}
     for rel in {p.relative_to(dst) for pattern in DATA_INPUTS for p in dst.glob(pattern)} - wanted:
         (dst / rel).unlink()

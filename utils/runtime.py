@@ -63,19 +63,22 @@ class _DropLines:
             self.pending = ""
         self.stream.flush()
 
+    def __getattr__(self, name):  # fileno, isatty, encoding...: the real stream's (a logging handler may keep us)
+        return getattr(self.stream, name)
+
 
 def import_paddle_quietly():
     """Filter QUIET_WARNINGS for this process (and the DataLoader workers it forks), and import paddle with the
     QUIET_STDERR lines dropped. Anything else paddle prints still shows."""
     for text in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=re.escape(text))
-    if "paddle" in sys.modules:
-        return
+    import importlib.util
+
+    if "paddle" in sys.modules or importlib.util.find_spec("paddle") is None:
+        return  # imported already, or not installed (a tool that needs no Paddle): nothing to quieten
     real, sys.stderr = sys.stderr, _DropLines(sys.stderr, QUIET_STDERR)
     try:
         import paddle  # noqa: F401
-    except ImportError:
-        pass  # a tool that needs no Paddle (the converters) may run where it is not installed
     finally:
         sys.stderr.flush()
         sys.stderr = real

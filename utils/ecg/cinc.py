@@ -1,6 +1,6 @@
 """PhysioNet/CinC Challenge 2020/2021 records -> competition labels and 10 s, 500 Hz, 12-lead signals in mV.
 
-The SNOMED-CT mapping below is the one table of it (README.md shows it); tools/convert_cinc.py is the command.
+The SNOMED-CT mapping below is the one table of it (docs/data.md shows it); tools/convert_cinc.py is the command.
 """
 import re
 from fractions import Fraction

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..artifacts import VAL_PREDICTIONS
 from ..errors import CheckpointError, ConfigError
+from . import thresholds as tuning
 
 MIN_COMMON = 5  # stacking: fewer records validated by every family cannot say anything
 
@@ -186,16 +187,20 @@ class Fusion:
         if text == "auto":
             self._fit_stacker(oof, log)
         else:
-            self.method = "weights" if text else "mean"
-            self.weights = parse_weights(text, len(model_dirs))
-            names, y, probs = out_of_fold_fusion(oof, self.weights, task, self.groups)
-            result = task.evaluate(y, probs)
-            self.thresholds, self.report = result.thresholds, {
-                "method": self.method, "weights": self.weights.tolist(), "out_of_fold": {"n": len(names), **result.record},
-                "out_of_fold_crossfit": {"n": len(names), **result.record}}  # nothing fitted: the same records
-            log.info(f"fusion ({self.method}): thresholds tuned on {len(names)} out-of-fold validation records:")
-            for line in result.lines(prefix="  "):
-                log.info(line)
+            self._fit_mean(text, oof, log)
+
+    def _fit_mean(self, text, oof, log):
+        self.method = "weights" if text else "mean"
+        self.weights = parse_weights(text, len(oof))
+        names, y, probs = out_of_fold_fusion(oof, self.weights, self.task, self.groups)
+        result = self.task.evaluate(y, probs)
+        self.thresholds, self.report = result.thresholds, {
+            "method": self.method, "weights": self.weights.tolist(), "out_of_fold": {"n": len(names), **result.record},
+            "out_of_fold_crossfit": {"n": len(names), **result.record}}  # nothing fitted: the same records
+        how = "tuned on" if tuning.enough(len(names)) else f"{tuning.DEFAULT}, not tuned: too few,"
+        log.info(f"fusion ({self.method}): thresholds {how} {len(names)} out-of-fold validation records:")
+        for line in result.lines(prefix="  "):
+            log.info(line)
 
     def _fit_stacker(self, oof, log):
         self.method, order = "stacking", list(dict.fromkeys(self.groups))
@@ -203,6 +208,10 @@ class Fusion:
         if len(order) > 1 and len(names) < MIN_COMMON:
             raise CheckpointError(f"--weights auto: only {len(names)} records were validated by every model family "
                                   f"({', '.join(order)}); train them on the same split (same --seed and --num-folds)")
+        if not tuning.enough(len(names)):  # a logistic regression fitted on a handful of records is noise
+            log.warning(f"--weights auto: {len(names)} out-of-fold records (< {tuning.MIN_RECORDS}) are too few to fit "
+                        f"a stacking on: the plain mean of the members instead")
+            return self._fit_mean("", oof, log)
         labels, y = self.task.label_array(truth), np.asarray(truth, dtype=np.float64).reshape(len(names), -1)
         probs, how = crossfit(L, y, fold_ids, order)
         result = self.task.evaluate(labels, self._as_task(probs))
