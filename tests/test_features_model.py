@@ -1,7 +1,6 @@
 """The features + gradient-boosting member through train.py and predict.py, on the real sample: the same
 model.json, val_predictions.csv and answers as the networks, an importance figure, cached measurements, and
 fusion with a signal model."""
-import logging
 import json
 
 import numpy as np
@@ -57,7 +56,7 @@ def test_features_model_trains_like_the_networks(features_model, tiny_raw):
 
 
 def test_features_model_predicts_and_fuses_with_a_signal_model(features_model, tiny_signal, tiny_raw, tmp_path,
-                                                              monkeypatch, caplog):
+                                                              monkeypatch, capsys):
     out, _ = features_model
     feat, sig = str(out / "best_model"), str(tiny_signal[0] / "best_model")
     rep = predict.main(["--data-dir", str(tiny_raw), "--model", feat, "--out", str(tmp_path / "a.csv"),
@@ -66,10 +65,11 @@ def test_features_model_predicts_and_fuses_with_a_signal_model(features_model, t
     _assert_reported_probabilities_are_the_models(rep, out / "best_model", tiny_raw)
     auto = ["--data-dir", str(tiny_raw), "--model", feat, sig, "--weights", "auto", "--num-workers", "0"]
     # the two members share 6 validation records: too few to fit a stacking on, so the plain mean, and it says so
-    with caplog.at_level(logging.WARNING, logger="ecg"):
-        small = predict.main([*auto, "--out", str(tmp_path / "s.csv"), "--report", str(tmp_path / "s.json")])
+    capsys.readouterr()
+    small = predict.main([*auto, "--out", str(tmp_path / "s.csv"), "--report", str(tmp_path / "s.json")])
     assert small["fusion"]["method"] == "mean" and small["thresholds"] == 0.5
-    assert "too few to fit a stacking on: the plain mean" in caplog.text
+    assert "[WARNING] --weights auto: 6 out-of-fold records (< 30) are too few to fit a stacking on: the plain mean" \
+        in capsys.readouterr().out
     monkeypatch.setattr("utils.scoring.thresholds.MIN_RECORDS", 5)  # the stacking itself, on the sample's small folds
     fused = predict.main([*auto, "--out", str(tmp_path / "b.csv"), "--report", str(tmp_path / "r.json")])
     fit = fused["fusion"]["fitted"]  # stacked: a coefficient per family on its logit, fitted out of fold
