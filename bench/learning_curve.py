@@ -170,21 +170,14 @@ def write_pool(raw, names, pools, cache, dataset=None):
 
 def write_pool_labels(raw, d, keep):
     """Both tasks' label files and record_groups.csv of `raw` kept to the records `keep`; the test truth whole."""
-    from utils.ecg.io import (
-        read_record_groups,
-        read_reference,
-        read_reference_task2,
-        write_record_groups,
-        write_reference,
-        write_reference_task2,
-    )
+    from utils.ecg import io as ecg_io
 
-    ref = read_reference(raw / LABEL_FILES[0])
-    write_reference(d / LABEL_FILES[0], ref[ref["name"].isin(keep)])
-    task2 = read_reference_task2(raw / LABEL_FILES[1])
-    write_reference_task2(d / LABEL_FILES[1], {n: c for n, c in task2.items() if n in keep})
-    groups = read_record_groups(raw / RECORD_GROUPS)
-    write_record_groups(d / RECORD_GROUPS, {n: g for n, g in groups.items() if n in keep})
+    ref = ecg_io.read_reference(raw / LABEL_FILES[0])
+    ecg_io.write_reference(d / LABEL_FILES[0], ref[ref["name"].isin(keep)])
+    task2 = ecg_io.read_reference_task2(raw / LABEL_FILES[1])
+    ecg_io.write_reference_task2(d / LABEL_FILES[1], {n: c for n, c in task2.items() if n in keep})
+    groups = ecg_io.read_record_groups(raw / RECORD_GROUPS)
+    ecg_io.write_record_groups(d / RECORD_GROUPS, {n: g for n, g in groups.items() if n in keep})
     for f in TEST_FILES:
         shutil.copy2(raw / f, d / f)
 
