@@ -132,3 +132,44 @@ def test_flags_read_from_source_are_those_of_help(script):
     assert r.returncode == 0, r.stderr
     helped = set(re.findall(r"(?<![\w-])(--[a-z0-9][a-z0-9_-]*)", r.stdout)) | {"-h"}
     assert len(helped) > 5 and helped == script_flags(ROOT / script)
+
+
+def _anchors(path):
+    """The anchors GitHub makes of a Markdown file's headings (lower case, punctuation dropped, spaces to hyphens,
+    a repeated heading numbered)."""
+    found, seen, fenced = set(), {}, False
+    for line in path.read_text().splitlines():
+        fenced ^= line.lstrip().startswith("```")
+        m = None if fenced else re.match(r"^#{1,6} (.*)$", line)
+        if m:
+            slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+            found.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+            seen[slug] = seen.get(slug, 0) + 1
+    return found
+
+
+def broken_links(doc):
+    """Relative links of a Markdown file whose file or heading anchor does not exist."""
+    bad = []
+    for link in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+        if re.match(r"^[a-z]+:", link):
+            continue  # a web address
+        path, _, anchor = link.partition("#")
+        target = (doc.parent / path).resolve() if path else doc
+        if not target.exists():
+            bad.append(f"{link}: no such file")
+        elif anchor and target.suffix == ".md" and anchor not in _anchors(target):
+            bad.append(f"{link}: no such heading")
+    return bad
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_reaches_its_file_and_heading(doc):
+    assert broken_links(doc) == []
+
+
+def test_the_link_check_finds_a_broken_link(tmp_path):
+    (tmp_path / "a.md").write_text("# A title\n\n## Two words\n\n[ok](#two-words) [ok](b.md#b) [no](#three) "
+                                   "[no](c.md) [web](https://example.org/x#y)\n")
+    (tmp_path / "b.md").write_text("# B\n")
+    assert broken_links(tmp_path / "a.md") == ["#three: no such heading", "c.md: no such file"]
