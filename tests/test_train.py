@@ -307,7 +307,7 @@ def test_too_few_validation_records_tune_nothing_and_the_figures_say_so(monkeypa
     """Below MIN_RECORDS validation records the thresholds stay 0.5 (both tasks); from it on they are tuned; the
     training curves name their record count and call a small fold a smoke check."""
     from utils.scoring import plots
-    from utils.scoring.thresholds import MIN_RECORDS
+    from utils.scoring.thresholds import MIN_RECORDS, smoke_banner
 
     rng = np.random.default_rng(0)
     for n in (MIN_RECORDS - 1, MIN_RECORDS):
@@ -330,7 +330,7 @@ def test_too_few_validation_records_tune_nothing_and_the_figures_say_so(monkeypa
 
     monkeypatch.setattr(plots, "_save", keep)
     history = {"train": [{"iter": 5, "loss": 0.7, "lr": 0.01}], "eval": [{"iter": 5, "loss": 0.6, "f1": 1.0, "auc": 1.0}]}
-    plots.plot_training_curves(history, tmp_path / "small.png", "f1", n_records=6)
-    plots.plot_training_curves(history, tmp_path / "large.png", "f1", n_records=185)
+    plots.plot_training_curves(history, tmp_path / "small.png", "f1", n_records=6, smoke=smoke_banner(6))
+    plots.plot_training_curves(history, tmp_path / "large.png", "f1", n_records=185, smoke=smoke_banner(185))
     assert "validation (6 records)" in texts["small.png"] and "Smoke check" in texts["small.png"]
     assert "validation (185 records)" in texts["large.png"] and "Smoke check" not in texts["large.png"]

@@ -11,6 +11,8 @@ import threading
 import time
 import warnings
 
+from tqdm import tqdm
+
 from .errors import ConfigError, PipelineError
 
 
@@ -139,8 +141,6 @@ class _BarSafeHandler(logging.StreamHandler):
     it again below: a log line never lands in the middle of a bar."""
 
     def emit(self, record):
-        from tqdm import tqdm
-
         try:
             tqdm.write(self.format(record), file=self.stream)
             self.flush()

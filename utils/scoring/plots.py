@@ -28,13 +28,11 @@ def _smoke_banner(fig, text):
         fig.suptitle(text, color="#b35c00", fontsize=11)
 
 
-def plot_training_curves(history, path, select=None, n_records=None):
+def plot_training_curves(history, path, select=None, n_records=None, smoke=""):
     """Loss, learning rate and every validation score against iteration; `select` (the best_model metric) bold.
-    `n_records`: the validation records each evaluation rests on, named in the figure."""
-    from .thresholds import enough, smoke_banner
-
+    `n_records`: the validation records each evaluation rests on, named in the figure; `smoke`: the banner saying
+    they were too few to choose by (thresholds.smoke_banner), shown above the plots."""
     plt = _pyplot()
-    chooses = n_records is None or enough(n_records)
     train, evals = history.get("train", []), history.get("eval", [])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     if train:
@@ -46,7 +44,7 @@ def plot_training_curves(history, path, select=None, n_records=None):
         axes[0].plot(it, [r["loss"] for r in evals], "o-", label="validation")
         for key in [k for k in evals[0] if k not in NOT_CURVES]:
             axes[2].plot(it, _defined([r.get(key) for r in evals]), "o-", lw=2.5 if key == select else 1,
-                         label=key + (" (selects best_model)" if key == select and chooses else ""))
+                         label=key + (" (selects best_model)" if key == select and not smoke else ""))
         axes[2].legend(fontsize=8)
     on = f" ({n_records} records)" if n_records is not None else ""
     for ax, title in zip(axes, ("loss", "learning rate", f"validation{on}")):
@@ -55,7 +53,7 @@ def plot_training_curves(history, path, select=None, n_records=None):
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[2].set_ylim(0, 1.02)
-    _smoke_banner(fig, "" if chooses else smoke_banner(n_records))
+    _smoke_banner(fig, smoke)
     _save(fig, path, plt)
 
 

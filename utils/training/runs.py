@@ -204,8 +204,7 @@ class Run:
                "train_seconds": round(self.state["train_seconds"], 3)}  # training so far (not evaluations, checkpoints)
         self.state["history"]["eval"].append(rec)
         value = rec[self.select] if rec[self.select] is not None else -1.0  # an undefined AUC never wins
-        few = not tuning.enough(len(self.val_names))  # a smoke check: the latest model, not one lucky evaluation
-        if value > self.state["best_metric"] or few:
+        if value > self.state["best_metric"] or self.few:  # few: the latest model, not one lucky evaluation
             self.state["best_metric"], self.state["best_iter"] = value, it
             card = self.card
             card.run_id, card.iter, card.best_metric, card.selected_by = self.state["run_id"], it, value, self.select
@@ -214,7 +213,7 @@ class Run:
             card.metrics = {**({"val_loss": loss} if loss is not None else {}), **result.metrics}
             tables = {VAL_PREDICTIONS: self.task.prediction_table(self.val_names, labels, probs), **(tables or {})}
             save_model_dir(self.out / BEST_DIR, card, model, tables, write)
-        if few:
+        if self.few:
             self.log.info(f"[EVAL] The latest model was saved at iter {it} (too few validation records to choose a "
                           f"best one).")
         else:
@@ -222,25 +221,31 @@ class Run:
                           f"was saved at iter {self.state['best_iter']}.")
         return rec
 
+    @property
+    def few(self):
+        """Too few validation records to choose a model or tune thresholds on: a smoke check."""
+        return not tuning.enough(len(self.val_names))
+
     def tuned_on(self):
         """model.json's `tuned_on`: which records chose the model and tuned its thresholds."""
         cfg = self.card.config or {}
         where = (f"validation fold {cfg['VAL_FOLD']} of {cfg['NUM_FOLDS']}, " if "VAL_FOLD" in cfg else "validation, ")
         n = len(self.val_names)
-        return where + (f"{n} records" if tuning.enough(n) else tuning.smoke_note(n))
+        return where + (tuning.smoke_note(n) if self.few else f"{n} records")
 
     def finish(self, note=""):
         """Its figures and finished.json (tools/train_kfold.py skips finished folds)."""
         out, state, figures = self.out, self.state, []
         n = len(self.val_names)
+        smoke = tuning.smoke_banner(n)
         if state["history"]["train"]:
-            plot_training_curves(state["history"], out / "training_curves.png", self.select, n_records=n)
+            plot_training_curves(state["history"], out / "training_curves.png", self.select, n_records=n, smoke=smoke)
             figures.append(f"curves: {out / 'training_curves.png'}")
         best = ModelCard.read(out / BEST_DIR)
         if "per_class" in best.metrics:
-            which = "best model" if tuning.enough(n) else "latest model"
+            which = "latest model" if self.few else "best model"
             plot_per_class(best.metrics["per_class"], out / "per_class.png",
-                           f"validation ({n} records), {which} (iter {best.iter})", smoke=tuning.smoke_banner(n))
+                           f"validation ({n} records), {which} (iter {best.iter})", smoke=smoke)
             figures.append(f"per class: {out / 'per_class.png'}")
         write_text(out / FINISHED_FILE, json.dumps({"run_id": state["run_id"], "iter": state["iter"],
                                                     "best_iter": state["best_iter"], "best_metric": state["best_metric"],
@@ -248,6 +253,6 @@ class Run:
                                                     "train_seconds": round(state["train_seconds"], 1),
                                                     **({"stopped": state["stopped"]} if "stopped" in state else {})},
                                                    indent=2) + "\n")
-        chosen = (f"best validation {self.select} {fmt(state['best_metric'])} at iter {state['best_iter']}" if tuning.enough(n)
-                  else f"the latest model, iter {state['best_iter']} ({tuning.smoke_note(n)})")
+        chosen = (f"the latest model, iter {state['best_iter']} ({tuning.smoke_note(n)})" if self.few
+                  else f"best validation {self.select} {fmt(state['best_metric'])} at iter {state['best_iter']}")
         self.log.info(f"done: {chosen} -> {out / BEST_DIR}" + "".join(f"; {f}" for f in figures) + note)
