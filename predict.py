@@ -29,7 +29,7 @@ from tqdm import tqdm  # noqa: E402
 
 from models.families import Sources, family_of, list_test_records  # noqa: E402
 from models.inference import InferencePredictor, export_model, is_exported  # noqa: E402
-from utils.artifacts import ModelCard  # noqa: E402
+from utils.artifacts import ModelCard, write_answer_files  # noqa: E402
 from utils.atomic import atomic_path, resolve_dir, write_text  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.errors import CheckpointError, ConfigError  # noqa: E402
@@ -174,17 +174,18 @@ def main(argv=None):
 
     fallback = members[0][1].fallback_answer
     if fusion is None:
-        thresholds, probs = members[0][1].thresholds, results[0]["probs"]
+        thresholds, tuned_on, probs = members[0][1].thresholds, members[0][1].tuned_on, results[0]["probs"]
     else:
-        thresholds, probs = fusion.thresholds, fusion.fuse([r["probs"] for r in results], names)
+        thresholds, tuned_on = fusion.thresholds, fusion.report["tuned_on"]
+        probs = fusion.fuse([r["probs"] for r in results], names)
     answers, metrics, lines = score(task, cfg, names, probs, thresholds, fallback)
     missing = {n: "; ".join(f"{r['dir'].name if len(results) == 1 else r['dir']}: {r['missing'][n]}" for r in results
                             if n in r["missing"]) for n in names if n not in probs}
     for n, why in missing.items():
         log.warning(f"{n}: {why} -> answered with the training set's most frequent answer {fallback}")
     report = {"task": task.number, "model": str(members[0][0]), "models": [str(d) for d, _ in members],
-              "thresholds": thresholds, "n_records": len(names), "n_predicted": len(probs), "answer": str(cfg["OUT"]),
-              **task.write_answers(names, answers, cfg["OUT"]),
+              "thresholds": thresholds, "tuned_on": tuned_on, "n_records": len(names), "n_predicted": len(probs), "answer": str(cfg["OUT"]),
+              **write_answer_files(task.answer_files(names, answers, cfg["OUT"])),
               "fallback": [{"name": n, "reason": r, "answer": fallback} for n, r in missing.items()]}
     if fusion is not None:
         report["fusion"] = fusion.report
@@ -258,7 +259,7 @@ FUSION_TEXT = {"mean": "mean of {} models", "weights": "weighted mean of {} mode
 def draw_printouts(cfg, task, names, answers, probs, thresholds, results, labels, missing, fusion, log):
     """A printed page per test record with its answer (utils/report/), and the index; returns the index's path.
     A record no model could read still gets its page: the fallback answer, and why its record could not be read."""
-    from utils.report.pages import Verdict, read_truth, write_printouts
+    from utils.report.pages import Verdict, write_printouts
 
     t = np.atleast_1d(np.asarray(thresholds, dtype=np.float64)).tolist()
     method = FUSION_TEXT.get(fusion.report.get("method"), "fusion of {} models").format(len(results)) if fusion else ""
@@ -271,7 +272,7 @@ def draw_printouts(cfg, task, names, answers, probs, thresholds, results, labels
 
     verdicts = {n: Verdict(task.number, a, np.atleast_1d(probs[n]).astype(float).tolist() if n in probs else None, t,
                            member_probs(n), missing.get(n), method) for n, a in zip(names, answers)}
-    truth = read_truth(cfg["TRUTH"], task.number) if cfg["TRUTH"] else None
+    truth = task.read_truth(cfg["TRUTH"]) if cfg["TRUTH"] else None
     who = f"the {method}: " + ", ".join(labels) if fusion else labels[0]
     return write_printouts(cfg["PRINTOUTS"], {n: Path(cfg["DATA_DIR"]) / "val" / f"{n}.mat" for n in names}, verdicts,
                            truth, task.number, cfg["PRINTOUT_WORKERS"], cfg["PRINTOUT_PDF"],

@@ -9,6 +9,7 @@ import zipfile
 import pytest
 
 import utils.atomic
+from utils.artifacts import write_answer_files
 from utils.atomic import atomic_dir, resolve_dir
 from utils.scoring.tasks import Task1, Task2
 
@@ -107,12 +108,13 @@ def test_answer_files_killed_at_each_step_never_leave_a_wrong_zip(tmp_path, monk
     runs = []
     for i, answers in enumerate(RUNS[task.number]):
         (tmp_path / f"run{i}").mkdir()
-        task.write_answers(NAMES, answers, tmp_path / f"run{i}" / "answer.csv")
+        write_answer_files(task.answer_files(NAMES, answers, tmp_path / f"run{i}" / "answer.csv"))
         runs.append({p.name: p.read_bytes() for p in (tmp_path / f"run{i}").glob("*.csv")})
     for kill_at in itertools.count():
         out = tmp_path / f"kill{kill_at}"
-        task.write_answers(NAMES, RUNS[task.number][0], out / "answer.csv")
-        killed = run_killed(monkeypatch, kill_at, lambda: task.write_answers(NAMES, RUNS[task.number][1], out / "answer.csv"))
+        write_answer_files(task.answer_files(NAMES, RUNS[task.number][0], out / "answer.csv"))
+        second = task.answer_files(NAMES, RUNS[task.number][1], out / "answer.csv")
+        killed = run_killed(monkeypatch, kill_at, lambda: write_answer_files(second))
         csv_run = {name: [r[name] for r in runs].index((out / name).read_bytes()) for name in runs[0]}
         for name in runs[0]:
             zip_path = (out / name).with_suffix(".zip")

@@ -175,7 +175,7 @@ def test_stacking_fuses_families_as_its_report_says(kfold, tiny_raw, tiny_datase
     lo, hi = _stacked(rep, probs, {"resnet50": [picture], "resnet1d": folds})
     _assert_within(probs["fusion"], (lo[:, 0], hi[:, 0]) if lo.ndim > 1 else (lo, hi))
     # the thresholds are tuned on the cross-fitted probabilities, and those are not the in-sample ones
-    assert rep["thresholds"] == pytest.approx(fusion["out_of_fold_crossfit"]["threshold"])
+    assert rep["thresholds"] == pytest.approx(fusion["out_of_fold_crossfit"]["thresholds"])
     mean = predict.main(["--data-dir", str(tiny_raw), "--dataset-dir", str(tiny_dataset), "--model", picture, *folds,
                          "--out", str(tmp_path / "b.csv"), "--num-workers", "0", "--report", str(tmp_path / "m.json")])
     assert mean["fusion"]["method"] == "mean" and mean["fusion"]["out_of_fold_crossfit"] == mean["fusion"]["out_of_fold"]

@@ -2,9 +2,11 @@
 
     base (utils/*.py: errors, atomic, config, runtime, artifacts)  <  ecg  <  inputs, scoring  <  report, training
 
-report (the printouts a person reads: pages and their index) draws with inputs' printout renderer and reads records
-and measurements from ecg, but not scoring (which loads Paddle) or training: predict.py and tools/printout.py use
-it, the latter with no model. utils/ecg/ imports no Paddle; the converters and tools/measure.py import only
+report (the printouts a person reads: pages and their index) draws with inputs' printout renderer, reads records
+and measurements from ecg and asks scoring's Task what an answer means, but never training: predict.py and
+tools/printout.py use it, the latter with no model. No layer below training loads Paddle except inputs (the
+datasets): the base, ecg, scoring (Task, thresholds, metrics, fusion) and report load none, so a tool that only
+reads records, scores answers or draws pages runs without it. The converters and tools/measure.py import only
 utils/ecg/ and the base; predict.py never loads utils/training/, not even through another module."""
 import ast
 import subprocess
@@ -20,7 +22,7 @@ ALLOWED = {  # layer -> the utils layers its modules may import
     "ecg": {"base", "ecg"},
     "inputs": {"base", "ecg", "inputs"},
     "scoring": {"base", "ecg", "scoring"},
-    "report": {"base", "ecg", "inputs", "report"},
+    "report": {"base", "ecg", "inputs", "scoring", "report"},
     "training": {"base", "ecg", "inputs", "scoring", "training"},
 }
 
@@ -89,6 +91,15 @@ def test_predict_never_loads_the_training_layer():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]", f"predict.py loads {r.stdout.strip()}"
+
+
+def test_no_layer_below_training_but_inputs_loads_paddle():
+    """The base, ecg, scoring and report layers (every module of each) load neither Paddle nor models/: Task,
+    thresholds and fusion are plain numpy; the loss lives in utils/training."""
+    base = ", ".join(f"utils.{m}" for m in sorted(BASE))
+    for package in ("utils.ecg", "utils.scoring", "utils.report"):
+        loaded = paddle_or_models_loaded_by(package, base)
+        assert loaded == "[]", f"{package} (or the base) loads {loaded}"
 
 
 def test_printouts_need_no_paddle_and_no_model():

@@ -9,7 +9,8 @@ import paddle
 import pytest
 from sklearn.metrics import f1_score
 
-from utils.scoring.metrics import best_threshold, binary_report
+from utils.scoring.metrics import binary_report
+from utils.scoring.thresholds import best_threshold
 from utils.scoring.plots import plot_training_curves
 
 ROOT = Path(__file__).resolve().parents[1]

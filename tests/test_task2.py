@@ -99,7 +99,7 @@ def test_normal_threshold_is_tuned_with_the_exclusivity_rule():
         return 2 * (pred * y[:, 0]).sum() / (pred.sum() + y[:, 0].sum())
     grid = np.linspace(0.005, 1, 400)
     assert f1_normal(t[0]) >= max(f1_normal(g) for g in grid) - 1e-9
-    from utils.scoring.metrics import best_threshold
+    from utils.scoring.thresholds import best_threshold
 
     alone = best_threshold(y[:, 0], p[:, 0])  # the rule ignored: normal's F1-best threshold on its probability
     assert f1_normal(t[0]) > f1_normal(alone)

@@ -18,7 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from utils.ecg.io import list_records  # noqa: E402
 from utils.errors import ECGDataError  # noqa: E402
-from utils.report.pages import PDF_MODES, read_truth, write_printouts  # noqa: E402
+from utils.report.pages import PDF_MODES, write_printouts  # noqa: E402
+from utils.scoring.tasks import get_task  # noqa: E402
 from utils.runtime import run_script  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def main(argv=None):
     if not names:
         hint = f" (a competition folder? its test records are in {a.records / 'val'})" if (a.records / "val").is_dir() else ""
         raise ECGDataError(a.records, "no .mat records in this folder" + hint)
-    truth = read_truth(a.truth, a.task) if a.truth else None
+    truth = get_task(a.task).read_truth(a.truth) if a.truth else None
     title = a.title or f"records of {a.records.resolve()}"
     index = write_printouts(a.out, {n: a.records / f"{n}.mat" for n in names}, truth=truth, task=a.task,
                             workers=a.workers, pdf=a.pdf, title=title, log=print)

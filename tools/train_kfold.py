@@ -27,6 +27,7 @@ configure_cpu_threads()  # before paddle is imported: the train.py processes inh
 
 from utils.artifacts import BEST_DIR, FINISHED_FILE, VAL_PREDICTIONS, ModelCard  # noqa: E402
 from utils.atomic import write_text  # noqa: E402
+from utils.scoring import thresholds as tuning  # noqa: E402
 
 MARKER = "kfold.json"  # the train.py flags a fold was started with
 FITTED = {"scale"}  # model.json input settings each fold fits on its own training records: they differ by design
@@ -106,7 +107,8 @@ def summarize(out, folds):
         print(f"fold {k}: best validation {c.selected_by} {c.best_metric:.4f} at iter {c.iter}")
     summary = {"task": task.number, "folds": {k: {"best_metric": c.best_metric, "selected_by": c.selected_by,
                                                   "iter": c.iter} for k, c in cards.items()},
-               "out_of_fold": {"n": len(oof), **result.record}, "thresholds": result.thresholds}
+               "out_of_fold": {"n": len(oof), **result.record}, "thresholds": result.thresholds,
+               "tuned_on": tuning.tuned_on(f"out of fold ({len(folds)} folds)", len(oof))}
     write_text(out / "kfold_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     models = " ".join(str(out / f"fold_{k}" / BEST_DIR) for k in folds)
     print(f"fuse the folds: python predict.py --task {task.number} --model {models} ...")

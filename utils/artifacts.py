@@ -8,10 +8,11 @@ model card (model.json) that says what a trained model is, with every older form
     OUTPUT_DIR (train.py)      iter_N/ checkpoints, best_model/ (model.json, weights, val_predictions.csv), finished.json
 """
 import json
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .atomic import atomic_dir, resolve_dir
+from .atomic import atomic_dir, atomic_paths, resolve_dir, umask_mode
 from .errors import CheckpointError, ECGDataError
 
 # -- names the scripts share ------------------------------------------------------------------------------------
@@ -182,3 +183,32 @@ def load_weights(model, path, what="model"):
     if missing:
         raise CheckpointError(f"{path}: not a weights file for this model (missing {missing[0]} and {len(missing) - 1} more)")
     unwrap(model).set_state_dict(state)
+
+
+# -- answer files ---------------------------------------------------------------------------------------------
+def write_answer_files(files):
+    """Answer CSVs ({report key: (path, write_rows)}, each written by `write_rows(file)`) and each one's zip
+    (answer.csv -> answer.zip), so that no zip ever disagrees with the answers beside it: everything is written to
+    temporaries first; then the old zips are removed, the CSVs renamed into place, and the zips last. A kill leaves
+    the old files (perhaps without some of their zips), or the new CSVs with none, some or all of their zips: a zip
+    that is there holds the CSV beside it, of the same run as every other answer there. Returns {key: zip path}
+    (the report's keys: `zip`, and Task 2's `task1_zip`)."""
+    csvs = [Path(path) for path, _ in files.values()]
+    zips = [p.with_suffix(".zip") for p in csvs]
+    with atomic_paths(csvs + zips, remove_first=zips) as tmps:
+        for (_, write_rows), tmp in zip(files.values(), tmps):
+            with open(tmp, "w", newline="") as f:
+                write_rows(f)
+        for csv_path, tmp, zip_tmp in zip(csvs, tmps, tmps[len(csvs):]):
+            info = zipfile.ZipInfo.from_file(tmp, arcname=csv_path.name)
+            info.external_attr = (0o100000 | umask_mode(0o666)) << 16  # the CSV's mode once in place, not the temporary's
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zipfile.ZipFile(zip_tmp, "w") as z:
+                z.writestr(info, Path(tmp).read_bytes())
+    return {key: str(z) for key, z in zip(files, zips)}
+
+
+def task1_path(out):
+    """Where a Task 2 model writes its Task 1 answer: answer.csv -> answer_task1.csv."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}_task1{out.suffix}")

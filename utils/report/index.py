@@ -7,7 +7,7 @@ import json
 from urllib.parse import quote
 
 from ..atomic import write_text
-from ..ecg.io import CLASS_NAMES
+from ..scoring.tasks import get_task
 
 SHORT = ("N", "SB", "ST", "SA", "AF", "PVC", "PAC", "IAVB", "RBBB", "TWC", "STC", "O")  # Task 2 column heads
 
@@ -110,14 +110,14 @@ def _num(v, digits=3):
 
 def write_index(path, rows, summary):
     """Write index.html for printouts.json's `rows` and `summary`; returns its path."""
-    task, answers, truth = summary["task"], summary["has_answers"], summary["has_truth"]
+    task, answers, truth = get_task(summary["task"]), summary["has_answers"], summary["has_truth"]
     heads = [("#", True, "num"), ("page", False, ""), ("record", True, "")]
     if answers:
         heads.append(("answer", True, ""))
-        if task == 1:
-            heads += [("P(abnormal)", True, "num"), ("threshold", True, "num")]
-        else:
+        if task.several:  # a column per class, the answered ones bold
             heads += [(s, True, "num") for s in SHORT]
+        else:
+            heads += [(task.prob_label(0), True, "num"), ("threshold", True, "num")]
     if truth:
         heads.append(("truth", True, ""))
     if truth and answers:
@@ -145,14 +145,14 @@ def write_index(path, rows, summary):
             cells.append(_cell(r.get("answer", ""), cls="answered"))
             probs = r.get("probs") or {}
             thresholds = r.get("thresholds")
-            if task == 1:
-                cells.append(_cell(*_num(probs.get("abnormal")), "num"))
-                cells.append(_cell(*_num(thresholds[0] if thresholds else None), "num"))
-            else:
-                answered = set(r.get("answer_value") or [])
-                for k, name in enumerate(CLASS_NAMES):
+            if task.several:
+                answered = task.answer_columns(r.get("answer_value") or [])
+                for k, name in enumerate(task.prob_names):
                     text, sort = _num(probs.get(name))
-                    cells.append(_cell(text, sort, "num answered" if (k + 1) in answered else "num"))
+                    cells.append(_cell(text, sort, "num answered" if k in answered else "num"))
+            else:
+                cells.append(_cell(*_num(probs.get(task.prob_names[0])), "num"))
+                cells.append(_cell(*_num(thresholds[0] if thresholds else None), "num"))
         if truth:
             cells.append(_cell(r.get("truth", "not in the truth file")))
         if truth and answers:
@@ -168,7 +168,7 @@ def write_index(path, rows, summary):
                     f'data-wrong="{wrong}">' + "".join(cells) + "</tr>")
 
     th = "".join(f'<th class="{"sortable " if s else ""}{c}" scope="col"'
-                 + (f' title="{html.escape(CLASS_NAMES[SHORT.index(h)])}"' if h in SHORT else "") + f">{html.escape(h)}</th>"
+                 + (f' title="{html.escape(task.prob_names[SHORT.index(h)])}"' if h in SHORT else "") + f">{html.escape(h)}</th>"
                  for h, s, c in heads)
     n, wrong, bad = summary["n_records"], summary.get("n_wrong"), summary["n_unreadable"]
     facts = [f"{n} records", f"{bad} unreadable"]
@@ -177,8 +177,8 @@ def write_index(path, rows, summary):
     control = ('<label><input type="checkbox" id="errors-only"> only wrong answers</label>' if truth and answers
                else "<span>(no answers and truth to compare: nothing is marked right or wrong)</span>") + "."
     title = summary.get("title") or "ECG printouts"
-    legend = ("Task 2 columns: " + ", ".join(f"{s} {c}" for s, c in zip(SHORT, CLASS_NAMES)) + "; bold: answered."
-              if answers and task == 2 else "")
+    legend = (f"Task {task.number} columns: " + ", ".join(f"{s} {c}" for s, c in zip(SHORT, task.prob_names))
+              + "; bold: answered." if answers and task.several else "")
     summary_json = json.dumps(summary).replace("</", "<\\/")
     doc = f"""<!DOCTYPE html>
 <html lang="en">

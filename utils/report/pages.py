@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 from ..atomic import atomic_path, umask_mode, write_text
-from ..ecg.io import CLASS_NAMES, TAG_NAMES, read_record, read_reference, read_reference_task2
+from ..ecg.io import read_record
 from ..ecg.measurements import GLOBAL, global_measurements
 from ..errors import ConfigError, ECGDataError
 from ..inputs.printout import (A4, Canvas, PdfWriter, draw_ecg, draw_grid, draw_scale_line, font, pdf_page,
                                save_png)
+from ..scoring.tasks import get_task
 
 PDF_MODES = ("each", "all", "none")  # a PDF per record | one multi-page printouts.pdf | PNG only
-PROB_NAMES = {1: ("abnormal",), 2: CLASS_NAMES}  # what the probabilities of a task's answer are of
 THUMB_REDUCE = 7  # thumbnails: the page reduced 7 times (424 x 300 px)
 INDEX_FILE, TABLE_FILE, PDF_ALL = "index.html", "printouts.json", "printouts.pdf"
 MAX_MEMBER_COLUMNS = 4  # a fusion of more members shows their range instead of a column each
@@ -37,7 +37,7 @@ MAX_MEMBER_COLUMNS = 4  # a fusion of more members shows their range instead of 
 @dataclass
 class Verdict:
     """A model's answer for one record, as predict.py decided it. `probs` and `thresholds`: one per
-    PROB_NAMES[task] (Task 1: [P(abnormal)]); `members`: {member label: its probabilities, or None where it could
+    probability of the task (its Task's prob_names; Task 1: [P(abnormal)]); `members`: {member label: its probabilities, or None where it could
     not read the record} for a fusion; `fallback`: why no model read the record (its answer is the training
     set's most frequent one)."""
 
@@ -48,32 +48,6 @@ class Verdict:
     members: dict = field(default_factory=dict)
     fallback: str = None
     method: str = ""  # how the members were fused, e.g. "mean of 3 models"
-
-
-# -- labels and answers as text ---------------------------------------------------------------------------------
-def answer_text(task, answer):
-    if task == 1:
-        return TAG_NAMES[int(answer)]
-    return ", ".join(CLASS_NAMES[int(k) - 1] for k in answer)
-
-
-def answer_set(task, answer):
-    """An answer or a truth as a set of PROB_NAMES columns (Task 1: {0} for abnormal, {} for normal)."""
-    if task == 1:
-        return {0} if int(answer) == 1 else set()
-    return {int(k) - 1 for k in answer}
-
-
-def is_right(task, answer, truth):
-    return (int(answer) == int(truth)) if task == 1 else sorted(set(map(int, answer))) == sorted(set(map(int, truth)))
-
-
-def read_truth(path, task):
-    """{name: Task 1 tag or Task 2 list of 1-based classes} of a label file in the task's format."""
-    if task == 1:
-        refs = read_reference(path)
-        return dict(zip(refs["name"], (int(t) for t in refs["tag"])))
-    return {n: sorted(int(k) for k in c) for n, c in read_reference_task2(path).items()}
 
 
 def _num(v, digits=0, unit=""):
@@ -147,14 +121,14 @@ def _member_text(ps, k):
 
 def _header_answer(canvas, verdict, truth, x, x_end):
     """The answer block; returns {text shown} for the record's table row."""
-    task, names = verdict.task, PROB_NAMES[verdict.task]
-    wrong = truth is not None and not is_right(task, verdict.answer, truth)
-    right_edge = canvas.text(x, 16.0, f"Answer (Task {task})", size_mm=3.0, bold=True)
+    task = get_task(verdict.task)
+    wrong = truth is not None and not task.is_right(verdict.answer, truth)
+    right_edge = canvas.text(x, 16.0, f"Answer (Task {task.number})", size_mm=3.0, bold=True)
     if verdict.method:
         canvas.text(right_edge + 2.0, 16.4, verdict.method, size_mm=2.6, ink="muted")
-    text = answer_text(task, verdict.answer)
-    size = 5.0 if task == 1 else 3.6
-    shown = text.upper() if task == 1 else text
+    text = task.answer_text(verdict.answer)
+    size = 3.6 if task.several else 5.0  # one word (NORMAL/ABNORMAL) big; a list of diagnoses smaller
+    shown = text if task.several else text.upper()
     while canvas.text_width(shown, size, True) > x_end - x and size > 2.4:
         size -= 0.2
     canvas.text(x, 20.2, shown, size_mm=size, bold=True, ink="wrong" if wrong else "text")
@@ -167,27 +141,29 @@ def _header_answer(canvas, verdict, truth, x, x_end):
         return
     # the table: answered classes (Task 1: P(abnormal)) and, with the truth, the true ones not answered
     max_rows = 5
-    rows = sorted(answer_set(task, verdict.answer)) if task == 2 else [0]
-    missed = sorted(answer_set(task, truth) - set(rows)) if truth is not None and task == 2 else []
+    answered_cols = task.answer_columns(verdict.answer)
+    rows = sorted(answered_cols) if task.several else [0]
+    marks = truth is not None and task.several  # a mark per class: which answered are true, which true were missed
+    missed = sorted(task.answer_columns(truth) - set(rows)) if marks else []
     hidden = max(0, len(rows) + len(missed) - max_rows)
     rows = rows[:max(0, max_rows - len(missed))] + missed[:max_rows]  # the missed ones are always shown
     cols = _member_columns(verdict)
     xs = [x, x + 44.0, x + 55.0] + [x + 71.0 + 12.0 * i for i in range(len(cols))]
     mark_x = (xs[-1] + (22.0 if cols and cols[0][0] == "members" else 12.0)) if cols else x + 71.0
-    heads = ["class" if task == 2 else "probability", "p", "threshold"] + [c for c, _ in cols]
+    heads = ["class" if task.several else "probability", "p", "threshold"] + [c for c, _ in cols]
     for hx, head in zip(xs, heads):
         canvas.text(hx, y, head, size_mm=2.6, ink="muted")
-    if truth is not None and task == 2:
+    if marks:
         canvas.text(mark_x, y, "truth", size_mm=2.6, ink="muted")
     y += 3.8
     for k in rows:
-        cells = [names[k] if task == 2 else "P(abnormal)", _p(verdict.probs[k]), _p(verdict.thresholds[k])]
+        cells = [task.prob_label(k), _p(verdict.probs[k]), _p(verdict.thresholds[k])]
         cells += [_member_text(ps, k) for _, ps in cols]
-        answered = k in answer_set(task, verdict.answer) if task == 2 else True
+        answered = k in answered_cols or not task.several
         for cx, cell in zip(xs, cells):
             canvas.text(cx, y, cell, size_mm=3.0, ink="text" if answered else "muted")
-        if truth is not None and task == 2:
-            true = k in answer_set(task, truth)
+        if marks:
+            true = k in task.answer_columns(truth)
             mark, ink = (("✓", "right") if true else ("✗ not true", "wrong")) if answered else ("✗ missed", "wrong")
             canvas.text(mark_x, y, mark, size_mm=3.0, bold=True, ink=ink)
         y += 4.0
@@ -203,28 +179,29 @@ def _header_answer(canvas, verdict, truth, x, x_end):
 
 
 def _header_truth(canvas, task, answer, truth, x, x_end):
+    """The truth block (`task`: a Task); with an answer, right or wrong, and for several answers what differs."""
     canvas.text(x, 16.0, "Truth", size_mm=3.0, bold=True)
     if truth is None:
         canvas.text(x, 20.5, "not in the truth file", size_mm=3.0, ink="muted")
         return
     y = 20.5
-    for line in _wrap(canvas, answer_text(task, truth), x_end - x, 3.2, sep=", ", max_lines=3):
+    for line in _wrap(canvas, task.answer_text(truth), x_end - x, 3.2, sep=", ", max_lines=3):
         canvas.text(x, y, line, size_mm=3.2, bold=True)
         y += 4.0
     if answer is None:
         return
     y += 1.5
-    if is_right(task, answer, truth):
+    if task.is_right(answer, truth):
         canvas.text(x, y, "✓ right", size_mm=4.5, bold=True, ink="right")
         return
     canvas.rect(x - 1.0, y - 1.0, x_end, y + 7.0, "wrong_bg", outline="wrong", width_px=4)
     canvas.text(x + 1.0, y + 0.3, "✗ WRONG", size_mm=5.0, bold=True, ink="wrong")
     y += 9.0
-    if task == 2:
-        got, want = answer_set(2, answer), answer_set(2, truth)
+    if task.several:
+        got, want = task.answer_columns(answer), task.answer_columns(truth)
         for label, ks in (("missed", want - got), ("not true", got - want)):
             if ks:
-                for line in _wrap(canvas, f"{label}: " + ", ".join(CLASS_NAMES[k] for k in sorted(ks)), x_end - x,
+                for line in _wrap(canvas, f"{label}: " + ", ".join(task.prob_names[k] for k in sorted(ks)), x_end - x,
                                   2.6, sep=", ", max_lines=3):
                     canvas.text(x, y, line, size_mm=2.6, ink="wrong")
                     y += 3.3
@@ -257,7 +234,7 @@ def draw_page(name, record, verdict=None, truth=None, task=1, sheet=A4, title=""
     row of printouts.json: status ("drawn" or "unreadable", with `error`), measurements, the header's texts, the
     answer, its probabilities and (with the truth) `right`."""
     canvas = Canvas(sheet)
-    task = verdict.task if verdict is not None else task
+    task = get_task(verdict.task if verdict is not None else task)
     info = {"name": name, "status": "drawn", "error": None}
     sig = None
     if isinstance(record, np.ndarray):
@@ -289,17 +266,17 @@ def draw_page(name, record, verdict=None, truth=None, task=1, sheet=A4, title=""
     x_answer, x_truth, x_end = s.grid_left + 72.0, s.grid_left + 208.0, s.grid_left + s.grid_width
     if verdict is not None:
         _header_answer(canvas, verdict, truth, x_answer, x_truth - 4.0)
-        info.update(answer=answer_text(task, verdict.answer), answer_value=verdict.answer, fallback=verdict.fallback,
-                    probs=None if verdict.probs is None else dict(zip(PROB_NAMES[task], map(float, verdict.probs))),
+        info.update(answer=task.answer_text(verdict.answer), answer_value=verdict.answer, fallback=verdict.fallback,
+                    probs=None if verdict.probs is None else dict(zip(task.prob_names, map(float, verdict.probs))),
                     thresholds=None if verdict.thresholds is None else list(map(float, verdict.thresholds)),
                     members=verdict.members or {})
     if truth is not None or truth_known:
         _header_truth(canvas, task, None if verdict is None else verdict.answer, truth, x_truth, x_end)
     if truth is not None:
-        info["truth"] = answer_text(task, truth)
+        info["truth"] = task.answer_text(truth)
         info["truth_value"] = truth
         if verdict is not None:
-            info["right"] = bool(is_right(task, verdict.answer, truth))
+            info["right"] = bool(task.is_right(verdict.answer, truth))
     return canvas, info
 
 
@@ -416,7 +393,3 @@ def _jsonable(v):
         return v.tolist()
     raise TypeError(f"not JSON: {type(v).__name__}")
 
-
-def thumbnail_size(sheet=A4):
-    w, h = sheet.size
-    return w // THUMB_REDUCE, h // THUMB_REDUCE

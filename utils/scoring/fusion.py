@@ -195,7 +195,8 @@ class Fusion:
         names, y, probs = out_of_fold_fusion(oof, self.weights, self.task, self.groups)
         result = self.task.evaluate(y, probs)
         self.thresholds, self.report = result.thresholds, {
-            "method": self.method, "weights": self.weights.tolist(), "out_of_fold": {"n": len(names), **result.record},
+            "method": self.method, "weights": self.weights.tolist(), "tuned_on": tuning.tuned_on("out of fold", len(names)),
+            "out_of_fold": {"n": len(names), **result.record},
             "out_of_fold_crossfit": {"n": len(names), **result.record}}  # nothing fitted: the same records
         how = "tuned on" if tuning.enough(len(names)) else f"{tuning.DEFAULT}, not tuned: too few,"
         log.info(f"fusion ({self.method}): thresholds {how} {len(names)} out-of-fold validation records:")
@@ -218,7 +219,8 @@ class Fusion:
         self.stacker = Stacker.fit(order, L, y)
         in_sample = self.task.evaluate(labels, self._as_task(self.stacker.predict(L)))
         self.thresholds = result.thresholds
-        self.report = {"method": "stacking", "fitted": {**self.stacker.describe(), "n_records": len(names),
+        self.report = {"method": "stacking", "tuned_on": tuning.tuned_on("out of fold, cross-fitted", len(names)),
+                       "fitted": {**self.stacker.describe(), "n_records": len(names),
                                                         "crossfit_folds": how, "C": STACK_C},
                        "out_of_fold_crossfit": {"n": len(names), **result.record},
                        "out_of_fold": {"n": len(names), **in_sample.record}}  # in-sample: optimistic, for comparison

@@ -3,7 +3,7 @@ Exact (scikit-learn); an undefined value (AUC of a one-class fold) is None, whic
 import math
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 
 
 def fmt(x, digits=4):
@@ -14,23 +14,6 @@ def fmt(x, digits=4):
 def roc_auc(y_true, prob):
     """Exact ROC AUC; None when only one class is present (no pair to rank)."""
     return float(roc_auc_score(y_true, prob)) if len(np.unique(y_true)) == 2 else None
-
-
-def best_threshold(y_true, prob):
-    """Decision threshold on P(abnormal) (abnormal iff prob >= threshold) that maximises F1; among equal F1s the
-    one nearest 0.5, so 0.5 itself when it predicts the same as the best score."""
-    y_true, prob = np.asarray(y_true, int), np.asarray(prob, dtype=np.float64)
-    n_pos = int(y_true.sum())
-    if n_pos == 0:
-        return 0.5  # F1 is 0 at every threshold
-    _, recall, thresholds = precision_recall_curve(y_true, prob)
-    # F1 = 2 tp / (predicted + positives) from integer counts, so equal F1s compare equal for the tie-break
-    tp = np.rint(recall[:-1] * n_pos)
-    predicted = len(prob) - np.searchsorted(np.sort(prob), thresholds)
-    at_half = prob >= 0.5
-    cands = np.append(thresholds, 0.5)
-    f1 = np.append(2 * tp / (predicted + n_pos), 2 * np.sum(at_half & (y_true == 1)) / (at_half.sum() + n_pos))
-    return float(cands[np.lexsort((cands, -np.abs(cands - 0.5), f1))[-1]])  # best F1, then nearest 0.5, then higher
 
 
 def binary_report(y_true, prob, threshold=0.5):

@@ -1,7 +1,7 @@
 """Training curves and the per-class figure (matplotlib, written atomically)."""
 from ..atomic import atomic_path
 
-NOT_CURVES = ("iter", "loss", "threshold", "train_seconds")  # eval record fields that are not validation scores in [0, 1]
+NOT_CURVES = ("iter", "loss", "thresholds", "threshold", "train_seconds")  # eval record fields that are not validation scores in [0, 1] (`threshold`: runs of earlier versions)
 
 
 def _pyplot():

@@ -7,7 +7,6 @@ Task 2: 12 diagnoses, several per record, scored by F1 per class. Twelve outputs
   cross-entropy with a per-class positive weight; one threshold per class tuned on validation.
 """
 import csv
-import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,41 +17,14 @@ import paddle.nn.functional as F
 import pandas as pd
 from scipy.special import expit, softmax
 
-from ..atomic import atomic_paths, umask_mode
+from ..artifacts import task1_path
 from ..ecg.io import CLASS_NAMES, CSV_ENCODING, TAG_NAMES, read_reference, read_reference_task2
 from ..errors import CheckpointError, ConfigError
 from . import thresholds as tuning
-from .metrics import best_threshold, binary_report, fmt, multilabel_report
+from .metrics import binary_report, fmt, multilabel_report
 
 NORMAL = 0  # column of "normal" among the 12 Task 2 outputs (class index 1)
 POS_WEIGHTS = ("none", "sqrt", "balanced")  # Task 2: weight of a class's positives, from its training frequency
-
-
-def write_answer_files(files):
-    """Answer CSVs ({report key: (path, write_rows)}, each written by `write_rows(file)`) and each one's zip
-    (answer.csv -> answer.zip), so that no zip ever disagrees with the answers beside it: everything is written to
-    temporaries first; then the old zips are removed, the CSVs renamed into place, and the zips last. A kill leaves
-    the old files (perhaps without some of their zips), or the new CSVs with none, some or all of their zips: a zip
-    that is there holds the CSV beside it, of the same run as every other answer there. Returns {key: zip path}."""
-    csvs = [Path(path) for path, _ in files.values()]
-    zips = [p.with_suffix(".zip") for p in csvs]
-    with atomic_paths(csvs + zips, remove_first=zips) as tmps:
-        for (_, write_rows), tmp in zip(files.values(), tmps):
-            with open(tmp, "w", newline="") as f:
-                write_rows(f)
-        for csv_path, tmp, zip_tmp in zip(csvs, tmps, tmps[len(csvs):]):
-            info = zipfile.ZipInfo.from_file(tmp, arcname=csv_path.name)
-            info.external_attr = (0o100000 | umask_mode(0o666)) << 16  # the CSV's mode once in place, not the temporary's
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with zipfile.ZipFile(zip_tmp, "w") as z:
-                z.writestr(info, Path(tmp).read_bytes())
-    return dict(zip(files, zips))
-
-
-def task1_path(out):
-    """Where a Task 2 model writes its Task 1 answer: answer.csv -> answer_task1.csv."""
-    out = Path(out)
-    return out.with_name(f"{out.stem}_task1{out.suffix}")
 
 
 @dataclass
@@ -130,6 +102,10 @@ class Task(ABC):
         """An Evaluation, with thresholds tuned on these records."""
 
     @abstractmethod
+    def thresholds(self, y, probs):
+        """Thresholds tuned on these records (utils/scoring/thresholds.py; untuned on too few)."""
+
+    @abstractmethod
     def decide(self, probs, thresholds):
         """The answers (one per record) from probabilities."""
 
@@ -142,12 +118,9 @@ class Task(ABC):
         """A function that writes this task's answer file (CSV) into an open file."""
 
     def answer_files(self, names, answers, out):
-        """Every answer file this task's model gives: {report key of its zip: (CSV path, its answer_rows)}."""
+        """Every answer file this task's model gives: {report key of its zip: (CSV path, its answer_rows)}, which
+        utils.artifacts.write_answer_files writes together with their zips."""
         return {"zip": (Path(out), self.answer_rows(names, answers))}
-
-    def write_answers(self, names, answers, out):
-        """Every answer file and its zip, written together (write_answer_files): {report key: zip path}."""
-        return {k: str(z) for k, z in write_answer_files(self.answer_files(names, answers, out)).items()}
 
     @abstractmethod
     def score(self, truth_path, names, answers, probs):
@@ -186,6 +159,29 @@ class Task(ABC):
                                   f"{', '.join(cols)})")
         y = self.label_array([self.truth_value(t) for t in df["truth"]])
         return df["name"].tolist(), y, self.table_probs(df[cols].to_numpy(np.float64))
+
+    # -- answers as a reader sees them (printouts, index pages) -----------------------------------------------
+    several: bool  # several answers per record (a list of classes), or one
+
+    @abstractmethod
+    def answer_text(self, answer):
+        """An answer (or a truth in answer form) as words."""
+
+    @abstractmethod
+    def answer_columns(self, answer):
+        """The probability columns (indices into prob_names) an answer says yes to."""
+
+    @abstractmethod
+    def is_right(self, answer, truth):
+        """Is the answer the truth, exactly?"""
+
+    @abstractmethod
+    def read_truth(self, path):
+        """{name: the truth in answer form} of a label file in the task's format."""
+
+    def prob_label(self, k):
+        """How a table names probability column k."""
+        return self.prob_names[k]
 
     @abstractmethod
     def truth_text(self, y):
@@ -227,19 +223,23 @@ class Task1(Task):
         p = np.clip(np.asarray(probs, dtype=np.float64).reshape(-1, 1), 1e-7, 1 - 1e-7)
         return np.hstack([np.log(1 - p), np.log(p)]).astype(np.float32)
 
+    def thresholds(self, y, probs):
+        """The F1-best threshold on P(abnormal) (utils/scoring/thresholds.py)."""
+        return tuning.tune_binary(y, probs)
+
     def evaluate(self, y, probs):
-        threshold = best_threshold(y, probs) if tuning.enough(len(y)) else tuning.DEFAULT
+        threshold = self.thresholds(y, probs)
         at_half, tuned = binary_report(y, probs, 0.5), binary_report(y, probs, threshold)
         at = (f"F1: {tuned['f1']:.4f} (threshold {threshold:.3f})" if tuning.enough(len(y))
               else f"({tuning.smoke_note(len(y))})")
         summary = f"acc: {at_half['accuracy']:.4f}, F1: {at_half['f1']:.4f} (threshold 0.5), {at}, AUC: {fmt(at_half['auc'])}"
         record = {"f1": tuned["f1"], "f1_at_0.5": at_half["f1"], "auc": at_half["auc"], "accuracy": at_half["accuracy"],
-                  "threshold": threshold}
+                  "thresholds": threshold}
         return Evaluation(len(y), {"at_0.5": at_half, "at_threshold": tuned}, record, threshold, summary,
                           [f"confusion (rows: true normal/abnormal, columns: predicted): {at_half['confusion']}"])
 
     def decide(self, probs, thresholds):
-        return [int(p >= thresholds) for p in probs]
+        return tuning.decide_binary(probs, thresholds)
 
     def as_probs(self, answer):
         return float(answer)
@@ -253,6 +253,24 @@ class Task1(Task):
 
     def truth_text(self, y):
         return str(int(y))
+
+    several = False
+
+    def answer_text(self, answer):
+        return TAG_NAMES[int(answer)]
+
+    def answer_columns(self, answer):
+        return {0} if int(answer) == 1 else set()
+
+    def is_right(self, answer, truth):
+        return int(answer) == int(truth)
+
+    def read_truth(self, path):
+        refs = read_reference(path)
+        return dict(zip(refs["name"], (int(t) for t in refs["tag"])))
+
+    def prob_label(self, k):
+        return "P(abnormal)"
 
     def truth_value(self, text):
         return int(text)
@@ -329,32 +347,8 @@ class Task2(Task):
         return np.log(p / (1 - p)).astype(np.float32)
 
     def thresholds(self, y, probs):
-        """Per class, the F1-best threshold on validation (0.5 where the fold has no positive or no negative, or
-        where it is too small to tune on: utils/scoring/thresholds.py). "normal" is answered only when no other
-        class is, so its threshold is tuned with that rule applied."""
-        if not tuning.enough(len(y)):
-            return [tuning.DEFAULT] * self.num_outputs
-        t = [best_threshold(y[:, k], probs[:, k]) if 0 < y[:, k].sum() < len(y) else 0.5 for k in range(self.num_outputs)]
-        if 0 < y[:, NORMAL].sum() < len(y):
-            t[NORMAL] = self._normal_threshold(y[:, NORMAL], probs, np.asarray(t))
-        return t
-
-    @staticmethod
-    def _normal_threshold(y_normal, probs, t):
-        """The threshold t_n for "normal" whose answers, under `decide`'s rules (normal only when no other class
-        reaches its threshold, or when none does and normal has the largest margin), give the best F1; among
-        equal F1s the one nearest 0.5. The answered set changes only where t_n passes p_n or p_n - (the largest
-        other margin), so those are the candidates."""
-        others = np.delete(np.arange(probs.shape[1]), NORMAL)
-        p_n = probs[:, NORMAL]
-        other_margin = (probs[:, others] - t[others]).max(axis=1)
-        free = other_margin < 0  # no other class reaches its threshold
-        cands = np.unique(np.concatenate([p_n, p_n - other_margin, [0.5]]))
-        cands = cands[(cands > 0) & (cands <= 1)]
-        pred = free & ((p_n[None, :] >= cands[:, None]) | (p_n[None, :] - cands[:, None] >= other_margin))
-        tp = (pred & (y_normal > 0.5)).sum(axis=1)
-        f1 = 2 * tp / (pred.sum(axis=1) + (y_normal > 0.5).sum())
-        return float(cands[np.lexsort((cands, -np.abs(cands - 0.5), f1))[-1]])
+        """Per class, the F1-best threshold, "normal"'s tuned under the exclusivity rule (utils/scoring/thresholds.py)."""
+        return tuning.tune_multilabel(y, probs, NORMAL)
 
     def evaluate(self, y, probs):
         thresholds = self.thresholds(y, probs)
@@ -367,19 +361,9 @@ class Task2(Task):
         return Evaluation(len(y), m, record, thresholds, summary, table=per_class_lines(m))
 
     def decide(self, probs, thresholds):
-        """The answer rules: each record gets the classes whose probability reaches their threshold; if none does,
-        the class closest to its threshold (the largest probability-to-threshold margin: the raw argmax would
-        favour the frequent classes, whose thresholds are high); "normal" is kept only when no other class is
-        found (an abnormal finding wins, so a record is never both normal and abnormal). Returns 1-based class lists."""
-        out, t = [], np.asarray(thresholds, dtype=np.float64)
-        for p in np.atleast_2d(probs):
-            found = np.flatnonzero(p >= t)
-            if len(found) == 0:
-                found = [int(np.argmax(p - t))]
-            elif len(found) > 1:
-                found = [k for k in found if k != NORMAL]
-            out.append([int(k) + 1 for k in found])
-        return out
+        """The answer rules (utils/scoring/thresholds.py): the classes reaching their thresholds, else the one with
+        the largest margin; "normal" only alone. Returns 1-based class lists."""
+        return tuning.decide_multilabel(probs, thresholds, NORMAL)
 
     def as_probs(self, answer):
         return self.encode(answer)
@@ -389,6 +373,20 @@ class Task2(Task):
 
     def truth_value(self, text):
         return self.encode([int(k) for k in text.split()])
+
+    several = True
+
+    def answer_text(self, answer):
+        return ", ".join(CLASS_NAMES[int(k) - 1] for k in answer)
+
+    def answer_columns(self, answer):
+        return {int(k) - 1 for k in answer}
+
+    def is_right(self, answer, truth):
+        return sorted(set(map(int, answer))) == sorted(set(map(int, truth)))
+
+    def read_truth(self, path):
+        return {n: sorted(int(k) for k in c) for n, c in read_reference_task2(path).items()}
 
     def indicator(self, answers):
         return np.stack([self.encode(a) for a in answers]) if answers else np.zeros((0, self.num_outputs), np.float32)

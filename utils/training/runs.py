@@ -229,9 +229,8 @@ class Run:
     def tuned_on(self):
         """model.json's `tuned_on`: which records chose the model and tuned its thresholds."""
         cfg = self.card.config or {}
-        where = (f"validation fold {cfg['VAL_FOLD']} of {cfg['NUM_FOLDS']}, " if "VAL_FOLD" in cfg else "validation, ")
-        n = len(self.val_names)
-        return where + (tuning.smoke_note(n) if self.few else f"{n} records")
+        where = f"validation fold {cfg['VAL_FOLD']} of {cfg['NUM_FOLDS']}" if "VAL_FOLD" in cfg else "validation"
+        return tuning.tuned_on(where, len(self.val_names))
 
     def finish(self, note=""):
         """Its figures and finished.json (tools/train_kfold.py skips finished folds)."""
