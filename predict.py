@@ -189,9 +189,9 @@ def main(argv=None):
               "fallback": [{"name": n, "reason": r, "answer": fallback} for n, r in missing.items()]}
     if fusion is not None:
         report["fusion"] = fusion.report
-    labels = member_labels(members)
+    titles = member_titles(members)
     if cfg["PRINTOUTS"]:
-        report["printouts"] = str(draw_printouts(cfg, task, names, answers, probs, thresholds, results, labels,
+        report["printouts"] = str(draw_printouts(cfg, task, names, answers, probs, thresholds, results, titles,
                                                  missing, fusion, log))
 
     report_path = Path(cfg["REPORT"]) if cfg["REPORT"] else members[0][0].parent / "predict_report.json"
@@ -204,7 +204,7 @@ def main(argv=None):
             plot_per_class(metrics["per_class"], fig, f"test ({metrics['n']} records)")
             report["per_class_figure"] = str(fig)
         if len(results) > 1:
-            report["members"] = score_members(task, cfg, names, results, labels, metrics, log)
+            report["members"] = score_members(task, cfg, names, results, titles, metrics, log)
     report["probabilities"] = str(write_probabilities(task, report_path, names, results, probs))
     report["seconds"] = round(time.time() - t0, 2)
     write_text(report_path, json.dumps(report, indent=2, allow_nan=False) + "\n")
@@ -229,34 +229,34 @@ def write_probabilities(task, report_path, names, results, fused):
     return path
 
 
-def member_labels(members):
+def member_titles(members):
     """How tables and printouts name each model: its family and validation fold ("features (fold 0)"), with its
     directory's parent folder added where two would read alike ("resnet50 (fold 0, kfold_a)")."""
-    labels = [card.label for _, card in members]
-    return [f"{label[:-1]}, {d.parent.name})" if labels.count(label) > 1 and label.endswith(")")
-            else f"{label} ({d.parent.name})" if labels.count(label) > 1 else label
-            for label, (d, _) in zip(labels, members)]
+    titles = [card.display_name for _, card in members]
+    return [f"{title[:-1]}, {d.parent.name})" if titles.count(title) > 1 and title.endswith(")")
+            else f"{title} ({d.parent.name})" if titles.count(title) > 1 else title
+            for title, (d, _) in zip(titles, members)]
 
 
-def score_members(task, cfg, names, results, labels, fused_metrics, log):
+def score_members(task, cfg, names, results, titles, fused_metrics, log):
     """Each member scored alone (its own thresholds) beside the fusion: a table in the log, a list in the report."""
     rows = []
-    for r, label in zip(results, labels):
+    for r, title in zip(results, titles):
         card = r["card"]
         _, m, _ = score(task, cfg, names, r["probs"], card.thresholds, card.fallback_answer)
-        rows.append({"model": str(r["dir"]), "label": label, "arch": card.arch, "metrics": m})
+        rows.append({"model": str(r["dir"]), "title": title, "arch": card.arch, "metrics": m})
     keys = task.headline
-    width = max(len("fusion"), *(len(r["label"]) for r in rows))
+    width = max(len("fusion"), *(len(r["title"]) for r in rows))
     log.info(f"{'model':<{width}} " + " ".join(f"{k:>10}" for k in keys))
-    for label, m in [(r["label"], r["metrics"]) for r in rows] + [("fusion", fused_metrics)]:
-        log.info(f"{label:<{width}} " + " ".join(f"{fmt(m[k]):>10}" for k in keys))
+    for title, m in [(r["title"], r["metrics"]) for r in rows] + [("fusion", fused_metrics)]:
+        log.info(f"{title:<{width}} " + " ".join(f"{fmt(m[k]):>10}" for k in keys))
     return rows
 
 
 FUSION_TEXT = {"mean": "mean of {} models", "weights": "weighted mean of {} models", "stacking": "stacking of {} models"}
 
 
-def draw_printouts(cfg, task, names, answers, probs, thresholds, results, labels, missing, fusion, log):
+def draw_printouts(cfg, task, names, answers, probs, thresholds, results, titles, missing, fusion, log):
     """A printed page per test record with its answer (utils/report/), and the index; returns the index's path.
     A record no model could read still gets its page: the fallback answer, and why its record could not be read."""
     from utils.report.pages import Verdict, write_printouts
@@ -267,13 +267,13 @@ def draw_printouts(cfg, task, names, answers, probs, thresholds, results, labels
     def member_probs(n):
         if len(results) == 1:
             return {}
-        return {label: (np.atleast_1d(r["probs"][n]).astype(float).tolist() if n in r["probs"] else None)
-                for label, r in zip(labels, results)}
+        return {title: (np.atleast_1d(r["probs"][n]).astype(float).tolist() if n in r["probs"] else None)
+                for title, r in zip(titles, results)}
 
     verdicts = {n: Verdict(task.number, a, np.atleast_1d(probs[n]).astype(float).tolist() if n in probs else None, t,
                            member_probs(n), missing.get(n), method) for n, a in zip(names, answers)}
     truth = task.read_truth(cfg["TRUTH"]) if cfg["TRUTH"] else None
-    who = f"the {method}: " + ", ".join(labels) if fusion else labels[0]
+    who = f"the {method}: " + ", ".join(titles) if fusion else titles[0]
     return write_printouts(cfg["PRINTOUTS"], {n: Path(cfg["DATA_DIR"]) / "val" / f"{n}.mat" for n in names}, verdicts,
                            truth, task.number, cfg["PRINTOUT_WORKERS"], cfg["PRINTOUT_PDF"],
                            f"answers of {who}", log=log.info)

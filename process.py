@@ -32,7 +32,7 @@ from utils.ecg.io import (
     write_reference_task2,
 )
 from utils.errors import ConfigError, ECGDataError
-from utils.inputs.render import AMPLITUDES, LAYOUTS, RENDER_DEFAULTS, SCALES, render_image
+from utils.inputs.render import AMPLITUDE_MODES, LAYOUTS, RENDER_DEFAULTS, SCALES, render_image
 from utils.runtime import run_script
 
 # -- configuration (every constant is also a command-line flag: DATA_DIR -> --data-dir) --------------------
@@ -43,7 +43,7 @@ LINE_WIDTH = 2  # pixels (chosen on the picture-settings bench: docs/results.md)
 LAYOUT = "12x1"  # 12 bands of full width; or 6x2
 MV_RANGE = 2.0  # mV spanned by one lead's band (fixed for all records: amplitude is diagnostic)
 SCALE = "fixed"  # fixed (MV_RANGE for every lead and record) | per-lead (each lead fills its band, as the original drew them)
-AMPLITUDE = "soft"  # beyond the band: soft (compressed smoothly: taller stays taller) | clip (cut flat at its edge, as before)
+AMPLITUDE = "soft"  # the picture, beyond the band (train.py AMPLITUDES is a features setting): soft (compressed smoothly: taller stays taller) | clip (cut flat at its edge, as before)
 HIGHPASS = 0.5  # Hz, high-pass before drawing (the signal family's filter, removes baseline wander); 0 = off (as before)
 WORKERS = os.cpu_count() or 1
 FORCE = False  # re-render images that are newer than their record
@@ -99,7 +99,7 @@ def write_preview(out_dir, refs, n):
 
 def main(argv=None):
     cfg = parse_config(script_constants(globals()), argv, description=__doc__.split("\n")[0], source_file=__file__,
-                       choices={"LAYOUT": sorted(LAYOUTS), "SCALE": SCALES, "AMPLITUDE": AMPLITUDES})
+                       choices={"LAYOUT": sorted(LAYOUTS), "SCALE": SCALES, "AMPLITUDE": AMPLITUDE_MODES})
     data_dir, out_dir = check_data_dir(cfg["DATA_DIR"]), Path(cfg["OUT_DIR"])
     for key in ("SIZE", "LINE_WIDTH", "WORKERS"):
         if cfg[key] < 1:

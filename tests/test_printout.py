@@ -221,7 +221,7 @@ def test_predict_printouts_show_the_fused_answers(tiny_raw, tiny_dataset, tiny_t
                         "--report", str(tmp_path / "r.json"), "--printouts", str(tmp_path / "pages"),
                         "--printout-workers", "2", "--printout-pdf", "none"])
     assert rep["printouts"] == str(tmp_path / "pages" / "index.html") and Path(rep["printouts"]).is_file()
-    assert [m["label"] for m in rep["members"]] == ["resnet50 (fold 0)", "resnet1d (fold 0)"]
+    assert [m["title"] for m in rep["members"]] == ["resnet50 (fold 0)", "resnet1d (fold 0)"]
     rows = {r["name"]: r for r in json.loads((tmp_path / "pages" / "printouts.json").read_text())["records"]}
     answers = pd.read_csv(tmp_path / "a.csv")
     assert sorted(rows) == sorted(answers["name"]) and len(rows) == 20

@@ -102,7 +102,7 @@ class ModelCard:
     extra: dict = field(default_factory=dict)  # anything else a family records (fit_seconds, ...)
 
     @property
-    def label(self):
+    def display_name(self):
         """How tables name this model: its architecture and validation fold, e.g. "features (fold 0)"."""
         fold = (self.config or {}).get("VAL_FOLD")
         return self.arch if fold is None else f"{self.arch} (fold {fold})"

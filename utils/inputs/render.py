@@ -15,7 +15,7 @@ from ..ecg.filters import highpass
 
 LAYOUTS = {"12x1": (12, 1), "6x2": (6, 2)}  # rows x columns of leads; leads fill columns top to bottom
 SCALES = ("fixed", "per-lead")  # one mV-to-pixel scale for all | each lead stretched to fill its band (the original's look)
-AMPLITUDES = ("clip", "soft")  # beyond the band: cut flat at its edge | compressed smoothly, never reaching the edge
+AMPLITUDE_MODES = ("clip", "soft")  # process.py AMPLITUDE (not train.py AMPLITUDES, a features setting): beyond the band: cut flat at its edge | compressed smoothly, never reaching the edge
 RENDER_DEFAULTS = {"scale": "fixed", "amplitude": "clip", "highpass": 0.0}  # settings added later: what pictures
 # drawn before them used (a render_config.json or model card without them)
 SOFT_KNEE = 0.5  # soft: the share of each half-band drawn linearly (true scale); beyond it, compressed
@@ -57,8 +57,8 @@ def render_mask(sig, size=640, line_width=2, layout="12x1", mv_range=2.0, scale=
     or (scale "per-lead", as the original's matplotlib subplots drew them) each lead's own range. `highpass_hz` > 0:
     the record is high-pass filtered first. `amplitude` (fixed scale): beyond the band the trace is "clip"ped flat
     at its edge, or "soft": compressed (soft_compress)."""
-    if amplitude not in AMPLITUDES:
-        raise ValueError(f"amplitude must be one of {AMPLITUDES}, got {amplitude!r}")
+    if amplitude not in AMPLITUDE_MODES:
+        raise ValueError(f"amplitude must be one of {AMPLITUDE_MODES}, got {amplitude!r}")
     n_rows, n_cols = LAYOUTS[layout]
     sig = np.asarray(highpass(sig, highpass_hz) if highpass_hz else sig, dtype=np.float32)
     if scale == "per-lead":
