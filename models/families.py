@@ -7,9 +7,10 @@ place. train.py and predict.py ask `get_family(arch)` (or `family_of(card)`) and
 - features (`features`): ECG measurements of the MAT records (utils/ecg/), gradient-boosted trees (models/gbm.py);
   fitted at once, no iterations.
 
-Families hold no data: `labels` returns what it read (a Labelled), which the other methods take back. The model
-card's `arch` and `input` (picture size and render settings, signal preprocessing, measurement version) let
-predict.py feed each model what it was trained on.
+Families hold no data: `labels` returns what it read (a Labelled), which the other methods take back. Each family
+reads its own settings from train.py's (`options(cfg)`: PictureOptions, SignalOptions, FeaturesOptions), so no
+caller passes one family's settings to another. The model card's `arch` and `input` (picture size and render
+settings, signal preprocessing, measurement version) let predict.py feed each model what it was trained on.
 """
 import functools
 import logging
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import paddle
 
-from transforms import build_transforms
+from transforms.picture_augment import build_transforms
 from transforms.signal_augment import build_signal_transforms
 from utils.artifacts import FEATURE_CACHE, MODEL_FILE, PROCESS_REPORT, SIGNAL_CACHE, load_weights
 from utils.ecg.io import list_records
@@ -30,6 +32,7 @@ from utils.inputs.render import LAYOUTS
 from utils.inputs.signals import (
     SCALE_RECORDS,
     ECGSignalDataset,
+    check_windows,
     default_preprocess,
     fit_scale,
     prepare_signals,
@@ -56,6 +59,41 @@ class Sources:
     workers: int = 1
 
 
+@dataclass(frozen=True)
+class PictureOptions:
+    """The picture family's settings (train.py's picture flags)."""
+
+    image_size: int = 640  # the network's input: pictures are resized to image_size x image_size
+
+
+@dataclass(frozen=True)
+class SignalOptions:
+    """The signal family's settings (train.py's signal flags), checked when made: a bad one is a one-line
+    ConfigError naming its flag."""
+
+    crop_seconds: float = 8.0  # random training crops
+    tta_stride_seconds: float = 0.0  # 0: validate and predict on the whole record; > 0: on windows this far apart
+    tta_agg: str = "mean"  # with windows: how a record's probability is made from its windows' (AGGREGATIONS)
+
+    def __post_init__(self):
+        check_windows(self.crop_seconds, self.tta_stride_seconds, self.tta_agg)
+
+
+@dataclass(frozen=True)
+class FeaturesOptions:
+    """The features family's settings (train.py's features flags), checked when made; `trees` is no flag: the
+    benches fit the member with other LightGBM settings through it."""
+
+    gain_augment: float = 0.0  # also train on every record as if recorded at gains 1 - G and 1 + G; 0 = off
+    amplitudes: str = "absolute"  # the AmplitudeView (utils/ecg/gain.py) the trees read amplitudes through
+    trees: dict = None  # settings of the learner that replace its defaults (models/gbm.TREES); None: the defaults
+
+    def __post_init__(self):
+        from utils.ecg.gain import gains_for
+
+        gains_for(self.gain_augment)
+
+
 @dataclass
 class Labelled:
     """The labelled training records a family can read: `refs` (DataFrame name, y) from `label_file`; for a
@@ -79,17 +117,20 @@ class Family(ABC):
     iterative: bool  # trained by train.py's loop (networks), or fitted at once
 
     @abstractmethod
+    def options(self, cfg):
+        """This family's options (a frozen dataclass) from train.py's settings {CONSTANT: value}, checked (a bad
+        value is a ConfigError naming its flag); the other families' settings are not read."""
+
+    @abstractmethod
     def labels(self, task, src, log):
         """Labelled: the training records of `src` listed in the task's label file that this family can read
         (unreadable ones left out with a warning), and every record the file lists."""
 
     @abstractmethod
-    def input_spec(self, inp):
-        """The model's input shape, [None, ...], from its card's `input`."""
-
-    @abstractmethod
     def test_inputs(self, card, src, names, model_dir, log):
-        """(what the runner reads: a dataset or a list, the names it covers, {name: why not} for the others)."""
+        """(dataset, have, missing) for the test records `names`: `dataset` a paddle.io.Dataset whose item i is
+        the input (no label) of record `have[i]`, what the runner of `load_runner` reads in batches; `have` the
+        names it covers, in the order of `names`; `missing` {name: why not} for the others."""
 
     @abstractmethod
     def load_runner(self, model_dir, card, task):
@@ -108,19 +149,20 @@ class NetworkFamily(Family):
     optimizer: str  # the optimizer of OPTIMIZER auto
 
     @abstractmethod
-    def datasets(self, task, labelled, train_df, val_df, src, image_size, log, crop_seconds=8.0, tta_stride_seconds=0.0,
-                 tta_agg="mean"):
-        """(augmented training dataset, plain validation dataset, the card's `input`). `image_size`: pictures;
-        `crop_seconds`, `tta_stride_seconds`, `tta_agg`: the signal family's training crops and test-time windows."""
+    def datasets(self, task, labelled, train_df, val_df, src, options, log):
+        """(augmented training dataset, plain validation dataset, the card's `input`), made as `options` (this
+        family's, from `options(cfg)`) say."""
 
     @abstractmethod
     def build(self, arch, num_outputs, pretrained):
         """A new network (`pretrained`: auto, none or a weights file)."""
 
+    @abstractmethod
+    def input_spec(self, inp):
+        """The network's input shape, [None, ...], from its card's `input` (train.py's log, predict.py --export)."""
+
     def load_runner(self, model_dir, card, task):
         """The network runs as validation ran it: on the whole record, or on the card's test-time windows."""
-        import paddle
-
         model = self.build(card.arch, card.num_classes, "none")
         load_weights(model, Path(model_dir) / MODEL_FILE, "model")
         model.eval()
@@ -137,11 +179,9 @@ class FittedFamily(Family):
     iterative = False
 
     @abstractmethod
-    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0, amplitudes="absolute", trees=None):
-        """(fitted model with .save(directory), validation probabilities as task.probs gives them, card `input`);
-        gain_augment G: also train on every training record as if recorded at gains 1 - G and 1 + G;
-        amplitudes: the AmplitudeView (utils/ecg/gain.py) the model reads its amplitude measurements through;
-        trees: settings of the learner that replace its defaults (models/gbm.TREES), for benches."""
+    def fit(self, task, labelled, train_df, val_df, seed, options, log):
+        """(fitted model with .save(directory), validation probabilities as task.probs gives them, card `input`),
+        fitted as `options` (this family's, from `options(cfg)` or made by a bench) say."""
 
     @abstractmethod
     def importance(self, model, task, labelled, val_df, labels, repeats):
@@ -155,6 +195,9 @@ class PictureFamily(NetworkFamily):
     """Pictures rendered by process.py, ResNets from paddle.vision."""
 
     name, optimizer = "picture", "momentum"  # the original design: Momentum fine-tuning of an ImageNet backbone
+
+    def options(self, cfg):
+        return PictureOptions(cfg["IMAGE_SIZE"])
 
     def labels(self, task, src, log):
         """process.py carries the label file whole: a record it reported failed (no picture) is left out here with
@@ -171,9 +214,8 @@ class PictureFamily(NetworkFamily):
             log.warning(f"{img_dir / name}.png: {failed[name]} -> left out of training")
         return Labelled(path, listed[have].reset_index(drop=True), listed=listed)
 
-    def datasets(self, task, labelled, train_df, val_df, src, image_size, log, crop_seconds=8.0, tta_stride_seconds=0.0,
-                 tta_agg="mean"):  # the signal settings do not apply to pictures
-        render = read_render_config(src.dataset_dir)
+    def datasets(self, task, labelled, train_df, val_df, src, options, log):
+        render, image_size = read_render_config(src.dataset_dir), options.image_size
         img_dir = Path(src.dataset_dir) / "train"
         train_ds = ECGImageDataset(img_dir, train_df["name"], task.label_array(train_df["y"]), image_size,
                                    build_transforms(True, *LAYOUTS[render.get("layout", "12x1")]))
@@ -204,6 +246,9 @@ class SignalFamily(NetworkFamily):
 
     name, optimizer = "signal", "adam"  # trained from scratch: Adam needs no LR search per dataset
 
+    def options(self, cfg):
+        return SignalOptions(cfg["CROP_SECONDS"], cfg["TTA_STRIDE_SECONDS"], cfg["TTA_AGG"])
+
     def labels(self, task, src, log):
         path, refs = self.read_records(task, src)
         d = Path(src.data_dir) / "train"
@@ -214,9 +259,9 @@ class SignalFamily(NetworkFamily):
         inputs = {n: s for n, s in zip(refs["name"], items) if s is not None}
         return Labelled(path, refs[refs["name"].isin(inputs)].reset_index(drop=True), inputs, listed=refs)
 
-    def datasets(self, task, labelled, train_df, val_df, src, image_size, log, crop_seconds=8.0, tta_stride_seconds=0.0,
-                 tta_agg="mean"):
-        prep = default_preprocess(crop_seconds=crop_seconds, tta_stride_seconds=tta_stride_seconds, tta_agg=tta_agg)
+    def datasets(self, task, labelled, train_df, val_df, src, options, log):
+        prep = default_preprocess(crop_seconds=options.crop_seconds, tta_stride_seconds=options.tta_stride_seconds,
+                                  tta_agg=options.tta_agg)
         prep["scale"] = fit_scale([read_signal(labelled.inputs[n]) for n in train_df["name"][:SCALE_RECORDS]])
         w = prep.get("windows")
         log.info(f"signal input: high-pass {prep['highpass_hz']} Hz, {prep['fs']} Hz, x{prep['scale']:.3f} (one scale "
@@ -250,10 +295,26 @@ class SignalFamily(NetworkFamily):
         return ECGSignalDataset([s for s in items if s is not None], scale=card.input["scale"]), have, missing
 
 
+class Rows(paddle.io.Dataset):
+    """A dataset of prepared inputs held in memory (a features model's measurements of the test records)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
 class FeaturesFamily(FittedFamily):
     """ECG measurements of the MAT records (cached beside the data, DATA_DIR/features_cache), gradient boosting."""
 
     name = "features"
+
+    def options(self, cfg):
+        return FeaturesOptions(cfg["GAIN_AUGMENT"], cfg["AMPLITUDES"])
 
     def labels(self, task, src, log):
         from utils.ecg.cache import features_for_records
@@ -267,11 +328,12 @@ class FeaturesFamily(FittedFamily):
         keep = ~refs["name"].map(lambda n: str(d / f"{n}.mat") in bad).to_numpy()
         return Labelled(path, refs[keep].reset_index(drop=True), dict(zip(refs["name"][keep], X[keep])), listed=refs)
 
-    def fit(self, task, labelled, train_df, val_df, seed, log, gain_augment=0.0, amplitudes="absolute", trees=None):
+    def fit(self, task, labelled, train_df, val_df, seed, options, log):
         from models.gbm import GBMModel
         from utils.ecg.gain import gains_for, with_gains
         from utils.ecg.measurements import FEATURE_NAMES, FEATURES_VERSION
 
+        gain_augment, amplitudes = options.gain_augment, options.amplitudes
         gains = gains_for(gain_augment)
         if gains:
             log.info(f"gain augmentation: every training record also as recorded at x{gains[0]:g} and x{gains[1]:g} "
@@ -284,7 +346,7 @@ class FeaturesFamily(FittedFamily):
                      f"as a ratio to the record's median QRS amplitude")
         X = np.stack([labelled.inputs[n] for n in train_df["name"]])
         model = GBMModel(task.num_probs, seed=seed, augment=(lambda x: with_gains(x, gains)) if gains else None,
-                         amplitudes=amplitudes, trees=trees)
+                         amplitudes=amplitudes, trees=options.trees)
         model.fit(X, task.label_array(train_df["y"]))
         val = [labelled.inputs[n] for n in val_df["name"]]  # none for a bench that scores the model itself
         p = model.predict_proba(np.stack(val)) if val else np.empty((0, task.num_probs), dtype=np.float32)
@@ -328,9 +390,6 @@ class FeaturesFamily(FittedFamily):
                              "measure": "gain_share"})
         return pd.DataFrame(rows, columns=IMPORTANCE_COLUMNS)
 
-    def input_spec(self, inp):
-        return [None, inp["n_features"]]
-
     def load_runner(self, model_dir, card, task):
         from models.gbm import GBMModel
 
@@ -353,7 +412,7 @@ class FeaturesFamily(FittedFamily):
         X, bad = features_for_records([d / "val" / f"{n}.mat" for n in names], cache_dir=d / FEATURE_CACHE, workers=src.workers)
         bad_names = {Path(p).stem: f"could not be read: {why}" for p, why in bad.items()}
         have = [n for n in names if n not in bad_names]
-        return [x for n, x in zip(names, X) if n not in bad_names], have, bad_names
+        return Rows([x for n, x in zip(names, X) if n not in bad_names]), have, bad_names
 
 
 SIGNAL_ARCHS = {"resnet1d": resnet1d,  # the networks of the signal family: arch -> (num_outputs -> new network)

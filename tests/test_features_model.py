@@ -298,15 +298,15 @@ def test_lightgbm_is_loaded_before_paddle():
 def test_a_fit_without_validation_records_gives_the_same_model(tiny_raw):
     """bench/features_robustness.py fits with no validation records (it scores the model itself): the fit is the
     one train.py makes with a validation fold, and its validation probabilities are empty, per task."""
-    from models.families import Sources
+    from models.families import FeaturesOptions, Sources
     from utils.runtime import get_logger
 
     family, log = get_family("features"), get_logger()
     for task in (T1, T2):
         labelled = family.labels(task, Sources(tiny_raw, tiny_raw, 2), log)
         train_df, val_df = labelled.refs.iloc[:50], labelled.refs.iloc[50:]
-        model, p, _ = family.fit(task, labelled, train_df, train_df.iloc[:0], 2021, log)
-        with_val, p_val, _ = family.fit(task, labelled, train_df, val_df, 2021, log)
+        model, p, _ = family.fit(task, labelled, train_df, train_df.iloc[:0], 2021, FeaturesOptions(), log)
+        with_val, p_val, _ = family.fit(task, labelled, train_df, val_df, 2021, FeaturesOptions(), log)
         assert p.shape == ((0,) if task.num_probs == 1 else (0, task.num_probs))
         X = np.stack([labelled.inputs[n] for n in val_df["name"]])
         full = with_val.predict_proba(X)
@@ -322,7 +322,7 @@ def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_p
     from sklearn.metrics import roc_auc_score
 
     from bench.features_robustness import TREE_ROWS
-    from models.families import Sources
+    from models.families import FeaturesOptions, Sources
     from models.gbm import TREES, GBMModel
     from utils.runtime import get_logger
 
@@ -332,7 +332,7 @@ def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_p
     X = np.stack([labelled.inputs[n] for n in labelled.refs["name"].iloc[45:]])
     p = {}
     for name, trees in TREE_ROWS.items():
-        model, _, card_input = family.fit(T1, labelled, train_df, train_df.iloc[:0], 2021, log, trees=trees)
+        model, _, card_input = family.fit(T1, labelled, train_df, train_df.iloc[:0], 2021, FeaturesOptions(trees=trees), log)
         model.save(tmp_path / name)
         text = (tmp_path / name / "gbm_0.txt").read_text()
         want = {**TREES, **trees}
@@ -348,7 +348,7 @@ def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_p
     with pytest.raises(ValueError, match="subsample 0.8 needs subsample_freq"):
         GBMModel(1, trees={"subsample": 0.8})
     few = labelled.refs.iloc[:30]  # under 2 x min_child_samples: without the cap on leaf size, a constant model
-    small, _, _ = family.fit(T1, labelled, few, few.iloc[:0], 2021, log)
+    small, _, _ = family.fit(T1, labelled, few, few.iloc[:0], 2021, FeaturesOptions(), log)
     rest = labelled.refs.iloc[30:]
     p_rest = small.predict_proba(np.stack([labelled.inputs[n] for n in rest["name"]]))[:, 0]
     assert np.ptp(p_rest) > 0 and roc_auc_score(T1.label_array(rest["y"]), p_rest) > 0.5

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from models.families import Sources, get_family
+from models.families import PictureOptions, Sources, get_family
 from transforms import ECG_MEAN, ECG_STD, RandomTimeShift, build_transforms
 from utils.ecg.io import read_record
 from utils.errors import ECGDataError
@@ -67,7 +67,7 @@ def test_training_pipeline_keeps_6x2_columns_apart(columns, tmp_path):
                                                        "scale": "fixed", "amplitude": "clip", "highpass": 0.0}))
     df = pd.DataFrame({"name": list(columns), "y": [0, 1]})
     src = Sources(Path("unused"), ds)
-    train_ds, _, inp = get_family("resnet18").datasets(get_task(1), None, df, df, src, SIZE, LOG)
+    train_ds, _, inp = get_family("resnet18").datasets(get_task(1), None, df, df, src, PictureOptions(SIZE), LOG)
     assert inp["render_config"]["layout"] == "6x2"
 
     def leaks(dataset):

@@ -18,7 +18,7 @@ import pytest
 
 import predict
 import train
-from models.families import Sources, get_family
+from models.families import PictureOptions, Sources, get_family
 from utils.artifacts import read_json
 from utils.errors import ConfigError, ECGDataError
 from utils.scoring.tasks import get_task
@@ -42,7 +42,7 @@ def _loader_batches(dataset_dir, workers, seed, n=4):
     name = sorted(p.stem for p in (dataset_dir / "train").glob("*.png"))[0]
     df = pd.DataFrame({"name": [name] * (2 * n), "y": [1] * (2 * n)})
     family, src = get_family("resnet50"), Sources(Path("unused"), Path(dataset_dir))
-    train_ds, val_ds, _ = family.datasets(get_task(1), None, df, df, src, 64, logging.getLogger("ecg"))
+    train_ds, val_ds, _ = family.datasets(get_task(1), None, df, df, src, PictureOptions(64), logging.getLogger("ecg"))
     sampler, loader, val_loader = build_loaders(train_ds, val_ds, batch_size=2, seed=seed, num_workers=workers, world=1)
     with loader, val_loader:  # their workers end here
         sampler.set_epoch(0)

@@ -211,7 +211,8 @@ def test_training_folds_reuse_the_signal_cache(tiny_signal, tiny_raw, monkeypatc
     _no_reading(monkeypatch)
     family, task = get_family("resnet1d"), get_task(1)
     labelled, train_df, val_df = train.load_split(cfg, task, family)
-    ds, _, _ = family.datasets(task, labelled, train_df, val_df, Sources(tiny_raw, tiny_raw), 0, logging.getLogger("ecg"))
+    ds, _, _ = family.datasets(task, labelled, train_df, val_df, Sources(tiny_raw, tiny_raw), family.options(cfg),
+                               logging.getLogger("ecg"))
     assert all(isinstance(s, str) and s.endswith(".npy") for s in ds.signals) and len(ds) == len(train_df)
 
 

@@ -25,6 +25,7 @@ from utils.inputs.pictures import ECGImageDataset
 from utils.inputs.render import band_edges, render_image
 from utils.scoring.tasks import get_task
 from utils.training.engine import build_loaders, build_optimizer, build_scheduler, train_step, validate
+from utils.training.losses import build_loss
 
 T1 = get_task(1)
 
@@ -46,7 +47,7 @@ def test_loss_falls_on_real_data(tiny_trained, tiny_dataset):
     task, family = get_task(1), get_family("resnet50")
     labelled, train_df, val_df = train.load_split(cfg, task, family)
     src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]))
-    train_ds, val_ds, _ = family.datasets(task, labelled, train_df, val_df, src, cfg["IMAGE_SIZE"], logging.getLogger("ecg"))
+    train_ds, val_ds, _ = family.datasets(task, labelled, train_df, val_df, src, family.options(cfg), logging.getLogger("ecg"))
     _, loader, val_loader = build_loaders(train_ds, val_ds, cfg["BATCH_SIZE"], cfg["SEED"], cfg["NUM_WORKERS"], 1)
     with loader, val_loader:
         inputs, labels = next(iter(loader))
@@ -54,7 +55,8 @@ def test_loss_falls_on_real_data(tiny_trained, tiny_dataset):
     model = family.build("resnet50", task.num_outputs, "none")
     model.train()
     optimizer = build_optimizer(family.optimizer, build_scheduler(0.001, 20, 0, 1e-8, 0.9), model, 0.9, 2e-4)
-    losses = [train_step(model, task, inputs, labels, optimizer, None, None) for _ in range(20)]
+    loss = build_loss(task, train_df["y"])
+    losses = [train_step(model, loss, inputs, labels, optimizer, None, None) for _ in range(20)]
     assert np.mean(losses[-3:]) < 0.5 * np.mean(losses[:3]), losses
 
 
@@ -86,9 +88,9 @@ def test_best_model_reloads_with_identical_validation_outputs(tiny_trained, tiny
     model = build_model(2, "none")
     load_weights(model, out / "best_model" / "model.pdparams")
     with make_loader(ds, "validation", batch_size=4, shuffle=False) as loader:
-        loss, probs, labels = validate(model, loader, T1)
+        loss, probs, labels = validate(model, loader, T1, build_loss(T1, val["y"]))
         assert loss == pytest.approx(info["metrics"]["val_loss"], rel=1e-5, abs=1e-6)
-        loss2, probs2, _ = validate(model, loader, T1)
+        loss2, probs2, _ = validate(model, loader, T1, build_loss(T1, val["y"]))
     np.testing.assert_array_equal(probs, probs2)
     assert ((probs >= info["thresholds"]).astype(int) == labels).mean() == pytest.approx(info["metrics"]["at_threshold"]["accuracy"])
 

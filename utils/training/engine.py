@@ -1,13 +1,20 @@
-"""The parts of train.py's loop that are the same for every network: loaders, LR schedule, optimizer, mixed
-precision, one training step and the validation pass."""
+"""The loop that trains every network, and its parts: loaders, LR schedule, optimizer, mixed precision, one
+training step and the validation pass. train.py builds them (a Network) and the run (runs.Run); `train` runs
+PaddleSeg's loop over them."""
 import contextlib
 import functools
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import paddle
 
 from ..errors import ConfigError
+from ..inputs.draws import derive_seed
 from ..inputs.loading import DEFAULT_TIMEOUT, make_loader
+from .checkpoint import save_checkpoint
+from .progress import Progress
+from .runs import prune_checkpoints
 from .sampling import SeededBatchSampler
 
 
@@ -57,10 +64,11 @@ def setup_amp(enabled, device, log):
     return dtype, paddle.amp.GradScaler(init_loss_scaling=1024) if dtype == "float16" else None
 
 
-def train_step(model, task, inputs, labels, optimizer, amp_dtype, scaler):
+def train_step(model, loss_fn, inputs, labels, optimizer, amp_dtype, scaler):
+    """One update on a batch; its loss (`loss_fn`: utils/training/losses.py) as a float."""
     cast = paddle.amp.auto_cast(level="O1", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     with cast:
-        loss = task.loss(model(inputs), labels)
+        loss = loss_fn(model(inputs), labels)
     if scaler:
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -73,8 +81,9 @@ def train_step(model, task, inputs, labels, optimizer, amp_dtype, scaler):
 
 
 @paddle.no_grad()
-def validate(model, loader, task, windows=None):
-    """Validation loss, probabilities per record (Task 1: P(abnormal); Task 2: one per class), and labels.
+def validate(model, loader, task, loss_fn, windows=None):
+    """Validation loss (`loss_fn`'s, averaged over the records), probabilities per record (Task 1: P(abnormal);
+    Task 2: one per class), and labels.
     `windows` (utils/inputs/signals.py SlidingWindows, or None: the whole record): the records run as predict.py
     runs them, their windows' probabilities aggregated; the loss is then that of the aggregated logits."""
     model.eval()
@@ -82,7 +91,7 @@ def validate(model, loader, task, windows=None):
     losses, probs, labels = [], [], []
     for inputs, y in loader:
         logits = forward(inputs)
-        losses.append(float(task.loss(logits, y, reduction="sum")))
+        losses.append(float(loss_fn(logits, y, reduction="sum")))
         probs.append(task.probs(logits.numpy()))
         labels.append(y.numpy())
     model.train()
@@ -93,3 +102,85 @@ def validate(model, loader, task, windows=None):
 def _windowed(model, windows, task, inputs):
     """Logits (a tensor) of the records `inputs` aggregated over their windows (numpy, as predict.py does)."""
     return paddle.to_tensor(windows.logits(lambda x: model(paddle.to_tensor(x)).numpy(), inputs.numpy(), task))
+
+
+@dataclass
+class Network:
+    """What the loop trains, as train.py built it: the network (wrapped in paddle.DataParallel with several ranks),
+    its optimizer and LR schedule, the loss (utils/training/losses.py), the training loaders (the sampler sets each
+    epoch's order), the validation loader and the test-time windows validation runs the records through (None:
+    the whole record), and mixed precision (autocast dtype and GradScaler, or None)."""
+
+    model: object
+    optimizer: object
+    scheduler: object
+    loss: object
+    sampler: object
+    loader: object
+    val_loader: object
+    windows: object = None
+    amp_dtype: str = None
+    scaler: object = None
+
+
+def train(net, run, cfg, world=1, rank=0, vdl=None):
+    """Train `net` from the run's state (new, or a checkpoint's) to ITERS iterations with PaddleSeg's loop and log
+    lines: the [TRAIN] line every LOG_ITERS, an evaluation every EVAL_INTERVAL (0: once per epoch) and at the last
+    iteration (rank 0; `run.evaluate` keeps best_model), a checkpoint every SAVE_INTERVAL and at the last (keeping
+    KEEP_CHECKPOINTS), a stop after an evaluation past MAX_MINUTES of training. `cfg`: the run's settings
+    (train.py's constants); `vdl`: a VDLWriter or None. Resumable exactly from any checkpoint. Returns the state."""
+    model, optimizer, sampler, state, out, log = net.model, net.optimizer, net.sampler, run.state, run.out, run.log
+    iters, it, stop = cfg["ITERS"], state["iter"], False
+    per_epoch = max(1, len(sampler))
+    eval_interval = cfg["EVAL_INTERVAL"] or per_epoch
+    progress = Progress(log, state, iters, vdl)
+    model.train()
+    while it < iters and not stop:
+        epoch, skip = divmod(it, per_epoch)
+        sampler.set_epoch(epoch, skip)  # a mid-epoch resume starts at the batch the killed run would have drawn next
+        batch_start = time.perf_counter()
+        for inputs, labels in net.loader:
+            reader_seconds = time.perf_counter() - batch_start
+            it += 1
+            lr = optimizer.get_lr()
+            # Paddle's random draws in the step (dropout) come from a seed fixed by (run seed, iteration, rank): a
+            # resumed run redraws them exactly on any Paddle (2.6 cannot restore a pickled generator state).
+            paddle.seed(derive_seed(cfg["SEED"], it, rank))
+            loss = train_step(model, net.loss, inputs, labels, optimizer, net.amp_dtype, net.scaler)
+            net.scheduler.step()
+            step_seconds = time.perf_counter() - batch_start
+            progress.step(loss, step_seconds, reader_seconds, len(labels))
+            state["train_seconds"] += step_seconds  # in the checkpoint: a resumed run's clock continues
+            if it % cfg["LOG_ITERS"] == 0 or it == iters:
+                progress.report(it, epoch, lr)
+
+            if rank == 0 and (it % eval_interval == 0 or it == iters):
+                val_loss, probs, val_labels = validate(model, net.val_loader, run.task, net.loss, net.windows)
+                rec = run.evaluate(it, val_labels, probs, loss=val_loss, model=model)
+                if vdl:
+                    vdl.eval(rec)
+            if cfg["MAX_MINUTES"] > 0 and it % eval_interval == 0:
+                stop = over_budget(state, cfg["MAX_MINUTES"], world, it, log)
+            state["iter"] = it
+            if rank == 0 and (it % cfg["SAVE_INTERVAL"] == 0 or it == iters or stop):
+                save_checkpoint(out / f"iter_{it}", model, optimizer, state, net.scaler)
+                prune_checkpoints(out, cfg["KEEP_CHECKPOINTS"], state["run_id"])
+            if it >= iters or stop:
+                break
+            batch_start = time.perf_counter()
+    return state
+
+
+def over_budget(state, max_minutes, world, it, log):
+    """Has the run trained --max-minutes? Asked only after an evaluation, so the run ends on an evaluated model.
+    With several ranks, rank 0's clock decides for all: every rank stops at the same iteration."""
+    stop = state["train_seconds"] >= 60 * max_minutes
+    if world > 1:
+        flag = paddle.to_tensor([int(stop)])
+        paddle.distributed.broadcast(flag, src=0)
+        stop = bool(flag.item())
+    if stop:
+        state["stopped"] = {"iter": it, "reason": f"--max-minutes {max_minutes:g}", "train_seconds": state["train_seconds"]}
+        log.info(f"--max-minutes {max_minutes:g}: {state['train_seconds']:.1f} s of training at iter {it}: stopping "
+                 f"(a checkpoint is saved here; continue with --resume auto and a larger --max-minutes)")
+    return stop
