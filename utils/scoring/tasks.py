@@ -1,10 +1,12 @@
-"""Everything that differs between the competition's two tasks, in one place: labels, outputs, loss,
-probabilities, thresholds, metrics, answer rules and the answer file. train.py and predict.py ask `get_task(n)`.
+"""What the competition's two tasks' labels and answers are, in one place: label files, outputs and their
+probabilities, thresholds (tuned and applied by utils/scoring/thresholds.py), metrics, answer rules, answer files'
+rows, and what an answer means to a reader. train.py, predict.py, the printouts and the benches ask `get_task(n)`.
+No Paddle: the training losses are utils/training/losses.py's, the writing of answer files utils/artifacts.py's.
 
-Task 1: normal (0) vs abnormal (1), scored by F1. Two outputs, softmax + cross-entropy (the original design);
-  the probability is P(abnormal), with one decision threshold tuned on validation.
-Task 2: 12 diagnoses, several per record, scored by F1 per class. Twelve outputs, sigmoid + binary
-  cross-entropy with a per-class positive weight; one threshold per class tuned on validation.
+Task 1: normal (0) vs abnormal (1), scored by F1. Two outputs (softmax, the original design); the probability is
+  P(abnormal), with one decision threshold tuned on validation.
+Task 2: 12 diagnoses, several per record, scored by F1 per class. Twelve outputs (sigmoid), one threshold per
+  class tuned on validation.
 """
 import csv
 from abc import ABC, abstractmethod
@@ -12,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import paddle
-import paddle.nn.functional as F
 import pandas as pd
 from scipy.special import expit, softmax
 
@@ -24,7 +24,6 @@ from . import thresholds as tuning
 from .metrics import binary_report, fmt, multilabel_report
 
 NORMAL = 0  # column of "normal" among the 12 Task 2 outputs (class index 1)
-POS_WEIGHTS = ("none", "sqrt", "balanced")  # Task 2: weight of a class's positives, from its training frequency
 
 
 @dataclass
@@ -79,15 +78,7 @@ class Task(ABC):
     def most_frequent(self, ys):
         """The answer of a record no model can read: the training set's most frequent one."""
 
-    def setup(self, train_ys, pos_weight="sqrt", max_pos_weight=10.0):
-        """Fit what the loss needs from the training labels (Task 2's positive weights)."""
-        return self
-
-    # -- model ----------------------------------------------------------------------------------------------------
-    @abstractmethod
-    def loss(self, logits, y, reduction="mean"):
-        """The training loss of a batch's logits (a Paddle tensor)."""
-
+    # -- model outputs (the loss of each task is utils/training/losses.py's) --------------------------------------
     @abstractmethod
     def probs(self, logits):
         """logits (N, num_outputs) numpy -> probabilities (N,) for one, (N, num_probs) for several."""
@@ -213,9 +204,6 @@ class Task1(Task):
     def most_frequent(self, ys):
         return int(np.bincount(self.label_array(ys), minlength=2).argmax())
 
-    def loss(self, logits, y, reduction="mean"):
-        return F.cross_entropy(logits, y, reduction=reduction)
-
     def probs(self, logits):
         return softmax(logits, axis=1)[:, 1]
 
@@ -323,21 +311,6 @@ class Task2(Task):
         """The most frequent label set, as 1-based class indices."""
         sets = pd.Series([tuple(np.flatnonzero(y) + 1) for y in ys])
         return [int(c) for c in sets.value_counts().index[0]]
-
-    def setup(self, train_ys, pos_weight="sqrt", max_pos_weight=10.0):
-        """Per-class positive weight for the loss from the training frequencies."""
-        if pos_weight not in POS_WEIGHTS:
-            raise ConfigError(f"--pos-weight must be one of {', '.join(POS_WEIGHTS)}, got {pos_weight!r}")
-        y = self.label_array(train_ys)
-        ratio = (len(y) - y.sum(0)) / np.maximum(y.sum(0), 1)  # negatives per positive
-        w = {"none": np.ones_like(ratio), "sqrt": np.sqrt(ratio), "balanced": ratio}[pos_weight]
-        self.pos_weight = np.clip(w, 1.0, max_pos_weight).astype(np.float32)
-        return self
-
-    def loss(self, logits, y, reduction="mean"):
-        pw = paddle.to_tensor(getattr(self, "pos_weight", np.ones(self.num_outputs, np.float32)))
-        per = F.binary_cross_entropy_with_logits(logits, y, pos_weight=pw, reduction="none").mean(axis=1)  # per record
-        return per.sum() if reduction == "sum" else per.mean()
 
     def probs(self, logits):
         return expit(logits)
