@@ -175,7 +175,7 @@ def test_visualdl_scalars(uninterrupted):
         assert [s for s, _ in _vdl_scalars(out, tag)] == list(range(1, ITERS + 1)), tag
     lr = dict(_vdl_scalars(out, "Train/lr"))
     assert lr[1] == pytest.approx(0.0) and lr[3] == pytest.approx(float(RUN[RUN.index("--lr") + 1]))
-    for tag in ("Evaluate/f1", "Evaluate/loss", "Evaluate/accuracy", "Evaluate/threshold", "Evaluate/auc"):
+    for tag in ("Evaluate/f1", "Evaluate/loss", "Evaluate/accuracy", "Evaluate/thresholds", "Evaluate/auc"):
         assert [s for s, _ in _vdl_scalars(out, tag)] == [5, 10, 15, 16], tag
     f1 = [v for _, v in _vdl_scalars(out, "Evaluate/f1")]
     np.testing.assert_allclose(f1, [e["f1"] for e in full["history"]["eval"]], rtol=1e-6)
