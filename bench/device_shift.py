@@ -38,8 +38,8 @@ configure_cpu_threads()  # before paddle is imported: the scripts we start inher
 import numpy as np  # noqa: E402
 from scipy import signal  # noqa: E402
 
-from bench import protocol  # noqa: E402
-from bench.fusion_accuracy import IMAGE_SIZE, predict, stage  # noqa: E402
+from bench import common, protocol  # noqa: E402
+from utils.artifacts import BEST_DIR, ModelCard  # noqa: E402
 from utils.ecg.io import FS, read_record, write_record  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
@@ -101,24 +101,23 @@ def members_of(a):
         groups = dict(m.split("=", 1) for m in a.models)
         return {k: [Path(d).resolve() for d in v.split(",")] for k, v in groups.items()}, Path(a.raw).resolve()
     out = Path(a.work_dir).resolve() / "output"
-    members = {d.name: sorted(d.glob("fold_*/best_model")) for d in sorted(out.iterdir()) if d.is_dir()}
+    members = {d.name: [f / BEST_DIR for f in common.finished_folds(d)] for d in sorted(out.iterdir()) if d.is_dir()}
     return {k: v for k, v in members.items() if v}, Path(a.work_dir).resolve() / "raw"
 
 
 def is_picture_model(model_dir):
-    from bench.ptbxl_accuracy import is_picture
-    from utils.artifacts import ModelCard
-
-    return is_picture(ModelCard.read(model_dir).arch)
+    return common.is_picture(ModelCard.read(model_dir).arch)
 
 
 def predict_rows(a, members, raw, truth, out, times):
-    """{row: predict report path} of every member and the fusions on the test records of `raw` (bench/
-    fusion_accuracy.py's predict: OUT/predict_<i>.json, OUT/answer_<i>.csv); a report already in `out` is kept."""
+    """{row: predict report path} of every member and the fusions on the test records of `raw` (bench/common.py's
+    predict, as bench/fusion_accuracy.py's: OUT/predict_<i>.json, OUT/answer_<i>.csv); a report already in `out` is
+    kept."""
     every = [m for d in members.values() for m in d]
     ds = out / "dataset"
     if any(is_picture_model(m) for m in every) and not (ds / "val").is_dir():
-        stage(f"process {raw.name}", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", IMAGE_SIZE], times)
+        common.stage(f"process {raw.name}", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size",
+                                             common.IMAGE_SIZE], times)
     rows = {**{name: (dirs, []) for name, dirs in members.items()}, "fusion (mean)": (every, [])}
     if len(members) > 1:
         rows["fusion (weights auto)"] = (every, ["--weights", "auto"])
@@ -127,7 +126,7 @@ def predict_rows(a, members, raw, truth, out, times):
         reports[name] = out / f"predict_{i}.json"
         if not reports[name].is_file():
             took = {}
-            predict(str(i), dirs, a, raw, ds, out, took, truth, *extra)
+            common.predict(str(i), dirs, a.task, raw, ds, out, took, truth, *extra)
             times[f"predict {out.name} {name}"] = took[f"predict {i}"]
     return reports
 
@@ -207,7 +206,7 @@ def main(argv=None):
     task, key = get_task(a.task), ("auc" if a.task == 1 else "macro_auc")
     members, raw = members_of(a)
     out = Path(a.out or tempfile.mkdtemp(prefix="device_shift_")).resolve()
-    truth = raw / ("val_reference.csv" if a.task == 1 else "val_reference_task2.csv")
+    truth = common.truth_of(raw, a.task)
     times, t0 = {}, time.time()
     clean = predict_rows(a, members, raw, truth, out / "clean", times)
     perturbed = {}

@@ -27,7 +27,6 @@ out-of-fold predictions.
 import argparse
 import itertools
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,13 +42,13 @@ load_before_paddle()
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench import protocol  # noqa: E402
-from models.families import Labelled, Sources, get_family  # noqa: E402
+from bench import common, protocol  # noqa: E402
+from models.families import FeaturesOptions, Labelled, Sources, get_family  # noqa: E402
 from utils.ecg.cache import features_for_records  # noqa: E402
 from utils.ecg.gain import AMPLITUDES, at_gain  # noqa: E402
 from utils.runtime import get_logger, worker_count  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
-from utils.training.sampling import multilabel_folds, split_records, stratified_folds  # noqa: E402
+from utils.training.sampling import multilabel_folds, stratified_folds  # noqa: E402
 
 SHIFTS = (1.0, 0.8, 1.2)  # the gains every model is scored at: as recorded, and a device calibrated 20% off
 # LightGBM tree settings (docs/results.md, "Tree settings"), each whole: column and row subsampling decorrelate trees over 219
@@ -76,9 +75,9 @@ def measured(task, raw, names_file):
 
 
 def fit(task, labelled, train_df, config, seed, log):
-    """The member fitted on `train_df` as train.py fits it with `config` (gain_augment, amplitudes, trees)
-    (FeaturesFamily.fit, with no validation records: this bench scores the model itself): the model."""
-    model, _, _ = FEATURES.fit(task, labelled, train_df, train_df.iloc[:0], seed, log, **config)
+    """The member fitted on `train_df` as train.py fits it with `config` (gain_augment, amplitudes, trees: its
+    FeaturesOptions) (FeaturesFamily.fit, with no validation records: this bench scores the model itself): the model."""
+    model, _, _ = FEATURES.fit(task, labelled, train_df, train_df.iloc[:0], seed, FeaturesOptions(**config), log)
     return model
 
 
@@ -89,16 +88,12 @@ def probs(task, model, inputs, names, shift=1.0):
 
 def out_of_fold(task, dev, a, config, log):
     """{shift: (n, ...) probabilities of every development record by the fold that did not train on it}."""
-    names = dev.refs["name"].tolist()
-    oof = {s: [None] * len(names) for s in SHIFTS}
-    for fold in range(a.num_folds):
-        tr, va = split_records(dev.refs, task, a.num_folds, fold, a.seed, dev.label_file, listed=dev.listed)
+
+    def fit_predict(fold, tr, val_names):
         model = fit(task, dev, tr, config, a.seed, log)
-        rows = np.flatnonzero(dev.refs["name"].isin(va["name"]).to_numpy())
-        for s in SHIFTS:
-            for i, p in zip(rows, probs(task, model, dev.inputs, [names[i] for i in rows], s)):
-                oof[s][i] = p
-    return {s: np.stack(v) for s, v in oof.items()}
+        return {s: probs(task, model, dev.inputs, val_names, s) for s in SHIFTS}
+
+    return common.out_of_fold(task, dev, a.num_folds, a.seed, fit_predict)
 
 
 def external_folds(task, refs, n, seed):
@@ -148,14 +143,11 @@ def main():
         p.error(f"--amplitudes: each one of {', '.join(AMPLITUDES)}, got {a.amplitudes}")
     t0 = time.time()
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="features_robustness_")).resolve()
-    raw, ext = work / "raw", Path(a.external).resolve()
-    if not (raw / ".complete").is_file():
-        subprocess.run([sys.executable, "tools/convert_ptbxl.py", "--src", a.src, "--dst", str(raw), "--test-fold",
-                        str(a.test_fold)], cwd=ROOT, check=True)
-        (raw / ".complete").touch()
+    raw = common.convert_ptbxl(a.src, work / "raw", a.test_fold, once=True)
+    ext = Path(a.external).resolve()
     task, log = get_task(a.task), get_logger()
     dev = FEATURES.labels(task, Sources(raw, raw, worker_count(0)), log)
-    truth_file = "val_reference.csv" if a.task == 1 else "val_reference_task2.csv"
+    truth_file = common.truth_file(task)
     test_refs, test_inputs = measured(task, raw, truth_file)
     ext_refs, ext_inputs = measured(task, ext, truth_file)
     dev_truth = raw / task.label_file

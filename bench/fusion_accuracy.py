@@ -5,7 +5,7 @@ members fused; every one scored on the same unseen test patients.
                                     [--num-folds 3] [--picture-folds 1] [--external RAW_DIR] [--work-dir DIR] [--json PATH]
 
 Each member family trains with tools/train_kfold.py on the same seeded --num-folds split of the training folds
-(CPU-sized configurations of bench/ptbxl_accuracy.py). A picture model costs ~10x a signal model here, so picture
+(the benches' CPU-sized configurations, bench/common.py). A picture model costs ~10x a signal model here, so picture
 members train only the first --picture-folds folds. predict.py then scores each family (its folds fused) and the
 fusion of every member, with thresholds tuned on out-of-fold predictions (a record is fused over the members that
 validated it), once with the plain mean and once with --weights auto (fitted on out-of-fold predictions). Prints
@@ -16,18 +16,15 @@ other member, the best member chosen by its out-of-fold AUC (the development rec
 the row the out-of-fold AUC would choose;
 --json writes every figure (each row's "ci95" beside its values, "differences", "best_member").
 
---members best is the recommended configuration (BEST below, the one README names): the signal member resnet1d
-and the measurements member features, fused by stacking (predict.py --weights auto: the "fusion (weights auto)"
-row), --num-folds folds each; the JSON records the members it expands to and "recipe": "best".
+--members best is the recommended configuration (BEST in bench/common.py, the one README names): the signal member
+resnet1d and the measurements member features, fused by stacking (predict.py --weights auto: the "fusion (weights
+auto)" row), --num-folds folds each; the JSON records the members it expands to and "recipe": "best".
 """
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,55 +33,27 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 
 configure_cpu_threads()  # before paddle is imported: the scripts we start inherit the environment
 
-from bench import protocol  # noqa: E402
-from bench.ptbxl_accuracy import BENCH_DEFAULTS, family, is_picture  # noqa: E402
+from bench import common, protocol  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
-
-IMAGE_SIZE = 160
-# The recommended configuration, measured best on both tasks (README, fusion table): one signal and one measurements
-# member, stacked. Defined once: --members best expands to it, README and the checks that run it name it.
-BEST = {"members": ["resnet1d", "features"], "weights": "auto"}
-RECIPES = {"best": BEST}
-
-
-def stage(name, args, times, cpu=None):
-    """A script in a child process; its wall seconds in `times` and, given `cpu`, its CPU seconds (user + system)."""
-    print(f"\n=== {name}: {' '.join(map(str, args))}", flush=True)
-    t, r = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, check=True)
-    times[name] = time.time() - t
-    if cpu is not None:
-        r2 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu[name] = (r2.ru_utime - r.ru_utime) + (r2.ru_stime - r.ru_stime)
-
-
-def train_flags(arch, task, raw, ds):
-    d = BENCH_DEFAULTS[family(arch)]
-    return ["--task", task, "--arch", arch, "--data-dir", raw, "--dataset-dir", ds, "--image-size", IMAGE_SIZE,
-            "--batch-size", d["batch_size"], "--iters", d["iters"], "--lr", d["lr"], "--warmup-iters", d["warmup_iters"],
-            "--eval-interval", 100, "--save-interval", 100, "--pretrained", "none", "--num-workers", 2, "--log-iters", 50]
-
-
-def predict(name, models, a, raw, ds, out, times, truth, *extra):
-    """predict.py on `raw`'s test records with `models` fused -> its report."""
-    report = out / f"predict_{name}.json"
-    stage(f"predict {name}", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model", *models,
-                              "--out", out / f"answer_{name}.csv", "--truth", truth, "--report", report, *extra], times)
-    return {**json.loads(report.read_text()), "report_path": str(report)}
 
 
 def run_external(a, dirs, every, work, times):
     """The same rows on an external converted set (its val/ records): {row: predict report}."""
     ext = Path(a.external).resolve()
-    truth = ext / ("val_reference.csv" if a.task == 1 else "val_reference_task2.csv")
+    truth = common.truth_of(ext, a.task)
     ds, out = work / "external_dataset", work / "output"
-    if any(is_picture(m) for m in dirs):
-        stage("process external", ["process.py", "--data-dir", ext, "--out-dir", ds, "--size", IMAGE_SIZE], times)
-    reps = {arch: predict(f"external_{arch}", d, a, ext, ds, out, times, truth) for arch, d in dirs.items()}
-    reps["fusion"] = predict("external_fusion", every, a, ext, ds, out, times, truth)
+    if any(common.is_picture(m) for m in dirs):
+        common.stage("process external", ["process.py", "--data-dir", ext, "--out-dir", ds, "--size",
+                                          common.IMAGE_SIZE], times)
+
+    def predict(name, models, *extra):
+        return common.predict(f"external_{name}", models, a.task, ext, ds, out, times, truth, *extra)
+
+    reps = {arch: predict(arch, d) for arch, d in dirs.items()}
+    reps["fusion"] = predict("fusion", every)
     if len(dirs) > 1:
-        reps["fusion_auto"] = predict("external_fusion_auto", every, a, ext, ds, out, times, truth, "--weights", "auto")
+        reps["fusion_auto"] = predict("fusion_auto", every, "--weights", "auto")
     return reps, truth
 
 
@@ -92,30 +61,10 @@ def out_of_fold(rep, kfold_dir=None):
     """A row's figures on the development records: a member's from its k-fold run (kfold_summary.json: every
     record validated by a fold, thresholds tuned on them), a fusion's cross-fitted ones (predict report)."""
     if kfold_dir is not None:
-        path = Path(kfold_dir) / "kfold_summary.json"
-        return json.loads(path.read_text())["out_of_fold"] if path.is_file() else None
+        summary = common.kfold_summary(kfold_dir)
+        return summary["out_of_fold"] if summary is not None else None
     f = rep.get("fusion", {})
     return f.get("out_of_fold_crossfit") or f.get("out_of_fold")
-
-
-def members_of(parser, text):
-    """(member archs, recipe name or None) of --members: a recipe's name (RECIPES) or comma-separated archs; an
-    unknown arch is a one-line usage error, before anything trains."""
-    from models.families import ARCHS
-
-    if text in RECIPES:
-        return list(RECIPES[text]["members"]), text
-    members = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in members if m not in ARCHS]
-    if unknown or not members:
-        parser.error(f"--members {text}: unknown member {', '.join(unknown) or '(none)'}; give {', '.join(RECIPES)} "
-                     f"or --arch names: {', '.join(ARCHS)}")
-    return members, None
-
-
-def recipe_row(recipe):
-    """The table row that is the recipe's model."""
-    return "fusion (weights auto)" if RECIPES[recipe]["weights"] == "auto" else "fusion (mean)"
 
 
 def main(argv=None):
@@ -130,29 +79,33 @@ def main(argv=None):
     p.add_argument("--work-dir", default=None)
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
-    members, recipe = members_of(p, a.members)
+    members, recipe = common.members_of(p, a.members)
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="fusion_accuracy_")).resolve()
     raw, ds, out = work / "raw", work / "dataset", work / "output"
     times = {}
-    stage("convert", ["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold], times)
-    if any(is_picture(m) for m in members):
-        stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", IMAGE_SIZE], times)
-    truth = raw / ("val_reference.csv" if a.task == 1 else "val_reference_task2.csv")
+    common.convert_ptbxl(a.src, raw, a.test_fold, times)
+    if any(common.is_picture(m) for m in members):
+        common.stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", common.IMAGE_SIZE], times)
+    truth = common.truth_of(raw, a.task)
+
+    def predict(name, models, *extra):
+        return common.predict(name, models, a.task, raw, ds, out, times, truth, *extra)
 
     dirs = {}
     for arch in members:
-        k = min(a.picture_folds, a.num_folds) if is_picture(arch) else a.num_folds
+        k = min(a.picture_folds, a.num_folds) if common.is_picture(arch) else a.num_folds
         folds = ",".join(map(str, range(k)))
-        stage(f"train {arch}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--folds", folds, "--output-dir",
-                                out / arch, "--", *train_flags(arch, a.task, raw, ds)], times)
-        dirs[arch] = [out / arch / f"fold_{i}" / "best_model" for i in range(k)]
-    rows = {f"{arch} ({len(d)} fold{'s' * (len(d) > 1)})": (predict(arch, d, a, raw, ds, out, times, truth), times[f"train {arch}"])
+        common.stage(f"train {arch}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--folds", folds,
+                                       "--output-dir", out / arch, "--", *common.train_flags(arch, a.task, raw, ds)],
+                     times)
+        dirs[arch] = common.fold_models(out / arch, range(k))
+    rows = {f"{arch} ({len(d)} fold{'s' * (len(d) > 1)})": (predict(arch, d), times[f"train {arch}"])
             for arch, d in dirs.items()}
     every = [m for d in dirs.values() for m in d]
     train_all = sum(times[f"train {m}"] for m in members)
-    rows["fusion (mean)"] = (predict("fusion", every, a, raw, ds, out, times, truth), train_all)
+    rows["fusion (mean)"] = (predict("fusion", every), train_all)
     if len(members) > 1:
-        rows["fusion (weights auto)"] = (predict("fusion_auto", every, a, raw, ds, out, times, truth, "--weights", "auto"), train_all)
+        rows["fusion (weights auto)"] = (predict("fusion_auto", every, "--weights", "auto"), train_all)
     external, ext_truth = run_external(a, dirs, every, work, times) if a.external else ({}, None)
 
     task = get_task(a.task)
@@ -205,9 +158,11 @@ def main(argv=None):
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f", total {sum(times.values()) / 60:.1f} min")
     if a.json:
         Path(a.json).write_text(json.dumps({"task": a.task, "src": a.src, "test_fold": a.test_fold, "members": members,
-                                            "recipe": recipe, **({"recipe_row": recipe_row(recipe)} if recipe else {}),
+                                            "recipe": recipe,
+                                            **({"recipe_row": common.recipe_row(recipe)} if recipe else {}),
                                             "num_folds": a.num_folds, "picture_folds": a.picture_folds,
-                                            "configs": {m: train_flags(m, a.task, "RAW", "DATASET") for m in members},
+                                            "configs": {m: common.train_flags(m, a.task, "RAW", "DATASET")
+                                                        for m in members},
                                             "table": table, "reports": {k: r for k, (r, _) in rows.items()},
                                             "best_member": {"name": best, "by": f"out-of-fold {sel}"},
                                             "chosen_by_out_of_fold": {"name": chosen, "by": f"out-of-fold {sel}"},

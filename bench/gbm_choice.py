@@ -13,7 +13,6 @@ AUC) is reported with its 95% bootstrap CI, and LightGBM minus HistGradientBoost
 """
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,12 +27,11 @@ load_before_paddle()
 
 import numpy as np  # noqa: E402
 
-from bench import protocol  # noqa: E402
+from bench import common, protocol  # noqa: E402
 from models.families import Sources, get_family  # noqa: E402
 from models.gbm import MIN_FOR_EARLY_STOP, TREES, GBMModel  # noqa: E402
 from utils.runtime import get_logger, worker_count  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
-from utils.training.sampling import split_records  # noqa: E402
 
 
 def hgb_fit_predict(X, Y, X_val, seed):
@@ -75,29 +73,27 @@ def main():
     p.add_argument("--json", default=None)
     a = p.parse_args()
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="gbm_choice_")).resolve()
-    raw = work / "raw"
-    if not (raw / ".complete").is_file():
-        subprocess.run([sys.executable, "tools/convert_ptbxl.py", "--src", a.src, "--dst", str(raw), "--test-fold",
-                        str(a.test_fold)], cwd=ROOT, check=True)
-        (raw / ".complete").touch()
+    raw = common.convert_ptbxl(a.src, work / "raw", a.test_fold, once=True)
     task, log = get_task(a.task), get_logger()
     labelled = get_family("features").labels(task, Sources(raw, raw, worker_count(0)), log)
     names = labelled.refs["name"].tolist()
     y = task.label_array(labelled.refs["y"])
-    oof = {k: np.zeros((len(names), task.num_probs)) for k in LEARNERS}
     seconds = dict.fromkeys(LEARNERS, 0.0)
-    for fold in range(a.num_folds):
-        tr, va = split_records(labelled.refs, task, a.num_folds, fold, a.seed, labelled.label_file, listed=labelled.listed)
-        X, X_val = (np.stack([labelled.inputs[n] for n in df["name"]]) for df in (tr, va))
+
+    def fit_predict(fold, tr, val_names):
+        """Both learners fitted on the fold's training records: {learner: (n_val, C) probabilities}."""
+        X, X_val = (np.stack([labelled.inputs[n] for n in ns]) for ns in (tr["name"], val_names))
         Y = task.label_array(tr["y"]).reshape(len(tr), -1)
-        rows = labelled.refs.index[labelled.refs["name"].isin(va["name"])]
+        got = {}
         for k, fit in LEARNERS.items():
             t = time.perf_counter()
-            oof[k][rows] = fit(X, Y, X_val, a.seed)
+            got[k] = fit(X, Y, X_val, a.seed)
             seconds[k] += time.perf_counter() - t
         print(f"fold {fold + 1}/{a.num_folds}: " + ", ".join(f"{k} {s:.1f} s" for k, s in seconds.items()), flush=True)
+        return got
 
-    truth = raw / ("trainreference.csv" if a.task == 1 else "trainreference_task2.csv")
+    oof = common.out_of_fold(task, labelled, a.num_folds, a.seed, fit_predict)
+    truth = raw / task.label_file
     preds = {}
     for k, p_ in oof.items():
         probs = p_[:, 0] if task.num_probs == 1 else p_

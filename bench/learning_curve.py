@@ -11,7 +11,7 @@ The PTB-XL subset is converted once (tools/convert_ptbxl.py, --test-fold held ou
 all in or all out, record_groups.csv), class-stratified subset of the development records (`select_pools`:
 Task 1 by tag, Task 2 by each patient's rarest class), written as its own data folder (symlinks to the converted
 records, its own label files, the measurement and signal caches shared by every pool). Each --members family
-(a train.py --arch; bench/ptbxl_accuracy.py's CPU-sized settings, best_model chosen by the AUC) trains
+(a train.py --arch; the benches' CPU-sized settings, bench/common.py, best_model chosen by the AUC) trains
 --num-folds folds within each pool (tools/train_kfold.py), which gives
   - the out-of-fold AUC (Task 1 ROC AUC, Task 2 macro AUC) on the pool's records, with its 95% bootstrap CI, and
   - the test AUC of the pool's k models fused (predict.py, mean) on the test fold, with its 95% CI.
@@ -46,12 +46,8 @@ configure_cpu_threads()  # before paddle is imported (LightGBM first): the scrip
 
 import numpy as np  # noqa: E402
 
-from bench import protocol  # noqa: E402
-from bench.fusion_accuracy import IMAGE_SIZE, members_of, stage, train_flags  # noqa: E402
-from bench.ptbxl_accuracy import is_picture  # noqa: E402
-from bench.time_to_accuracy import oof_figures  # noqa: E402
+from bench import common, protocol  # noqa: E402
 from utils.artifacts import (  # noqa: E402
-    BEST_DIR,
     FEATURE_CACHE,
     PROCESS_REPORT,
     RECORD_GROUPS,
@@ -65,8 +61,8 @@ from utils.scoring.thresholds import MIN_RECORDS, enough  # noqa: E402
 TARGETS = (0.95, 0.97)  # the AUCs whose record counts the fit reports
 EXTRAPOLATE = (17000, 88000)  # all of PTB-XL; PhysioNet/CinC Challenge 2021
 MIN_ERROR = 1e-6  # 1 - AUC of a perfect point, so its logarithm is defined
-LABEL_FILES = ("trainreference.csv", "trainreference_task2.csv")
-TEST_FILES = ("val_reference.csv", "val_reference_task2.csv")
+LABEL_FILES = tuple(get_task(n).label_file for n in (1, 2))  # a pool serves both tasks: every label file
+TEST_FILES = tuple(common.truth_file(get_task(n)) for n in (1, 2))
 
 
 # -- the pools: nested, group-aware, stratified subsets of the development records -------------------------------------
@@ -256,17 +252,15 @@ def trust(sizes):
 def oof_draws(task, pool, kfold):
     """(B,) bootstrap draws of the out-of-fold AUC: the very resamples (protocol's seed) whose percentiles are the
     reported CI, so the refitted curves and the points' CIs agree."""
-    summary = json.loads((kfold / "kfold_summary.json").read_text())
-    names, _, probs = task.read_prediction_table(kfold / "oof_predictions.csv")
-    s = protocol.align(task, pool / task.label_file, names, task.decide(probs, summary["thresholds"]), list(probs))
+    s = protocol.align(task, pool / task.label_file, *common.oof_answers(task, kfold))
     return protocol._resampled(task, [s], protocol.SEED, protocol.N_RESAMPLES)[0][protocol.auc_metric(task)]
 
 
 def member_flags(arch, a, pool, ds):
-    """train.py flags: the benches' CPU-sized configuration (bench/fusion_accuracy.py), best_model chosen by the AUC
+    """train.py flags: the benches' CPU-sized configuration (bench/common.py), best_model chosen by the AUC
     this bench measures, the bench's seed, and no permutation-importance figure (features: minutes, unused here);
     the later flags win."""
-    return [*train_flags(arch, a.task, pool, ds), "--select-metric", protocol.auc_metric(get_task(a.task)),
+    return [*common.train_flags(arch, a.task, pool, ds), "--select-metric", protocol.auc_metric(get_task(a.task)),
             "--seed", a.seed, "--importance-repeats", 0]
 
 
@@ -274,18 +268,18 @@ def run_member(a, arch, pool, out, times):
     """Train `arch`'s folds in the pool and fuse them on the test records: {"oof", "test" figures, "draws",
     "minutes", "n_test"}."""
     task, metric = get_task(a.task), protocol.auc_metric(get_task(a.task))
-    ds = pool / "dataset" if is_picture(arch) else pool
+    ds = pool / "dataset" if common.is_picture(arch) else pool
     flags = member_flags(arch, a, pool, ds)
     name = f"{arch} {pool.name}"
-    stage(f"train {name}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--output-dir", out, "--", *flags],
-          times)
-    truth, report = pool / TEST_FILES[a.task - 1], out / "predict_report.json"
-    models = [out / f"fold_{k}" / BEST_DIR for k in range(a.num_folds)]
-    stage(f"predict {name}", ["predict.py", "--task", a.task, "--data-dir", pool, "--dataset-dir", ds,
-                              "--model", *models, "--out", out / "answer.csv", "--truth", truth, "--report", report],
-          times)
+    common.stage(f"train {name}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--output-dir", out, "--",
+                                   *flags], times)
+    truth, report = pool / common.truth_file(task), out / "predict_report.json"
+    models = common.fold_models(out, range(a.num_folds))
+    common.stage(f"predict {name}", ["predict.py", "--task", a.task, "--data-dir", pool, "--dataset-dir", ds,
+                                     "--model", *models, "--out", out / "answer.csv", "--truth", truth, "--report",
+                                     report], times)
     test = protocol.report_figures(task, truth, report, per_class=False)[metric]
-    return {"oof": oof_figures(task, pool, out)[metric], "test": test, "draws": oof_draws(task, pool, out),
+    return {"oof": common.oof_figures(task, pool, out)[metric], "test": test, "draws": oof_draws(task, pool, out),
             "minutes": times[f"train {name}"] / 60, "n_test": json.loads(report.read_text())["metrics"]["n"]}
 
 
@@ -420,7 +414,7 @@ def parse(argv=None):
     p.add_argument("--json", default=None)
     p.add_argument("--figure", default=None)
     a = p.parse_args(argv)
-    a.members, _ = members_of(p, a.members)
+    a.members, _ = common.members_of(p, a.members)
     if a.num_folds < 2:
         p.error("--num-folds must be at least 2")
     total = development_count(a.src, a.test_fold, a.max_records)
@@ -443,12 +437,12 @@ def prepare(a, work, times):
     raw = work / "raw"
     limits = [*(["--max-records", a.max_records] if a.max_records else []),
               *(["--max-test-records", a.max_test_records] if a.max_test_records else [])]
-    stage("convert", ["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold, *limits],
-          times)
+    common.convert_ptbxl(a.src, raw, a.test_fold, times, limits=limits)
     dataset = None
-    if any(is_picture(m) for m in a.members):
+    if any(common.is_picture(m) for m in a.members):
         dataset = work / "dataset"
-        stage("process", ["process.py", "--data-dir", raw, "--out-dir", dataset, "--size", IMAGE_SIZE], times)
+        common.stage("process", ["process.py", "--data-dir", raw, "--out-dir", dataset, "--size", common.IMAGE_SIZE],
+                     times)
     print("\n=== pools", flush=True)
     task = get_task(a.task)
     try:  # again on what was converted: --max-records' class-proportional sampling may keep a record fewer
@@ -492,7 +486,7 @@ def main(argv=None):
     members, n_test = {}, None
     for arch in a.members:
         runs = {i: run_member(a, arch, d, work / "output" / arch / d.name, times) for i, d in enumerate(pools)
-                if not is_picture(arch) or i in a.picture_at}
+                if not common.is_picture(arch) or i in a.picture_at}
         n_test = next(iter(runs.values()))["n_test"]
         members[arch] = member_result(sizes, runs)
 

@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,20 +40,14 @@ load_before_paddle()
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench import protocol  # noqa: E402
-from bench.fusion_accuracy import train_flags  # noqa: E402
-from utils.artifacts import BEST_DIR, MODEL_FILE, VAL_PREDICTIONS, ModelCard, read_json  # noqa: E402
+from bench import common, protocol  # noqa: E402
+from utils.artifacts import BEST_DIR, INFO_FILE, MODEL_FILE, VAL_PREDICTIONS, ModelCard, read_json  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 from utils.training.checkpoint import STATE_FILE  # noqa: E402
 from utils.training.runs import checkpoint_dirs  # noqa: E402
 
 RULES = ("f1", "auc", "loss", "last")  # f1 first: train.py's default (--select-metric auto)
 LABEL_FILES = ("trainreference.csv", "trainreference_task2.csv", "record_groups.csv")
-
-
-def run(args):
-    print(f"\n=== {' '.join(map(str, args))}", flush=True)
-    subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, check=True)
 
 
 # -- the nested folds ---------------------------------------------------------------------------------------------
@@ -68,7 +61,7 @@ def outer_dir(raw, folds, outer, dst):
     """A competition-layout folder whose training records are the development records outside PTB-XL fold
     `outer` (label files and groups filtered to them) and whose val/ holds every development record (symlinks),
     so each checkpoint predicts them all in one pass."""
-    done = dst / ".complete"
+    done = dst / common.COMPLETE
     if done.is_file():
         return dst
     shutil.rmtree(dst, ignore_errors=True)
@@ -122,7 +115,7 @@ def fold_probs(fold_dir, task, data_dir, names, fitted, tmp):
         if not fitted:  # a checkpoint's weights under best_model's card
             model_dir = Path(tmp) / f"{fold_dir.name}_iter_{it}"
             model_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy(fold_dir / BEST_DIR / "model.json", model_dir / "model.json")
+            shutil.copy(fold_dir / BEST_DIR / INFO_FILE, model_dir / INFO_FILE)
             shutil.copy(path / MODEL_FILE, model_dir / MODEL_FILE)
         out.append(predict_all(model_dir, card, task, data_dir, names))
     return np.array([it for it, _ in ckpts]), np.array([losses.get(it, np.nan) for it, _ in ckpts]), np.stack(out)
@@ -136,18 +129,19 @@ def train_outer(a, raw, folds, outer, work):
         z = np.load(cache, allow_pickle=False)
         return {k: z[k] for k in z.files}
     data = outer_dir(raw, folds, outer, d / "raw")
-    flags = train_flags(a.arch, a.task, data, data) + ["--keep-checkpoints", 1000, "--seed", a.seed]
+    flags = common.train_flags(a.arch, a.task, data, data) + ["--keep-checkpoints", 1000, "--seed", a.seed]
     if a.iters:
         flags += ["--iters", a.iters]
     t = time.time()
-    run(["tools/train_kfold.py", "--num-folds", a.num_folds, "--output-dir", d / "kfold", "--", *flags])
+    common.stage(f"train outer fold {outer}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--output-dir",
+                                               d / "kfold", "--", *flags])
     train_s = time.time() - t
     names = sorted(p.stem for p in (data / "val").glob("*.mat"))
     task, fitted = get_task(a.task), a.arch == "features"
     res = {"names": np.array(names), "train_seconds": np.array(train_s)}
     with tempfile.TemporaryDirectory(dir=d) as tmp:
         for k in range(a.num_folds):
-            fold = d / "kfold" / f"fold_{k}"
+            fold = d / "kfold" / common.FOLD_DIR.format(k)
             val = pd.read_csv(fold / BEST_DIR / VAL_PREDICTIONS, dtype={"name": str})["name"]
             its, losses, probs = fold_probs(fold, task, data, names, fitted, tmp)
             res.update({f"iters_{k}": its, f"loss_{k}": losses, f"probs_{k}": probs,
@@ -158,7 +152,7 @@ def train_outer(a, raw, folds, outer, work):
 
 # -- the analysis -------------------------------------------------------------------------------------------------
 def labels(task, raw, names):
-    file = raw / ("trainreference.csv" if task.number == 1 else "trainreference_task2.csv")
+    file = raw / task.label_file
     ref = task.read_labels(file).set_index("name")["y"]
     return task.label_array(ref.loc[list(names)]), file
 
@@ -298,9 +292,7 @@ def main():
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="model_selection_")).resolve()
     raw = work / "raw"
     t0 = time.time()
-    if not (raw / ".complete").is_file():
-        run(["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold])
-        (raw / ".complete").touch()
+    common.convert_ptbxl(a.src, raw, a.test_fold, once=True)
     folds = ptbxl_folds(a.src)
     results = [train_outer(a, raw, folds, o, work) for o in outers]
     task = get_task(a.task)

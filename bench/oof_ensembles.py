@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from bench import protocol  # noqa: E402
+from bench import common, protocol  # noqa: E402
 from utils.artifacts import BEST_DIR, FINISHED_FILE, ModelCard, read_json  # noqa: E402
 from utils.scoring.fusion import crossfit, out_of_fold_fusion, pooled_logits, read_out_of_fold  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
@@ -42,7 +42,7 @@ from utils.scoring.tasks import get_task  # noqa: E402
 # -- the runs ------------------------------------------------------------------------------------------------------------
 def fold_dirs(kfold):
     """The fold folders of a finished k-fold run (each with best_model/); a one-line error otherwise."""
-    folds = sorted(p for p in Path(kfold).glob("fold_*") if (p / BEST_DIR).is_dir())
+    folds = common.finished_folds(kfold)
     if not folds:
         raise SystemExit(f"{kfold}: no fold_*/{BEST_DIR} (is this a finished tools/train_kfold.py output folder?)")
     return folds

@@ -27,7 +27,6 @@ and "differences_vs_chosen".
 """
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 
 configure_cpu_threads()
 
-from bench import protocol  # noqa: E402
+from bench import common, protocol  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
@@ -64,32 +63,25 @@ SETTINGS = {  # key: (name in the table, process.py flags)
 DEFAULT_SETTINGS = "2mv-2px,soft,highpass,soft-highpass,6x2-soft-highpass"  # issue 22: a picture of the whole waveform
 
 
-def stage(name, args):
-    print(f"\n=== {name}: {' '.join(map(str, args))}", flush=True)
-    subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, check=True)
-
-
 def run_kfold(a, key, flags, raw, work, extra):
     """One setting, K-fold: its pictures, K fold models, the folds fused on the test fold -> a result entry as
     ptbxl_accuracy.py's --json writes one (the out-of-fold figures as "validation")."""
-    from bench.ptbxl_accuracy import BENCH_DEFAULTS
-
     ds, out = work / f"dataset-{key}", work / f"kfold-{key}"  # by key: a re-run with other --settings finds its own
-    stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", a.image_size, *flags.split()])
-    d = BENCH_DEFAULTS["picture"]
+    common.stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", a.image_size, *flags.split()])
+    d = common.BENCH_DEFAULTS["picture"]
     train = ["--task", a.task, "--arch", a.arch, "--image-size", a.image_size, "--batch-size", d["batch_size"],
              "--iters", d["iters"], "--lr", d["lr"], "--warmup-iters", d["warmup_iters"], "--eval-interval", 100,
              "--save-interval", 100, "--pretrained", "none", "--num-workers", 2, "--log-iters", 50,
              *extra]  # later flags win: `-- --iters 400` overrides the default
-    stage("train folds", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--output-dir", out, "--",
-                          "--data-dir", raw, "--dataset-dir", ds, *train])
-    truth = raw / ("val_reference.csv" if a.task == 1 else "val_reference_task2.csv")
+    common.stage("train folds", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--output-dir", out, "--",
+                                 "--data-dir", raw, "--dataset-dir", ds, *train])
+    truth = common.truth_of(raw, a.task)
     report = out / "predict_report.json"
-    stage("predict", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model",
-                      *[out / f"fold_{k}" / "best_model" for k in range(a.num_folds)], "--out", out / "answer.csv",
-                      "--truth", truth, "--report", report])
+    common.stage("predict", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model",
+                             *common.fold_models(out, range(a.num_folds)), "--out", out / "answer.csv",
+                             "--truth", truth, "--report", report])
     m = json.loads(report.read_text())["metrics"]
-    summary = json.loads((out / "kfold_summary.json").read_text())
+    summary = common.kfold_summary(out)
     config = f"{a.num_folds} folds fused, train.py " + " ".join(map(str, train))
     return {"task": a.task, "config": config, "test": m, "validation": summary["out_of_fold"], "kfold": summary,
             "predict_report": str(report), "truth": str(truth)}
@@ -117,8 +109,8 @@ def main():
         p.error("--num-folds must be 0 (one 90/10 run per setting) or at least 2")
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="picture_settings_")).resolve()
     raw = work / "raw"
-    if a.num_folds and not (raw / "trainreference.csv").is_file():  # converted once, for every setting
-        stage("convert", ["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold])
+    if a.num_folds:  # converted once, for every setting
+        common.convert_ptbxl(a.src, raw, a.test_fold, once=True)
     results = {}
     for i, key in enumerate(keys_chosen):
         name, flags = SETTINGS[key]
@@ -127,10 +119,9 @@ def main():
             r = run_kfold(a, key, flags, raw, work, extra)
         else:
             out = work / f"{i}.json"
-            subprocess.run([sys.executable, "bench/ptbxl_accuracy.py", "--src", a.src, "--test-fold", str(a.test_fold),
-                            "--arch", a.arch, "--task", str(a.task), "--image-size", str(a.image_size),
-                            "--render", flags,
-                            "--json", str(out), "--work-dir", str(work / f"run{i}"), *extra], cwd=ROOT, check=True)
+            common.stage(f"setting {key}", ["bench/ptbxl_accuracy.py", "--src", a.src, "--test-fold", a.test_fold,
+                                            "--arch", a.arch, "--task", a.task, "--image-size", a.image_size,
+                                            "--render", flags, "--json", out, "--work-dir", work / f"run{i}", *extra])
             r = json.loads(out.read_text())
         results[name] = {**r, "minutes": (time.time() - t) / 60, "render": flags, "key": key}
     keys = ("f1", "auc", "accuracy") if a.task == 1 else ("macro_f1", "macro_auc", "micro_f1")

@@ -26,10 +26,8 @@ beside the in-distribution ones and written to the --json output under "external
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,22 +36,16 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 
 configure_cpu_threads()  # before paddle is imported (below): it would pin OMP_NUM_THREADS=1 for the scripts we start
 
-from bench import protocol  # noqa: E402
+from bench import common, protocol  # noqa: E402
+from utils.artifacts import BEST_DIR, INFO_FILE, VAL_PREDICTIONS  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
-
-
-def stage(name, args, times):
-    print(f"\n=== {name}: {' '.join(map(str, args))}", flush=True)
-    t = time.time()
-    subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, check=True)
-    times[name] = time.time() - t
 
 
 def external_truth(parser, raw_dir, task):
     """The --external set's truth file for the task; a set without val/ records or truth is refused up front."""
     raw_dir = Path(raw_dir)
-    truth = raw_dir / ("val_reference.csv" if task == 1 else "val_reference_task2.csv")
+    truth = common.truth_of(raw_dir, task)
     if not any((raw_dir / "val").glob("*.mat")):
         parser.error(f"--external {raw_dir}: no test records in {raw_dir / 'val'}")
     if not truth.is_file():
@@ -61,34 +53,17 @@ def external_truth(parser, raw_dir, task):
     return truth
 
 
-BENCH_DEFAULTS = {  # CPU-sized configurations per family: (batch, iterations, LR, warmup); features ignore them
-    "picture": {"batch_size": 16, "iters": 700, "lr": 0.01, "warmup_iters": 50},
-    "signal": {"batch_size": 32, "iters": 600, "lr": 0.001, "warmup_iters": 30},
-    "features": {"batch_size": 32, "iters": 1, "lr": 0.001, "warmup_iters": 0},
-}
-
-
-def family(arch):
-    from models.families import ARCHS
-
-    return ARCHS[arch]
-
-
-def is_picture(arch):
-    return family(arch) == "picture"
-
-
 def run_external(a, truth, work, out, times):
     """Render the external set into the work dir (picture models) and predict it with the same best model: (its
     predict report's metrics, their bootstrap figures)."""
     ds = work / "external_dataset"
     report = out / "external_predict_report.json"
-    if is_picture(a.arch):
-        stage("process external", ["process.py", "--data-dir", a.external, "--out-dir", ds, "--size", a.image_size,
-                                   *a.render.split()], times)
-    stage("predict external", ["predict.py", "--task", a.task, "--data-dir", a.external, "--dataset-dir", ds,
-                               "--model", out / "best_model", "--out", out / "external_answer.csv", "--truth", truth,
-                               "--report", report], times)
+    if common.is_picture(a.arch):
+        common.stage("process external", ["process.py", "--data-dir", a.external, "--out-dir", ds, "--size",
+                                          a.image_size, *a.render.split()], times)
+    common.stage("predict external", ["predict.py", "--task", a.task, "--data-dir", a.external, "--dataset-dir", ds,
+                                      "--model", out / BEST_DIR, "--out", out / "external_answer.csv", "--truth", truth,
+                                      "--report", report], times)
     return json.loads(report.read_text())["metrics"], protocol.report_figures(get_task(a.task), truth, report)
 
 
@@ -106,8 +81,6 @@ def print_scores(label, task, m, figs):
 def validation_figures(task, model_dir):
     """The best model's figures on its validation records (best_model/val_predictions.csv, thresholds tuned on
     them as train.py did): the development records' say, which a bench may choose settings by."""
-    from utils.artifacts import VAL_PREDICTIONS
-
     path = Path(model_dir) / VAL_PREDICTIONS
     if not path.is_file():
         return None
@@ -138,7 +111,7 @@ def main():
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     a = p.parse_args(argv[:len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
-    for k, v in BENCH_DEFAULTS[family(a.arch)].items():
+    for k, v in common.BENCH_DEFAULTS[common.family(a.arch)].items():
         if getattr(a, k) is None:
             setattr(a, k, v)
 
@@ -148,32 +121,33 @@ def main():
     work = Path(a.work_dir or tempfile.mkdtemp(prefix="ptbxl_accuracy_")).resolve()  # the stages run in ROOT
     raw, ds, out = work / "raw", work / "dataset", work / "output"
     times = {}
-    stage("convert", ["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold], times)
-    if is_picture(a.arch):
-        stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", a.image_size, *a.render.split()], times)
-    stage("train", ["train.py", "--task", a.task, "--arch", a.arch, "--data-dir", raw, "--dataset-dir", ds,
-                    "--output-dir", out, "--image-size", a.image_size,
-                    "--batch-size", a.batch_size, "--iters", a.iters, "--lr", a.lr, "--warmup-iters", a.warmup_iters,
-                    "--eval-interval", a.eval_interval, "--save-interval", a.iters, "--pretrained", a.pretrained,
-                    "--num-workers", a.num_workers, "--log-iters", 20, *extra], times)
-    truth = raw / ("val_reference.csv" if a.task == 1 else "val_reference_task2.csv")
-    stage("predict", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model", out / "best_model",
-                      "--out", out / "answer.csv", "--truth", truth], times)
+    common.convert_ptbxl(a.src, raw, a.test_fold, times)
+    if common.is_picture(a.arch):
+        common.stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", a.image_size,
+                                 *a.render.split()], times)
+    common.stage("train", ["train.py", "--task", a.task, "--arch", a.arch, "--data-dir", raw, "--dataset-dir", ds,
+                           "--output-dir", out, "--image-size", a.image_size, "--batch-size", a.batch_size,
+                           "--iters", a.iters, "--lr", a.lr, "--warmup-iters", a.warmup_iters,
+                           "--eval-interval", a.eval_interval, "--save-interval", a.iters, "--pretrained", a.pretrained,
+                           "--num-workers", a.num_workers, "--log-iters", 20, *extra], times)
+    truth = common.truth_of(raw, a.task)
+    common.stage("predict", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model",
+                             out / BEST_DIR, "--out", out / "answer.csv", "--truth", truth], times)
 
     ext_m, ext_figs = run_external(a, ext_truth, work, out, times) if a.external else (None, None)
     task = get_task(a.task)
     m = json.loads((out / "predict_report.json").read_text())["metrics"]
     figs = protocol.report_figures(task, truth, out / "predict_report.json")
-    val = validation_figures(task, out / "best_model")
-    info = json.loads((out / "best_model" / "model.json").read_text())
+    val = validation_figures(task, out / BEST_DIR)
+    info = json.loads((out / BEST_DIR / INFO_FILE).read_text())
     n_train = sum(1 for _ in open(raw / "trainreference.csv")) - 1
     inp = {"picture": f"{a.image_size} px{(' ' + a.render) if a.render else ''}", "features": "ECG measurements",
-           "signal": f"raw signal {info['input'].get('fs')} Hz"}[family(a.arch)]
+           "signal": f"raw signal {info['input'].get('fs')} Hz"}[common.family(a.arch)]
     loop = (f"batch {a.batch_size}, {a.iters} iterations, lr {a.lr} (warmup {a.warmup_iters}, poly 0.9)"
-            if family(a.arch) != "features" else "gradient boosting, fitted at once")
+            if common.family(a.arch) != "features" else "gradient boosting, fitted at once")
     config = (f"{a.arch} (pretrained {a.pretrained}), {inp}, {loop}, CPU, {os.cpu_count()} cores"
               + (f", {' '.join(extra)}" if extra else ""))
-    throughput = (a.iters * a.batch_size if family(a.arch) != "features" else n_train) / times["train"]
+    throughput = (a.iters * a.batch_size if common.family(a.arch) != "features" else n_train) / times["train"]
     print(f"\n=== PTB-XL accuracy, Task {a.task}")
     print(f"data: {n_train} labelled records from folds != {a.test_fold} (90/10 train/validation), "
           f"{m['n']} test records from fold {a.test_fold}; real patients, patients never cross folds")

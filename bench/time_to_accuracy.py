@@ -8,7 +8,7 @@
 
 Each --archs network trains on the development records only (PTB-XL converted with --test-fold held out; the test
 fold is never read) with tools/train_kfold.py: --num-folds folds of the same seeded split (--folds picks some), the
-bench's CPU-sized configuration (bench/ptbxl_accuracy.py) with a --minutes budget per fold (train.py --max-minutes:
+bench's CPU-sized configuration (bench/common.py) with a --minutes budget per fold (train.py --max-minutes:
 the run stops after the first evaluation past it) and an evaluation every --eval-interval iterations. --iters only
 shapes the learning-rate schedule (it decays to its last iteration); the default is more than any of these networks
 trains in 10 minutes on 2 cores, so every run stops on its budget mid-schedule: the curve is one fixed schedule
@@ -42,8 +42,7 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 
 configure_cpu_threads()  # before paddle is imported: the scripts we start inherit the environment
 
-from bench import protocol  # noqa: E402
-from bench.fusion_accuracy import stage, train_flags  # noqa: E402
+from bench import common, protocol  # noqa: E402
 from utils.artifacts import FINISHED_FILE  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
@@ -54,7 +53,7 @@ ARCHS = "resnet1d,xresnet1d18,xresnet1d50,inception1d"
 def budget_flags(arch, a, raw):
     """The bench's CPU-sized configuration, with the budget, the evaluations and the AUC choosing best_model (the
     later flags win)."""
-    return [*train_flags(arch, a.task, raw, raw), "--iters", a.iters, "--eval-interval", a.eval_interval,
+    return [*common.train_flags(arch, a.task, raw, raw), "--iters", a.iters, "--eval-interval", a.eval_interval,
             "--save-interval", 10 * a.eval_interval, "--max-minutes", a.minutes, "--select-metric", protocol.auc_metric(get_task(a.task)),
             *a.recipe.split()]
 
@@ -113,15 +112,6 @@ def fold_evals(fold_dir):
 
     last = checkpoint_dirs(fold_dir)[-1]
     return json.loads((last / STATE_FILE).read_text())["history"]["eval"]
-
-
-def oof_figures(task, raw, kfold_dir):
-    """The pooled out-of-fold figures with their CIs (the development records' truth): protocol.test_figures."""
-    summary = json.loads((kfold_dir / "kfold_summary.json").read_text())
-    names, _, probs = task.read_prediction_table(kfold_dir / "oof_predictions.csv")
-    answers = task.decide(probs, summary["thresholds"])
-    truth = raw / ("trainreference.csv" if task.number == 1 else "trainreference_task2.csv")
-    return protocol.test_figures(task, truth, names, answers, list(probs))
 
 
 # -- output ---------------------------------------------------------------------------------------------------------------
@@ -220,16 +210,18 @@ def main(argv=None):
     a.figure = a.figure or str(work / "time_to_accuracy.png")
     raw, out = work / "raw", work / "output"
     times, cpu = {}, {}
-    stage("convert", ["tools/convert_ptbxl.py", "--src", a.src, "--dst", raw, "--test-fold", a.test_fold], times, cpu)
+    common.convert_ptbxl(a.src, raw, a.test_fold, times, cpu)
     results = {}
     for arch in a.archs:
         name = run_name(arch, a)
         kfold = out / folder_name(name)
-        now = [k for k in a.fold_list if not (kfold / f"fold_{k}" / FINISHED_FILE).is_file()]  # to train in this run
-        stage(f"train {name}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--folds", ",".join(map(str, a.fold_list)),
-                                "--output-dir", kfold, "--", *budget_flags(arch, a, raw)], times, cpu)
-        evals = {k: fold_evals(kfold / f"fold_{k}") for k in a.fold_list}
-        results[name] = {**arch_result(evals, metric, a.target), "oof": oof_figures(task, raw, kfold),
+        folds = {k: kfold / common.FOLD_DIR.format(k) for k in a.fold_list}
+        now = [k for k, d in folds.items() if not (d / FINISHED_FILE).is_file()]  # to train in this run
+        common.stage(f"train {name}", ["tools/train_kfold.py", "--num-folds", a.num_folds,
+                                       "--folds", ",".join(map(str, a.fold_list)), "--output-dir", kfold, "--",
+                                       *budget_flags(arch, a, raw)], times, cpu)
+        evals = {k: fold_evals(d) for k, d in folds.items()}
+        results[name] = {**arch_result(evals, metric, a.target), "oof": common.oof_figures(task, raw, kfold),
                          "cpu_minutes": cpu[f"train {name}"] / 60 if now else None,
                          "wall_minutes": times[f"train {name}"] / 60 if now else None, "folds_trained_now": len(now)}
 

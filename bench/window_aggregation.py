@@ -30,10 +30,10 @@ load_before_paddle()
 
 import numpy as np  # noqa: E402
 
-from bench import protocol  # noqa: E402
+from bench import common, protocol  # noqa: E402
 from models.families import Sources, family_of  # noqa: E402
 from predict import predict_probs  # noqa: E402
-from utils.artifacts import ModelCard  # noqa: E402
+from utils.artifacts import BEST_DIR, VAL_PREDICTIONS, ModelCard  # noqa: E402
 from utils.runtime import get_logger, worker_count  # noqa: E402
 from utils.inputs.signals import AGGREGATIONS  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
@@ -47,7 +47,7 @@ def fold_probs(task, model_dir, raw, log):
     card = ModelCard.read(model_dir)
     if not card.input.get("windows"):
         raise SystemExit(f"{model_dir}: trained without test-time windows (--tta-stride-seconds): nothing to aggregate")
-    names, _, saved = task.read_prediction_table(model_dir / "val_predictions.csv")
+    names, _, saved = task.read_prediction_table(model_dir / VAL_PREDICTIONS)
     with tempfile.TemporaryDirectory() as tmp:  # the family reads test records from DATA_DIR/val
         (Path(tmp) / "val").symlink_to(raw / "train")
         dataset, _, missing = family_of(card).test_inputs(card, Sources(Path(tmp), Path(tmp), worker_count(0)),
@@ -67,8 +67,8 @@ def fold_probs(task, model_dir, raw, log):
 
 def pooled(task, kfold, raw, log):
     names, probs = [], {a: [] for a in AGGS}
-    for fold in sorted(kfold.glob("fold_*")):
-        n, p = fold_probs(task, fold / "best_model", raw, log)
+    for fold in common.finished_folds(kfold):
+        n, p = fold_probs(task, fold / BEST_DIR, raw, log)
         names += n
         for a in AGGS:
             probs[a].append(p[a])
@@ -76,7 +76,7 @@ def pooled(task, kfold, raw, log):
 
 
 def against(task, kfold, names):
-    got, _, p = task.read_prediction_table(Path(kfold) / "oof_predictions.csv")
+    got, _, p = task.read_prediction_table(Path(kfold) / common.OOF_PREDICTIONS)
     order = {n: i for i, n in enumerate(got)}
     missing = [n for n in names if n not in order]
     if missing:

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from bench import common
 from bench import learning_curve as lc
 from utils.scoring.tasks import get_task
 
@@ -202,7 +203,7 @@ def test_sizes_a_member_did_not_train_at_are_left_out_of_its_fit():
 def stages_in_process(monkeypatch):
     """The stages run in this process through the scripts' own main() (train_kfold's folds through train.main):
     the same code and flags without ~5 s of interpreter and Paddle start-up per stage, which would take this test
-    well past a minute on a busy machine. The process boundary is bench/fusion_accuracy.stage's, every bench's."""
+    well past a minute on a busy machine. The process boundary is bench/common.stage's, every bench's."""
     import predict
     import train
     from tools import convert_ptbxl, train_kfold
@@ -224,7 +225,7 @@ def stages_in_process(monkeypatch):
         train.main([str(x) for x in cmd[2:]])
         return subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setattr(lc, "stage", stage)
+    monkeypatch.setattr(common, "stage", stage)
     monkeypatch.setattr(train_kfold, "subprocess", SimpleNamespace(run=run))
     return ran
 

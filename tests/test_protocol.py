@@ -227,23 +227,24 @@ class _Stop(Exception):
 
 
 def test_members_best_expands_to_the_recipe_and_an_unknown_member_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from bench import common
     from bench import fusion_accuracy as fa
 
     ran = []
 
-    def stage(name, args, times):  # record what would run; stop at the first prediction (nothing trains)
+    def stage(name, args, times=None, cpu=None):  # record what would run; stop at the first prediction (nothing trains)
         ran.append((name, [str(x) for x in args]))
         if name.startswith("predict"):
             raise _Stop
 
-    monkeypatch.setattr(fa, "stage", stage)
+    monkeypatch.setattr(common, "stage", stage)
     with pytest.raises(_Stop):
         fa.main(["--members", "best", "--src", str(tmp_path / "ptbxl"), "--work-dir", str(tmp_path / "w")])
     trained = [(n, args) for n, args in ran if n.startswith("train")]
-    assert [n for n, _ in trained] == [f"train {m}" for m in fa.BEST["members"]] == ["train resnet1d", "train features"]
+    assert [n for n, _ in trained] == [f"train {m}" for m in common.BEST["members"]] == ["train resnet1d", "train features"]
     for _, args in trained:
         assert args[args.index("--num-folds") + 1] == "3" and args[args.index("--folds") + 1] == "0,1,2"
-    assert fa.BEST["weights"] == "auto" and fa.recipe_row("best") == "fusion (weights auto)"
+    assert common.BEST["weights"] == "auto" and common.recipe_row("best") == "fusion (weights auto)"
 
     with pytest.raises(SystemExit) as e:
         fa.main(["--members", "resnet1d,resnet1dd", "--work-dir", str(tmp_path / "w2")])

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from bench import common
 from bench import time_to_accuracy as tta
 from utils.scoring.tasks import get_task
 
@@ -57,7 +58,7 @@ def test_out_of_fold_figures_have_a_ci(tmp_path):
     task.prediction_table(names, y, p).to_csv(tmp_path / "oof_predictions.csv", index=False)
     (tmp_path / "kfold_summary.json").write_text(json.dumps({"thresholds": 0.5}))
     (tmp_path / "trainreference.csv").write_text("name,tag\n" + "".join(f"{n},{t}\n" for n, t in zip(names, y)))
-    figs = tta.oof_figures(task, tmp_path, tmp_path)
+    figs = common.oof_figures(task, tmp_path, tmp_path)
     lo, hi = figs["auc"]["ci95"]
     assert lo < figs["auc"]["value"] < hi and figs["auc"]["value"] > 0.8
 

@@ -13,9 +13,7 @@ So the checkout stays as it was: the tests and a second run read the tracked sam
 The full-size defaults (640 px, batch 32, 10000 iterations, for a GPU) are those of the scripts themselves.
 """
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from utils.artifacts import BEST_DIR, VAL_PREDICTIONS, mirror_data_inputs  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.errors import PipelineError  # noqa: E402
-from utils.runtime import run_script  # noqa: E402
+from utils.runtime import run_script, run_stage  # noqa: E402
 from utils.scoring.thresholds import enough  # noqa: E402
 
 # -- configuration: the main job's sizes (every constant is also a flag: SIGNAL_ITERS -> --signal-iters) ------------
@@ -45,12 +43,10 @@ NUM_WORKERS = 2  # DataLoader workers
 def run(step, args):
     """One script in a child process -> its wall seconds; a failed step ends the job in one line (the script has
     printed its own error above it)."""
-    print(f"\n=== {step}: {' '.join(map(str, args))}", flush=True)
-    t = time.time()
-    code = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT).returncode
+    code, seconds, _ = run_stage(step, args, ROOT)
     if code:
         raise PipelineError(f"{step}: {args[0]} failed (exit status {code}); its message is above")
-    return time.time() - t
+    return seconds
 
 
 def pretrained_weights(requested):
@@ -95,7 +91,7 @@ def steps(cfg, raw, out, pretrained):
 def print_table(report, pretrained, n_validation):
     if "metrics" not in report:
         return
-    rows = [(m.get("label", m["arch"]), m["metrics"]) for m in report.get("members", [])]
+    rows = [(m.get("title", m["arch"]), m["metrics"]) for m in report.get("members", [])]
     print(f"{'model':<28} {'test F1':>8} {'ROC AUC':>8}   ({report['metrics']['n']} test records, pretrained {pretrained})")
     for name, m in rows + [("fusion (mean)", report["metrics"])]:
         auc = "n/a" if m["auc"] is None else f"{m['auc']:.4f}"  # undefined when the test set has one class

@@ -1,5 +1,6 @@
-"""Process set-up shared by train.py and predict.py: CPU threads, device choice, logging; and `die_with_parent`,
-which DataLoader workers (and the test suite's forked children) use to end with the process that made them.
+"""Process set-up shared by train.py and predict.py: CPU threads, device choice, logging; `run_stage`, a script
+run as one step of a job (tools/run_sample.py, the benches); and `die_with_parent`, which DataLoader workers (and
+the test suite's forked children) use to end with the process that made them.
 
 `configure_cpu_threads` must run before paddle is imported: the OpenMP/MKL runtime reads these at start-up.
 """
@@ -176,6 +177,22 @@ def run_script(main):
         if os.environ.get("ECG_DEBUG"):
             raise
         sys.exit(f"error: {e}")
+
+
+def run_stage(name, args, cwd):
+    """One step of a job: print `=== name: args`, run the script `args` (its path, then its flags) with this
+    Python in a child process in `cwd`, its output passed through, and return (exit status, wall seconds, CPU
+    seconds: user + system of the child and the processes it waited for). The caller decides what a failure means
+    (tools/run_sample.py: one error line; the benches: an exception)."""
+    import resource
+    import subprocess
+
+    print(f"\n=== {name}: {' '.join(map(str, args))}", flush=True)
+    t, before = time.time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    code = subprocess.run([sys.executable, *map(str, args)], cwd=cwd).returncode
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return code, time.time() - t, cpu
 
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

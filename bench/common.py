@@ -1,0 +1,186 @@
+"""What the benches share (a bench imports this module and bench/protocol.py, never another bench):
+
+- the stages: a script run in a child process, timed (`stage`), PTB-XL converted once (`convert_ptbxl`), predict.py
+  on fused models (`predict`);
+- the CPU-sized training configuration per family (`BENCH_DEFAULTS`, `train_flags`) and the recommended fusion
+  (`BEST`, `--members best`);
+- the files: a task's test truth in a converted folder (`truth_file`), a tools/train_kfold.py run's folds, models
+  and out-of-fold figures;
+- `out_of_fold`: every development record predicted, in this process, by the fold that did not train on it.
+
+Importing it loads no Paddle (the benches call configure_cpu_threads first); what needs Paddle is imported inside
+the function that uses it.
+"""
+import json
+import subprocess
+from pathlib import Path
+
+from utils.artifacts import BEST_DIR
+from utils.runtime import run_stage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# -- the stages --------------------------------------------------------------------------------------------------------
+
+
+def stage(name, args, times=None, cpu=None):
+    """A script in a child process (the repository its working folder); its wall seconds in `times` and, given
+    `cpu`, its CPU seconds (user + system). A failed script raises subprocess.CalledProcessError."""
+    code, seconds, cpu_seconds = run_stage(name, args, ROOT)
+    if code:
+        raise subprocess.CalledProcessError(code, [str(a) for a in args])
+    if times is not None:
+        times[name] = seconds
+    if cpu is not None:
+        cpu[name] = cpu_seconds
+
+
+COMPLETE = ".complete"  # in a converted folder: the converter finished there (convert_ptbxl(once=True))
+
+
+def convert_ptbxl(src, raw, test_fold, times=None, cpu=None, limits=(), once=False):
+    """tools/convert_ptbxl.py --src SRC --dst RAW --test-fold K (and `limits`, e.g. --max-records N) as the stage
+    "convert" -> `raw`. Run again into the same folder, the converter rewrites nothing that is unchanged; with
+    `once`, a folder it finished before (its COMPLETE mark) is taken as it is, without running it."""
+    raw = Path(raw)
+    if once and (raw / COMPLETE).is_file():
+        return raw
+    stage("convert", ["tools/convert_ptbxl.py", "--src", src, "--dst", raw, "--test-fold", test_fold, *limits], times,
+          cpu)
+    if once:
+        (raw / COMPLETE).touch()
+    return raw
+
+
+def predict(name, models, task, raw, ds, out, times, truth, *extra):
+    """predict.py on `raw`'s test records with `models` fused (flags `extra` too) -> its report, with "report_path"."""
+    report = out / f"predict_{name}.json"
+    stage(f"predict {name}", ["predict.py", "--task", task, "--data-dir", raw, "--dataset-dir", ds, "--model",
+                              *models, "--out", out / f"answer_{name}.csv", "--truth", truth, "--report", report,
+                              *extra], times)
+    return {**json.loads(report.read_text()), "report_path": str(report)}
+
+
+# -- the training configuration ----------------------------------------------------------------------------------------
+IMAGE_SIZE = 160  # the picture members' size in the benches
+BENCH_DEFAULTS = {  # CPU-sized configurations per family: (batch, iterations, LR, warmup); features ignore them
+    "picture": {"batch_size": 16, "iters": 700, "lr": 0.01, "warmup_iters": 50},
+    "signal": {"batch_size": 32, "iters": 600, "lr": 0.001, "warmup_iters": 30},
+    "features": {"batch_size": 32, "iters": 1, "lr": 0.001, "warmup_iters": 0},
+}
+# The recommended configuration, measured best on both tasks (README, fusion table): one signal and one measurements
+# member, stacked. Defined once: --members best expands to it, README and the checks that run it name it.
+BEST = {"members": ["resnet1d", "features"], "weights": "auto"}
+RECIPES = {"best": BEST}
+
+
+def family(arch):
+    from models.families import ARCHS
+
+    return ARCHS[arch]
+
+
+def is_picture(arch):
+    return family(arch) == "picture"
+
+
+def train_flags(arch, task, raw, ds):
+    """train.py flags of the benches' CPU-sized configuration of `arch` (BENCH_DEFAULTS of its family)."""
+    d = BENCH_DEFAULTS[family(arch)]
+    return ["--task", task, "--arch", arch, "--data-dir", raw, "--dataset-dir", ds, "--image-size", IMAGE_SIZE,
+            "--batch-size", d["batch_size"], "--iters", d["iters"], "--lr", d["lr"], "--warmup-iters", d["warmup_iters"],
+            "--eval-interval", 100, "--save-interval", 100, "--pretrained", "none", "--num-workers", 2, "--log-iters", 50]
+
+
+def members_of(parser, text):
+    """(member archs, recipe name or None) of --members: a recipe's name (RECIPES) or comma-separated archs; an
+    unknown arch is a one-line usage error, before anything trains."""
+    from models.families import ARCHS
+
+    if text in RECIPES:
+        return list(RECIPES[text]["members"]), text
+    members = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in members if m not in ARCHS]
+    if unknown or not members:
+        parser.error(f"--members {text}: unknown member {', '.join(unknown) or '(none)'}; give {', '.join(RECIPES)} "
+                     f"or --arch names: {', '.join(ARCHS)}")
+    return members, None
+
+
+def recipe_row(recipe):
+    """The fusion table's row that is the recipe's model."""
+    return "fusion (weights auto)" if RECIPES[recipe]["weights"] == "auto" else "fusion (mean)"
+
+
+# -- the files ---------------------------------------------------------------------------------------------------------
+def truth_file(task):
+    """The name of the task's test truth in a converted folder (the labels of its val/ records), which the
+    converters name after the training label file (Task.label_file): trainreference.csv -> val_reference.csv,
+    trainreference_task2.csv -> val_reference_task2.csv."""
+    return task.label_file.replace("trainreference", "val_reference")
+
+
+def truth_of(raw, task_number):
+    """The test truth of Task `task_number` in the converted folder `raw`."""
+    from utils.scoring.tasks import get_task
+
+    return Path(raw) / truth_file(get_task(task_number))
+
+
+# tools/train_kfold.py's names in its output folder (utils/artifacts.py names the files of one run and of a model)
+FOLD_DIR = "fold_{}"  # a fold's train.py OUTPUT_DIR
+OOF_PREDICTIONS = "oof_predictions.csv"  # every fold's VAL_PREDICTIONS, pooled: one out-of-fold prediction a record
+KFOLD_SUMMARY = "kfold_summary.json"  # the pooled figures ("out_of_fold") and the thresholds tuned on them
+
+
+def fold_models(kfold, folds):
+    """The best models of folds `folds` (numbers) of the k-fold run in `kfold`."""
+    return [Path(kfold) / FOLD_DIR.format(k) / BEST_DIR for k in folds]
+
+
+def finished_folds(kfold):
+    """The fold folders of the k-fold run in `kfold` that have a best model, in name order."""
+    return sorted(p for p in Path(kfold).glob(FOLD_DIR.format("*")) if (p / BEST_DIR).is_dir())
+
+
+def kfold_summary(kfold):
+    """The k-fold run's summary (KFOLD_SUMMARY) as a dict; None when it has none (not finished)."""
+    path = Path(kfold) / KFOLD_SUMMARY
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def oof_answers(task, kfold):
+    """(names, answers, probabilities) of the k-fold run's pooled out-of-fold predictions, decided with the
+    thresholds tuned on them."""
+    names, _, probs = task.read_prediction_table(Path(kfold) / OOF_PREDICTIONS)
+    return names, task.decide(probs, kfold_summary(kfold)["thresholds"]), list(probs)
+
+
+def oof_figures(task, raw, kfold):
+    """The pooled out-of-fold figures with their CIs (the development records' truth in `raw`):
+    protocol.test_figures."""
+    from bench import protocol
+
+    return protocol.test_figures(task, Path(raw) / task.label_file, *oof_answers(task, kfold))
+
+
+# -- out of fold, in this process --------------------------------------------------------------------------------------
+def out_of_fold(task, dev, num_folds, seed, fit_predict):
+    """Every development record predicted by the fold that did not train on it, the folds train.py's (`seed`,
+    group-aware, utils/training/sampling.split_records) over `dev` (a family's Labelled).
+    fit_predict(fold, train rows, validation names) -> {key: one prediction per validation name}; returns {key:
+    the predictions stacked in `dev.refs`' order}."""
+    import numpy as np
+
+    from utils.training.sampling import split_records
+
+    names = dev.refs["name"].tolist()
+    oof = {}
+    for fold in range(num_folds):
+        tr, va = split_records(dev.refs, task, num_folds, fold, seed, dev.label_file, listed=dev.listed)
+        rows = np.flatnonzero(dev.refs["name"].isin(va["name"]).to_numpy())
+        for key, preds in fit_predict(fold, tr, [names[i] for i in rows]).items():
+            got = oof.setdefault(key, [None] * len(names))
+            for i, p in zip(rows, preds):
+                got[i] = p
+    return {key: np.stack(v) for key, v in oof.items()}
