@@ -114,10 +114,8 @@ def recipe_row(recipe):
 
 # -- the files ---------------------------------------------------------------------------------------------------------
 def truth_file(task):
-    """The name of the task's test truth in a converted folder (the labels of its val/ records), which the
-    converters name after the training label file (Task.label_file): trainreference.csv -> val_reference.csv,
-    trainreference_task2.csv -> val_reference_task2.csv."""
-    return task.label_file.replace("trainreference", "val_reference")
+    """The name of the task's test truth in a converted folder (the labels of its val/ records): Task.truth_file."""
+    return task.truth_file
 
 
 def truth_of(raw, task_number):

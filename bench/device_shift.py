@@ -203,7 +203,8 @@ def parse(argv=None):
 
 def main(argv=None):
     a = parse(argv)
-    task, key = get_task(a.task), ("auc" if a.task == 1 else "macro_auc")
+    task = get_task(a.task)
+    key = task.auc_metric
     members, raw = members_of(a)
     out = Path(a.out or tempfile.mkdtemp(prefix="device_shift_")).resolve()
     truth = common.truth_of(raw, a.task)

@@ -109,7 +109,7 @@ def main(argv=None):
     external, ext_truth = run_external(a, dirs, every, work, times) if a.external else ({}, None)
 
     task = get_task(a.task)
-    keys = ("f1", "auc") if a.task == 1 else ("macro_f1", "macro_auc")
+    keys = task.select_metrics  # the F1 and the AUC
     sel = keys[1]  # chooses on the development records: the threshold-free AUC
     member_rows = [f"{arch} ({len(d)} fold{'s' * (len(d) > 1)})" for arch, d in dirs.items()]
     fusion_rows = [k for k in rows if k not in member_rows]

@@ -70,15 +70,12 @@ def development_records(raw, task):
     """{group: [names]} of the development records of converted folder `raw` and {group: stratum}: Task 1 the
     group's tag (abnormal when any of its records is), Task 2 the rarest class (over the development records) that
     any of its records has."""
-    from utils.ecg.io import read_record_groups, read_reference, read_reference_task2
+    from utils.ecg.io import read_record_groups
 
     raw = Path(raw)
     groups = read_record_groups(raw / RECORD_GROUPS)
-    if task.number == 1:
-        ref = read_reference(raw / task.label_file)
-        classes = {n: [int(t)] for n, t in zip(ref["name"], ref["tag"])}
-    else:
-        classes = read_reference_task2(raw / task.label_file)
+    truth = task.read_truth(raw / task.label_file)
+    classes = {n: list(t) if task.several else [int(t)] for n, t in truth.items()}
     members = {}
     for name in classes:  # a record without a group is its own (train.py's folds say the same)
         members.setdefault(groups.get(name, name), []).append(name)
@@ -88,7 +85,7 @@ def development_records(raw, task):
 def strata_of(members, classes, task):
     """{group: stratum} of the groups ({group: [names]}) given each record's classes ({name: [class]})."""
     have = {g: {c for n in ns for c in classes[n]} for g, ns in members.items()}
-    if task.number == 1:
+    if not task.several:  # a group is abnormal if any of its records is
         return {g: max(cs) for g, cs in have.items()}
     count = {}
     for cs in classes.values():

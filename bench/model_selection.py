@@ -176,7 +176,7 @@ def logit_sd(probs):
 
 
 def squeeze(task, p):
-    return p[:, 0] if task.number == 1 else p
+    return p if task.several else p[:, 0]
 
 
 def outer_predictions(task, res, rule, y):
@@ -192,7 +192,7 @@ def outer_predictions(task, res, rule, y):
         chosen.append(probs[c])
         oof_p.append(probs[c][val])
         oof_y.append(y[val])
-        ths.append(task.evaluate(y[val], probs[c][val]).thresholds)
+        ths.append(task.thresholds(y[val], probs[c][val]))
     mean = np.mean([p[outer] for p in chosen], axis=0)
     return outer, mean, np.concatenate(oof_p), np.concatenate(oof_y), ths, [p[outer] for p in chosen]
 
@@ -207,11 +207,11 @@ def analyse(a, task, raw, results):
         for res in results:
             y, truth = labels(task, raw, res["names"])
             outer, mean, oof_p, oof_y, ths, singles = outer_predictions(task, res, rule, y)
-            th_pooled = task.evaluate(oof_y, oof_p).thresholds
-            th_mean = np.mean(ths, axis=0) if task.number == 2 else float(np.mean(ths))
+            th_pooled = task.thresholds(oof_y, oof_p)
+            th_mean = np.mean(ths, axis=0) if task.several else float(np.mean(ths))
             th = {"pooled_oof": th_pooled, "mean_of_folds": th_mean,
-                  "half": 0.5 if task.number == 1 else np.full(task.num_outputs, 0.5),
-                  "oracle": task.evaluate(y[outer], mean).thresholds}
+                  "half": np.full(task.num_outputs, 0.5) if task.several else 0.5,
+                  "oracle": task.thresholds(y[outer], mean)}
             names += list(res["names"][outer])
             probs += list(mean)
             for key, t in th.items():
@@ -247,7 +247,7 @@ def figures(task, per_rule):
 
 
 def print_figures(task, figs, a):
-    keys = protocol.headline(task)[:2] if task.number == 1 else ("macro_f1", "macro_auc")
+    keys = task.select_metrics  # the F1 and the AUC
     f1, auc = keys
     n = figs["n_records"]
     print(f"\n=== model selection, Task {task.number}, {a.arch}: {n} development records scored as outer folds "

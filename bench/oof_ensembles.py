@@ -201,7 +201,7 @@ def main(argv=None):
     print(f"\n=== out-of-fold ensembles, Task {a.task}: {len(names)} development records predicted by every run "
           f"(no test record is read)")
     print("\n".join(table_lines(task, results, a.baseline)))
-    if task.number == 2:
+    if task.several:
         print("\n".join(per_class_lines(task, results, a.baseline)))
     test = test_scores(task, a) if a.tests else None
     print(protocol.HOW_TO_READ)

@@ -124,8 +124,7 @@ def main():
                                             "--render", flags, "--json", out, "--work-dir", work / f"run{i}", *extra])
             r = json.loads(out.read_text())
         results[name] = {**r, "minutes": (time.time() - t) / 60, "render": flags, "key": key}
-    keys = ("f1", "auc", "accuracy") if a.task == 1 else ("macro_f1", "macro_auc", "micro_f1")
-    sel = keys[1]  # the threshold-free AUC chooses
+    keys, sel = get_task(a.task).headline, get_task(a.task).auc_metric  # the threshold-free AUC chooses
     chosen = protocol.choose({k: r.get("validation") for k, r in results.items()}, sel)
     task, truth = get_task(a.task), next(iter(results.values()))["truth"]
     pairs = [(chosen, k) for k in results if k != chosen] if chosen else []

@@ -42,18 +42,18 @@ PROTOCOL = ("protocol: settings are chosen on the development records (validatio
 
 
 def headline(task):
-    """The figures `test_figures` reports: Task 1 f1, auc, accuracy; Task 2 macro_f1, micro_f1, macro_auc."""
-    return ("f1", "auc", "accuracy") if task.number == 1 else ("macro_f1", "micro_f1", "macro_auc")
+    """The figures `test_figures` reports: the task's own (Task.headline)."""
+    return task.headline
 
 
 def auc_metric(task):
-    """The figure a setting is chosen by: Task 1 "auc", Task 2 "macro_auc"."""
-    return "auc" if task.number == 1 else "macro_auc"
+    """The figure a setting is chosen by: the task's threshold-free score (Task.auc_metric)."""
+    return task.auc_metric
 
 
 def auc_metrics(task):
     """The AUC figures a per-class comparison reads: Task 1 ("auc",); Task 2 "macro_auc" and "auc/<k>" per class."""
-    return ("auc",) if task.number == 1 else ("macro_auc", *(f"auc/{k}" for k in range(task.num_outputs)))
+    return (task.auc_metric, *(f"auc/{k}" for k in range(task.num_outputs) if task.several))
 
 
 def metric_label(task, metric):
@@ -69,7 +69,7 @@ def decided(task, probs, thresholds=None, y=None):
     is the task's own, as train.py's validation does)."""
     probs = np.asarray(probs)
     if thresholds is None:
-        thresholds = task.evaluate(y, probs).thresholds
+        thresholds = task.thresholds(y, probs)
     return task.decide(probs, thresholds), list(probs)
 
 
@@ -90,25 +90,11 @@ class Scored:
 def align(task, truth_path, names, answers, probs):
     """A Scored of `names` (with their `answers` and `probs`), kept to the records of `truth_path`, in `names`' order,
     as `task.score` scores them."""
-    from utils.ecg.io import read_reference, read_reference_task2
-
     names, answers, probs = list(names), list(answers), list(probs)
     if not (len(names) == len(answers) == len(probs)):
         raise ValueError(f"{len(names)} names, {len(answers)} answers and {len(probs)} probabilities: one each per record")
     report, _, _ = task.score(truth_path, names, answers, probs)
-    if task.number == 1:
-        truth = dict(zip(*read_reference(truth_path)[["name", "tag"]].to_numpy().T))
-        keep = [i for i, n in enumerate(names) if n in truth]
-        y = np.array([int(truth[names[i]]) for i in keep], dtype=np.float64)
-        pred = np.array([int(answers[i]) for i in keep], dtype=np.float64)
-        prob = np.array([float(probs[i]) for i in keep], dtype=np.float64)
-    else:
-        truth = read_reference_task2(truth_path)
-        keep = [i for i, n in enumerate(names) if n in truth]
-        K = task.num_outputs
-        y = np.stack([task.encode(truth[names[i]]) for i in keep]).astype(np.float64) if keep else np.zeros((0, K))
-        pred = task.indicator([answers[i] for i in keep]).astype(np.float64) if keep else np.zeros((0, K))
-        prob = (np.stack([np.asarray(probs[i], dtype=np.float64).reshape(K) for i in keep]) if keep else np.zeros((0, K)))
+    keep, y, pred, prob = task.aligned(truth_path, names, answers, probs)
     return Scored([names[i] for i in keep], y, pred, prob, report)
 
 
@@ -140,7 +126,7 @@ def _auc(W, y, s):
 
 def _figures(task, s, W, per_class=False):
     """{figure: (B,) values} of Scored `s` on the resamples W; NaN where a figure is undefined."""
-    if task.number == 1:
+    if not task.several:
         tp, fp, fn = W @ (s.y * s.pred), W @ ((1 - s.y) * s.pred), W @ (s.y * (1 - s.pred))
         return {"f1": _f1(tp, fp, fn), "auc": _auc(W, s.y, s.prob),
                 "accuracy": (W @ (s.y == s.pred).astype(np.float64)) / W.sum(axis=1)}
@@ -215,9 +201,9 @@ def test_figures(task, truth_path, names, answers, probs, seed=SEED, n_resamples
     {"name", "support", "f1": {...}, "auc": {...}} per class. The values are task.score's; an undefined value
     (None) has no CI."""
     s = align(task, truth_path, names, answers, probs)
-    samples = _resampled(task, [s], seed, n_resamples, per_class and task.number == 2)[0]
+    samples = _resampled(task, [s], seed, n_resamples, per_class and task.several)[0]
     out = {k: _figure(_value(s.report, k, task), samples[k]) for k in headline(task)}
-    if per_class and task.number == 2:
+    if per_class and task.several:
         out["per_class"] = [{"name": r["name"], "support": r["support"],
                              "f1": _figure(r["f1"], samples[f"f1/{k}"]), "auc": _figure(r["auc"], samples[f"auc/{k}"])}
                             for k, r in enumerate(s.report["per_class"])]
@@ -264,18 +250,14 @@ def read_predictions(task, report_path):
     import json
     from pathlib import Path
 
-    from utils.ecg.io import CSV_ENCODING, read_reference, read_reference_task2
+    from utils.ecg.io import CSV_ENCODING
 
     report = json.loads(Path(report_path).read_text())
     answer = Path(report["answer"])
     if not answer.is_absolute() and not answer.is_file():
         answer = Path(__file__).resolve().parents[1] / answer  # predict.py ran in the repository
-    if task.number == 1:
-        ref = read_reference(answer)
-        names, answers = ref["name"].tolist(), [int(t) for t in ref["tag"]]
-    else:
-        ref = read_reference_task2(answer)
-        names, answers = list(ref), [ref[n] for n in ref]
+    ref = task.read_truth(answer)  # an answer file is in the label file's format
+    names, answers = list(ref), list(ref.values())
     table = pd.read_csv(report["probabilities"], dtype={"name": str, "model": str}, keep_default_na=False,
                         encoding=CSV_ENCODING)
     models = table["model"].unique()

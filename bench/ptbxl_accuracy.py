@@ -70,7 +70,7 @@ def run_external(a, truth, work, out, times):
 def print_scores(label, task, m, figs):
     """The test scores line with 95% CIs (and Task 2's per-class table) of one predict report's metrics."""
     c = protocol.fmt_ci
-    if task == 1:
+    if not task.several:
         print(f"{label}: accuracy {c(figs['accuracy'])}, F1 {c(figs['f1'])}, ROC AUC {c(figs['auc'])}, "
               f"confusion {m['confusion']}")
     else:
@@ -155,10 +155,10 @@ def main():
     if val is not None:
         print(f"validation ({val['n']} development records, thresholds tuned on them): "
               + ", ".join(f"{k} {fmt(val[k])}" for k in task.headline))
-    print_scores("test", a.task, m, figs)
+    print_scores("test", get_task(a.task), m, figs)
     if ext_m is not None:
         print(f"external: {ext_m['n']} test records of {a.external} (other hospitals; same model and thresholds)")
-        print_scores("external test", a.task, ext_m, ext_figs)
+        print_scores("external test", get_task(a.task), ext_m, ext_figs)
     print(protocol.HOW_TO_READ)
     print(protocol.PROTOCOL)
     print("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f", total {sum(times.values()) / 60:.1f} min; "

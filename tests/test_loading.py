@@ -18,6 +18,7 @@ import train
 from pipeline_fixtures import SIGNAL
 from utils.errors import DataLoaderError
 from utils.inputs.loading import make_loader
+from utils.training import engine
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads processes from /proc (Linux)")
@@ -188,11 +189,11 @@ def test_train_main_leaves_no_worker_process_behind(tiny_raw, tmp_path, monkeypa
     args = ["--data-dir", str(tiny_raw), "--output-dir", str(tmp_path / "out"), "--iters", "8", "--eval-interval", "4",
             "--save-interval", "8", "--num-workers", "2", *SIGNAL]
     if fails:
-        def failing_validation(model, loader, task, windows=None):
+        def failing_validation(model, loader, task, loss_fn, windows=None):
             next(iter(loader))  # mid-pass: the validation workers run, and the training loader's
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(train, "validate", failing_validation)
+        monkeypatch.setattr(engine, "validate", failing_validation)  # the loop (utils/training/engine.py) calls it
         with pytest.raises(RuntimeError, match="boom"):
             train.main(args)
     else:

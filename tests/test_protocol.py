@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bench import protocol
+from utils.artifacts import write_answer_files
 from utils.scoring.metrics import binary_report, multilabel_report
 from utils.scoring.tasks import get_task
 
@@ -155,7 +156,7 @@ def test_read_predictions_of_a_fused_report(tmp_path):
     """The fusion's rows of predict_report_probabilities.csv and the answer CSV; a fallback record gets its answer."""
     truth, names, answers, probs, _ = task1_set(tmp_path, 10)
     answer = tmp_path / "answer.csv"
-    T1.write_answers(names, answers, answer)
+    write_answer_files(T1.answer_files(names, answers, answer))
     tables = [T1.prob_table(names[:-1], np.zeros(9), model="/m/a"), T1.prob_table(names[:-1], probs[:-1], model="fusion")]
     import pandas as pd
 
@@ -166,7 +167,7 @@ def test_read_predictions_of_a_fused_report(tmp_path):
     assert np.allclose(p[:-1], probs[:-1]) and p[-1] == float(answers[-1])
 
     truth2, names2, answers2, probs2, _ = task2_set(tmp_path, 12)
-    T2.write_answers(names2, answers2, tmp_path / "a2.csv")
+    write_answer_files(T2.answer_files(names2, answers2, tmp_path / "a2.csv"))
     T2.prob_table(names2, np.asarray(probs2), model="/m/b").to_csv(tmp_path / "p2.csv", index=False)
     (tmp_path / "r2.json").write_text(json.dumps({"answer": str(tmp_path / "a2.csv"), "probabilities": str(tmp_path / "p2.csv")}))
     n, a, p = protocol.read_predictions(T2, tmp_path / "r2.json")
@@ -187,7 +188,7 @@ def test_with_ci_keeps_the_report_and_adds_ci95(tmp_path):
 
 def _fake_report(tmp_path, tag, names, answers, probs):
     """A predict.py report of one model: answer CSV, probabilities CSV and the report pointing at them."""
-    T1.write_answers(names, answers, tmp_path / f"answer_{tag}.csv")
+    write_answer_files(T1.answer_files(names, answers, tmp_path / f"answer_{tag}.csv"))
     T1.prob_table(names, probs, model=f"/m/{tag}").to_csv(tmp_path / f"p_{tag}.csv", index=False)
     path = tmp_path / f"report_{tag}.json"
     path.write_text(json.dumps({"answer": str(tmp_path / f"answer_{tag}.csv"), "probabilities": str(tmp_path / f"p_{tag}.csv")}))

@@ -50,12 +50,14 @@ class Task(ABC):
     `prob_names` what each is the probability of."""
 
     number: int
-    label_file: str
+    label_file: str  # the training labels in a data folder (train/ records)
+    truth_file: str  # the test truth a converter writes beside them (val/ records), what predict.py --truth reads
     class_names: tuple
     num_outputs: int
     prob_names: tuple
     select_metrics: tuple  # the metrics that may choose best_model, the default first
     headline: tuple  # the scores of a side-by-side table
+    auc_metric: str  # the threshold-free score a setting is chosen by (bench/protocol.py)
 
     @property
     def num_probs(self):
@@ -116,6 +118,22 @@ class Task(ABC):
     @abstractmethod
     def score(self, truth_path, names, answers, probs):
         """Metrics of the answers against a truth file: (report, log lines, truth records not answered)."""
+
+    def aligned(self, truth_path, names, answers, probs):
+        """The records of `names` that `truth_path` holds, as arrays in `names`' order: (indices kept, truth,
+        answers, probabilities), truth and answers as the metrics take them (Task 1: tags; Task 2: 0/1 rows)."""
+        truth = self.read_truth(truth_path)
+        keep = [i for i, n in enumerate(names) if n in truth]
+        return (keep, self.answer_array([truth[names[i]] for i in keep]), self.answer_array([answers[i] for i in keep]),
+                self.prob_array([probs[i] for i in keep]))
+
+    @abstractmethod
+    def answer_array(self, answers):
+        """Answers (or truths in answer form) as one float array."""
+
+    @abstractmethod
+    def prob_array(self, probs):
+        """Per-record probabilities as one float array."""
 
     # -- out-of-fold predictions (val_predictions.csv) ------------------------------------------------------------
     def prob_columns(self):
@@ -187,9 +205,11 @@ class Task1(Task):
     """Normal (0) vs abnormal (1), scored by F1: two softmax outputs, one probability P(abnormal)."""
 
     number, label_file, class_names, num_outputs = 1, "trainreference.csv", TAG_NAMES, 2
+    truth_file = "val_reference.csv"
     prob_names = ("abnormal",)
     select_metrics = ("f1", "auc")
     headline = ("f1", "auc", "accuracy")
+    auc_metric = "auc"
 
     def read_labels(self, csv_path, data_dir=None, ext=".mat"):
         refs = read_reference(csv_path, data_dir=data_dir, ext=ext)
@@ -244,6 +264,12 @@ class Task1(Task):
 
     several = False
 
+    def answer_array(self, answers):
+        return np.array([int(a) for a in answers], dtype=np.float64)
+
+    def prob_array(self, probs):
+        return np.array([float(p) for p in probs], dtype=np.float64)
+
     def answer_text(self, answer):
         return TAG_NAMES[int(answer)]
 
@@ -286,9 +312,11 @@ class Task2(Task):
     """12 diagnoses, several per record, scored by F1 per class: 12 sigmoid outputs, one probability each."""
 
     number, label_file, class_names, num_outputs = 2, "trainreference_task2.csv", CLASS_NAMES, len(CLASS_NAMES)
+    truth_file = "val_reference_task2.csv"
     prob_names = CLASS_NAMES
     select_metrics = ("macro_f1", "macro_auc")
     headline = ("macro_f1", "macro_auc", "micro_f1")
+    auc_metric = "macro_auc"
 
     def read_labels(self, csv_path, data_dir=None, ext=".mat"):
         labels = read_reference_task2(csv_path, data_dir=data_dir, ext=ext)
@@ -348,6 +376,13 @@ class Task2(Task):
         return self.encode([int(k) for k in text.split()])
 
     several = True
+
+    def answer_array(self, answers):
+        return self.indicator(list(answers)).astype(np.float64)
+
+    def prob_array(self, probs):
+        K = self.num_outputs
+        return np.stack([np.asarray(p, dtype=np.float64).reshape(K) for p in probs]) if len(probs) else np.zeros((0, K))
 
     def answer_text(self, answer):
         return ", ".join(CLASS_NAMES[int(k) - 1] for k in answer)
