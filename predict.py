@@ -25,17 +25,14 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
-from models.families import Sources, family_of, list_test_records  # noqa: E402
-from models.inference import InferencePredictor, export_model, is_exported  # noqa: E402
+from models.families import family_of, list_test_records  # noqa: E402
+from models.inference import export_model, predict_member  # noqa: E402
 from utils.artifacts import ModelCard, write_answer_files  # noqa: E402
 from utils.atomic import atomic_path, resolve_dir, write_text  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.errors import CheckpointError, ConfigError  # noqa: E402
-from utils.inputs.loading import DEFAULT_TIMEOUT, make_loader  # noqa: E402
-from utils.inputs.signals import windowed  # noqa: E402
-from utils.runtime import get_logger, run_script, select_device, worker_count  # noqa: E402
+from utils.runtime import get_logger, run_script, select_device  # noqa: E402
 from utils.scoring.fusion import Fusion, parse_weights  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.plots import plot_per_class  # noqa: E402
@@ -64,29 +61,6 @@ PRINTOUT_PDF = "each"  # printouts: a PDF per record (each), one printouts.pdf (
 # ------------------------------------------------------------------------------------------------------------
 
 
-def load_predictor(model_dir, card, task, device, log, tensorrt=False):
-    """A function batch -> logits (an exported model via Paddle Inference, else the family's own loader) and the
-    dygraph model (None for an exported or a non-network model). Either runs the records as validation did: the
-    whole record, or the card's test-time windows (an exported signal network takes one window)."""
-    if is_exported(model_dir):
-        pred = InferencePredictor(model_dir, device, tensorrt=tensorrt)
-        log.info(f"model: exported {model_dir} ({card.arch}) via Paddle Inference on {pred.device}")
-        return windowed(pred, card.input, task), None
-    run, model = family_of(card).load_runner(model_dir, card, task)
-    log.info(f"model: {model_dir} ({card.arch}, task {card.task}, iter {card.iter}, validation {card.selected_by} "
-             f"{fmt(card.best_metric)}) on {device}")
-    return run, model
-
-
-def predict_probs(run, task, dataset, batch_size, num_workers, desc="predict", timeout=DEFAULT_TIMEOUT):
-    probs = []
-    with make_loader(dataset, desc, timeout, batch_size=batch_size, shuffle=False, num_workers=num_workers) as loader:
-        for batch in tqdm(loader, desc=desc, unit="batch"):
-            x = batch[0] if isinstance(batch, (list, tuple)) else batch
-            probs.append(task.probs(run(x.numpy())))
-    return np.concatenate(probs) if probs else np.zeros(0)
-
-
 def existing_model_dir(model_dir):
     """The model directory, or the one error every --model gets when it is not there, whatever its position."""
     model_dir = resolve_dir(model_dir)
@@ -112,17 +86,6 @@ def check_same_task(model_dirs):
     if len(set(tasks.values())) > 1:
         raise CheckpointError(f"{', '.join(tasks)}: cannot fuse models of different tasks ("
                               + ", ".join(f"{d}: Task {t}" for d, t in tasks.items()) + ")")
-
-
-def predict_member(model_dir, card, task, cfg, names, device, log):
-    """{name: probability} of one model over the test records it can read, {name: why not} for the others, and
-    the dygraph model (None for an exported one)."""
-    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg["PREP_WORKERS"]))
-    dataset, have, missing = family_of(card).test_inputs(card, src, names, model_dir, log)
-    run, model = load_predictor(model_dir, card, task, device, log, cfg["TENSORRT"])
-    probs = predict_probs(run, task, dataset, cfg["BATCH_SIZE"], cfg["NUM_WORKERS"], f"predict {card.arch}",
-                          cfg["LOADER_TIMEOUT"])
-    return dict(zip(have, probs)), missing, model
 
 
 def plan_fusion(text, members, task, log):

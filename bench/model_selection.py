@@ -91,11 +91,12 @@ def checkpoints(fold_dir, fitted):
 
 def predict_all(model_dir, card, task, data_dir, names):
     """Probabilities (n, num_probs) of one model on `data_dir`/val records `names`, with predict.py's own code."""
-    import predict
+    from models.inference import predict_member
+    from utils.runtime import get_logger
 
     cfg = {"DATA_DIR": str(data_dir), "DATASET_DIR": str(data_dir), "PREP_WORKERS": 0, "BATCH_SIZE": 64,
            "NUM_WORKERS": 2, "LOADER_TIMEOUT": 300.0, "TENSORRT": False}
-    probs, missing, _ = predict.predict_member(model_dir, card, task, cfg, names, "cpu", predict.get_logger())
+    probs, missing, _ = predict_member(model_dir, card, task, cfg, names, "cpu", get_logger())
     if missing:
         raise SystemExit(f"{model_dir}: could not read {len(missing)} development records ({next(iter(missing))})")
     return np.stack([np.atleast_1d(probs[n]) for n in names]).astype(np.float64)

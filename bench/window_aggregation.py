@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from bench import common, protocol  # noqa: E402
 from models.families import Sources, family_of  # noqa: E402
-from predict import predict_probs  # noqa: E402
+from models.inference import predict_probs  # noqa: E402
 from utils.artifacts import BEST_DIR, VAL_PREDICTIONS, ModelCard  # noqa: E402
 from utils.runtime import get_logger, worker_count  # noqa: E402
 from utils.inputs.signals import AGGREGATIONS  # noqa: E402

@@ -6,10 +6,17 @@ from pathlib import Path
 
 import numpy as np
 import paddle
+from tqdm import tqdm
 
 from utils.artifacts import INFO_FILE
 from utils.atomic import write_text
 from utils.errors import CheckpointError
+from utils.inputs.loading import DEFAULT_TIMEOUT, make_loader
+from utils.inputs.signals import windowed
+from utils.runtime import worker_count
+from utils.scoring.metrics import fmt
+
+from .families import Sources, family_of
 
 EXPORT_PREFIX = "inference"  # DIR/inference.json (or .pdmodel) + DIR/inference.pdiparams; model.json is ours
 
@@ -88,3 +95,40 @@ class InferencePredictor:
         self.input.copy_from_cpu(batch)
         self.predictor.run()
         return self.output.copy_to_cpu()
+
+
+# -- predicting: what predict.py (and the benches that re-predict as it does) run for one model -------------------
+def load_predictor(model_dir, card, task, device, log, tensorrt=False):
+    """A function batch -> logits (an exported model via Paddle Inference, else the family's own loader) and the
+    dygraph model (None for an exported or a non-network model). Either runs the records as validation did: the
+    whole record, or the card's test-time windows (an exported signal network takes one window)."""
+    if is_exported(model_dir):
+        pred = InferencePredictor(model_dir, device, tensorrt=tensorrt)
+        log.info(f"model: exported {model_dir} ({card.arch}) via Paddle Inference on {pred.device}")
+        return windowed(pred, card.input, task), None
+    run, model = family_of(card).load_runner(model_dir, card, task)
+    log.info(f"model: {model_dir} ({card.arch}, task {card.task}, iter {card.iter}, validation {card.selected_by} "
+             f"{fmt(card.best_metric)}) on {device}")
+    return run, model
+
+
+def predict_probs(run, task, dataset, batch_size, num_workers, desc="predict", timeout=DEFAULT_TIMEOUT):
+    """The task's probabilities of every item of `dataset`, in order, from the batch -> logits function `run`."""
+    probs = []
+    with make_loader(dataset, desc, timeout, batch_size=batch_size, shuffle=False, num_workers=num_workers) as loader:
+        for batch in tqdm(loader, desc=desc, unit="batch"):
+            x = batch[0] if isinstance(batch, (list, tuple)) else batch
+            probs.append(task.probs(run(x.numpy())))
+    return np.concatenate(probs) if probs else np.zeros(0)
+
+
+def predict_member(model_dir, card, task, cfg, names, device, log):
+    """{name: probability} of one model over the test records it can read, {name: why not} for the others, and
+    the dygraph model (None for an exported one). `cfg`: predict.py's settings (DATA_DIR, DATASET_DIR, PREP_WORKERS,
+    TENSORRT, BATCH_SIZE, NUM_WORKERS, LOADER_TIMEOUT)."""
+    src = Sources(Path(cfg["DATA_DIR"]), Path(cfg["DATASET_DIR"]), worker_count(cfg["PREP_WORKERS"]))
+    dataset, have, missing = family_of(card).test_inputs(card, src, names, model_dir, log)
+    run, model = load_predictor(model_dir, card, task, device, log, cfg["TENSORRT"])
+    probs = predict_probs(run, task, dataset, cfg["BATCH_SIZE"], cfg["NUM_WORKERS"], f"predict {card.arch}",
+                          cfg["LOADER_TIMEOUT"])
+    return dict(zip(have, probs)), missing, model

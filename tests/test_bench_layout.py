@@ -51,3 +51,21 @@ def test_results_live_in_bench_results():
     assert not loose, f"JSON results at bench/'s top level: {loose}; they go in bench/results/"
     assert not (BENCH / "figures").exists(), "the docs' pictures go in bench/results/figures/"
     assert any((BENCH / "results").glob("*.json")) and any((BENCH / "results" / "figures").glob("*.png"))
+
+
+PIPELINE = {"process", "train", "predict"}
+TIMERS = {"predict_speed", "render", "scale", "train_speed"}  # speed benches: they time a script's own functions
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_only_speed_benches_import_a_pipeline_script(path):
+    """What a bench shares with predict.py or train.py lives in a module both import (models/inference.py's
+    predict_member, say), so no accuracy bench runs a script's insides; a speed bench may time them."""
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            imported.add(node.module)
+    scripts = imported & PIPELINE
+    assert not scripts or path.stem in TIMERS, f"{path.relative_to(ROOT)} imports {sorted(scripts)}"

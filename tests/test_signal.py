@@ -10,6 +10,7 @@ import pytest
 import predict
 import train
 from models.families import get_family
+from models import inference
 from models.inference import InferencePredictor
 from pipeline_fixtures import SIGNAL
 from transforms.signal_augment import (
@@ -93,7 +94,7 @@ def test_signal_model_trains_and_its_val_predictions_are_its_own_outputs(tiny_si
     table = pd.read_csv(out / "best_model" / "val_predictions.csv", dtype={"name": str, "truth": str})
     _, _, val = train.load_split(info["config"], T1, get_family("resnet1d"))
     assert list(table["name"]) == list(val["name"]) and list(table["truth"].astype(int)) == list(val["y"])
-    run, _ = predict.load_predictor(out / "best_model", ModelCard.from_json(info), T1, "cpu", logging.getLogger("ecg"))
+    run, _ = inference.load_predictor(out / "best_model", ModelCard.from_json(info), T1, "cpu", logging.getLogger("ecg"))
     x = np.stack([preprocess(read_record(tiny_raw / "train" / f"{n}.mat"), info["input"]) for n in table["name"]])
     probs = T1.probs(run(x))
     np.testing.assert_allclose(probs, table["p_abnormal"], rtol=1e-4, atol=1e-5)
@@ -132,7 +133,7 @@ def test_signal_model_exports_and_paddle_inference_agrees(tiny_raw, tiny_signal,
     assert info["arch"] == "resnet1d" and info["exported"]
     names = sorted(p.stem for p in (tiny_raw / "val").glob("*.mat"))[:6]
     x = np.stack([preprocess(read_record(tiny_raw / "val" / f"{n}.mat"), info["input"]) for n in names])
-    dygraph, _ = predict.load_predictor(out / "best_model", ModelCard.read(out / "best_model"), T1, "cpu",
+    dygraph, _ = inference.load_predictor(out / "best_model", ModelCard.read(out / "best_model"), T1, "cpu",
                                         logging.getLogger("ecg"))
     np.testing.assert_allclose(InferencePredictor(exp, "cpu")(x), dygraph(x), rtol=1e-3, atol=1e-4)
     # and predict.py runs the exported model like the trained one: the same answers

@@ -16,6 +16,7 @@ import predict
 import train
 from bench import ptbxl_accuracy
 from models.families import ARCHS, SIGNAL_ARCHS, get_family
+from models import inference
 from models.inference import InferencePredictor
 from models.xresnet1d import XResBlock
 from pipeline_fixtures import SIGNAL
@@ -102,7 +103,7 @@ def test_trains_and_predict_reloads_exports_and_answers(trained, tiny_raw, tmp_p
 
     # predict.py rebuilds the network from model.json: on the validation records, the same as val_predictions.csv
     card, log = ModelCard.from_json(info), logging.getLogger("ecg")
-    run, _ = predict.load_predictor(out / "best_model", card, T1, "cpu", log)
+    run, _ = inference.load_predictor(out / "best_model", card, T1, "cpu", log)
     table = pd.read_csv(out / "best_model" / "val_predictions.csv", dtype={"name": str})
     x = np.stack([preprocess(read_record(tiny_raw / "train" / f"{n}.mat"), info["input"]) for n in table["name"]])
     np.testing.assert_allclose(T1.probs(run(x)), table["p_abnormal"], rtol=1e-4, atol=1e-5)
