@@ -8,7 +8,7 @@ from scipy.special import log_softmax
 from pipeline_fixtures import SAMPLE
 from utils.errors import ConfigError
 from utils.scoring.tasks import get_task
-from utils.training.losses import POS_WEIGHTS, build_loss, positive_weights
+from utils.training.losses import POS_WEIGHTS, WeightedBCE, build_loss, positive_weights
 
 T1, T2 = get_task(1), get_task(2)
 
@@ -49,6 +49,22 @@ def test_task2_loss_is_weighted_bce_per_record_then_mean_or_sum():
     zt, yt = paddle.to_tensor(z), paddle.to_tensor(y)
     assert float(loss(zt, yt)) == pytest.approx(per.mean(), rel=1e-5)
     assert float(loss(zt, yt, reduction="sum")) == pytest.approx(per.sum(), rel=1e-5)
+
+
+def test_task2_loss_stays_finite_and_exact_at_extreme_logits():
+    """softplus keeps the weighted BCE finite where exp(z) overflows float32, and its gradient is the textbook one:
+    sigmoid(z) - y for a negative, w (sigmoid(z) - 1) for a positive."""
+    loss = WeightedBCE(np.full(12, 4.0, np.float32))
+    z = np.array([[-100, -30, -1, 0, 1, 30, 100, -100, 100, -5, 5, 0]], np.float32)
+    y = np.array([[1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0]], np.float32)
+    zt = paddle.to_tensor(z, stop_gradient=False)
+    value = loss(zt, paddle.to_tensor(y), reduction="sum")
+    want = (4 * y * np.logaddexp(0, -z.astype(np.float64)) + (1 - y) * np.logaddexp(0, z.astype(np.float64))).mean()
+    assert np.isfinite(float(value)) and float(value) == pytest.approx(want, rel=1e-5)
+    value.backward()
+    s = 1 / (1 + np.exp(-z.astype(np.float64)))
+    grad = np.where(y > 0, 4 * (s - 1), s) / 12
+    np.testing.assert_allclose(zt.grad.numpy(), grad, rtol=1e-4, atol=1e-7)
 
 
 def test_task1_loss_is_softmax_cross_entropy():
