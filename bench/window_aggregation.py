@@ -66,6 +66,9 @@ def fold_probs(task, model_dir, raw, log):
 
 
 def pooled(task, kfold, raw, log):
+    unfinished = sorted(set(Path(kfold).glob(common.FOLD_DIR.format("*"))) - set(common.finished_folds(kfold)))
+    if unfinished:  # pooling the others would score fewer records without saying so
+        raise SystemExit(f"{unfinished[0]}: no {BEST_DIR} (an unfinished fold): finish it with tools/train_kfold.py")
     names, probs = [], {a: [] for a in AGGS}
     for fold in common.finished_folds(kfold):
         n, p = fold_probs(task, fold / BEST_DIR, raw, log)

@@ -181,6 +181,17 @@ def test_visualdl_scalars(uninterrupted):
     np.testing.assert_allclose(f1, [e["f1"] for e in full["history"]["eval"]], rtol=1e-6)
 
 
+def test_visualdl_continues_an_earlier_versions_threshold_curve(tmp_path):
+    """A checkpoint of an earlier version keeps `threshold` in its evaluation records: replayed on resume, they
+    join today's `Evaluate/thresholds` curve instead of starting a second one."""
+    from utils.training.progress import VDLWriter
+
+    history = {"train": [], "eval": [{"iter": 5, "threshold": 0.4, "f1": 0.5}, {"iter": 10, "thresholds": 0.45, "f1": 0.6}]}
+    writer = VDLWriter(tmp_path / "vdl", history)
+    writer.close()
+    assert _vdl_scalars(tmp_path, "Evaluate/thresholds") == [(5, pytest.approx(0.4)), (10, pytest.approx(0.45))]
+
+
 def test_checkpoints_belong_to_their_run(tiny_dataset, uninterrupted, tmp_path):
     out, full = uninterrupted
     reused = tmp_path / "reused"

@@ -8,7 +8,7 @@ record's source is its top folder under --src, e.g. cpsc_2018), reads it with wf
 then converted to mV), puts the leads in the competition's order by name, resamples to 500 Hz
 (scipy.signal.resample_poly) and writes 10 s records named `cinc_<source>_<record>`: RAW_DIR/train/<name>.mat,
 trainreference.csv, trainreference_task2.csv, val/<name>.mat and the test truth val_reference.csv,
-val_reference_task2.csv. Labels come from the `#Dx:` SNOMED-CT codes (utils/cinc.py). A test record is its first
+val_reference_task2.csv. Labels come from the `#Dx:` SNOMED-CT codes (utils/ecg/cinc.py). A test record is its first
 10 s; a shorter record has each lead's median removed and is zero-padded at the end. --windows: a training record
 gives every whole 10 s window (`<name>_w<k>`); the split is made by record first, so no record has windows on both
 sides. RAW_DIR/record_groups.csv gives each training record its recording as its group (train.py's folds never

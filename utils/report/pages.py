@@ -37,7 +37,7 @@ MAX_MEMBER_COLUMNS = 4  # a fusion of more members shows their range instead of 
 @dataclass
 class Verdict:
     """A model's answer for one record, as predict.py decided it. `probs` and `thresholds`: one per
-    probability of the task (its Task's prob_names; Task 1: [P(abnormal)]); `members`: {member label: its probabilities, or None where it could
+    probability of the task (its Task's prob_names; Task 1: [P(abnormal)]); `members`: {member title: its probabilities, or None where it could
     not read the record} for a fusion; `fallback`: why no model read the record (its answer is the training
     set's most frequent one)."""
 

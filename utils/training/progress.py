@@ -63,6 +63,7 @@ class Progress:
 
 
 TRAIN_SCALARS = ("loss", "lr", "batch_cost", "reader_cost", "ips")
+RENAMED = {"threshold": "thresholds"}  # evaluation record keys of earlier versions -> today's
 
 
 class VDLWriter:
@@ -85,6 +86,7 @@ class VDLWriter:
 
     def eval(self, rec):
         for key, value in rec.items():
+            key = RENAMED.get(key, key)  # a resumed run's older evaluations continue the same curve
             if key != "iter" and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(f"Evaluate/{key}", float(value), rec["iter"])
 
