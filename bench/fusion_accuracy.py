@@ -16,9 +16,10 @@ other member, the best member chosen by its out-of-fold AUC (the development rec
 the row the out-of-fold AUC would choose;
 --json writes every figure (each row's "ci95" beside its values, "differences", "best_member").
 
---members best is the recommended configuration (BEST in bench/common.py, the one README names): the signal member
-resnet1d and the measurements member features, fused by stacking (predict.py --weights auto: the "fusion (weights
-auto)" row), --num-folds folds each; the JSON records the members it expands to and "recipe": "best".
+--members best is the recommended configuration (BEST in bench/common.py, the one README names): the measurements
+member features alone, its --num-folds folds averaged (the "fusion (mean)" row, the same predictions as its member
+row). --members fusion is the recipe it replaced: resnet1d and features fused by stacking (predict.py --weights
+auto: the "fusion (weights auto)" row). The JSON records the members a recipe expands to and "recipe": its name.
 """
 import argparse
 import json
@@ -71,7 +72,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--src", default=str(ROOT.parent / "shared" / "data" / "ptbxl"))
     p.add_argument("--test-fold", type=int, default=8)
-    p.add_argument("--members", default="resnet1d,resnet50", help="comma-separated --arch of each member family, or best (BEST: the recommended configuration)")
+    p.add_argument("--members", default="resnet1d,resnet50", help="comma-separated --arch of each member family, or a recipe: best (BEST: the recommended configuration) | fusion (resnet1d + features stacked)")
     p.add_argument("--task", type=int, default=1, choices=(1, 2))
     p.add_argument("--num-folds", type=int, default=3)
     p.add_argument("--picture-folds", type=int, default=1, help="folds a picture member trains (CPU cost)")

@@ -34,9 +34,10 @@ N_RESAMPLES = 1000
 SEED = 0
 CELLS_PER_CHUNK = 1_000_000  # resamples x records held at once (memory bound for large test sets)
 
-HOW_TO_READ = ("how to read it: [low, high] is the 95% bootstrap CI over the test patients (records resampled with "
-               "replacement, 1000 seeded resamples); on ~150 test patients an AUC difference under ~0.03 is usually "
-               "noise, and a difference whose paired CI includes 0 is not a finding")
+HOW_TO_READ = ("how to read it: [low, high] is the 95% bootstrap CI over the records scored (the test patients, or the "
+               "development records out of fold; resampled with replacement, 1000 seeded resamples); on ~150 test "
+               "patients an AUC difference under ~0.03 is usually noise, and a difference whose paired CI includes 0 "
+               "is not a finding")
 PROTOCOL = ("protocol: settings are chosen on the development records (validation / out-of-fold), never on the test "
             "fold; the test fold is scored once per configuration, to report, not to choose")
 

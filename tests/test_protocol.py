@@ -242,10 +242,16 @@ def test_members_best_expands_to_the_recipe_and_an_unknown_member_is_a_one_line_
     with pytest.raises(_Stop):
         fa.main(["--members", "best", "--src", str(tmp_path / "ptbxl"), "--work-dir", str(tmp_path / "w")])
     trained = [(n, args) for n, args in ran if n.startswith("train")]
-    assert [n for n, _ in trained] == [f"train {m}" for m in common.BEST["members"]] == ["train resnet1d", "train features"]
+    assert [n for n, _ in trained] == [f"train {m}" for m in common.BEST["members"]] == ["train features"]
     for _, args in trained:
         assert args[args.index("--num-folds") + 1] == "3" and args[args.index("--folds") + 1] == "0,1,2"
-    assert common.BEST["weights"] == "auto" and common.recipe_row("best") == "fusion (weights auto)"
+    assert common.recipe_row("best") == "fusion (mean)"  # one member: its folds averaged
+
+    ran.clear()
+    with pytest.raises(_Stop):
+        fa.main(["--members", "fusion", "--src", str(tmp_path / "ptbxl"), "--work-dir", str(tmp_path / "w")])
+    assert [n for n, _ in ran if n.startswith("train")] == ["train resnet1d", "train features"]
+    assert common.recipe_row("fusion") == "fusion (weights auto)"
 
     with pytest.raises(SystemExit) as e:
         fa.main(["--members", "resnet1d,resnet1dd", "--work-dir", str(tmp_path / "w2")])
