@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
 from models.families import Sources, get_family  # noqa: E402
-from utils.artifacts import IMPORTANCE_FILE, ModelCard  # noqa: E402
+from utils.artifacts import BEST_DIR, IMPORTANCE_FILE, ModelCard  # noqa: E402
 from utils.config import parse_config, script_constants  # noqa: E402
 from utils.ecg.gain import AMPLITUDES as AMPLITUDE_VIEWS  # noqa: E402
 from utils.errors import ConfigError, ECGDataError  # noqa: E402
@@ -228,7 +228,7 @@ def fit_at_once(job):
     run.evaluate(1, labels, probs, write=model.save, tables=tables)
     note = ""
     if IMPORTANCE_FILE in tables:
-        plot_importance(tables[IMPORTANCE_FILE], out / "best_model" / "importance.png",
+        plot_importance(tables[IMPORTANCE_FILE], out / BEST_DIR / "importance.png",
                         cfg["ARCH"], n_records=len(job.val_df))
         note = " (best_model/importance.png: the measurements that matter most per class)"
     run.finish(f" in {time.time() - t0:.0f} s" + note)

@@ -4,7 +4,7 @@
   on fused models (`predict`);
 - the CPU-sized training configuration per family (`BENCH_DEFAULTS`, `train_flags`) and the recommended fusion
   (`BEST`, `--members best`);
-- the files: a task's test truth in a converted folder (`truth_file`), a tools/train_kfold.py run's folds, models
+- the files: a task's test truth in a converted folder (`truth_of`), a tools/train_kfold.py run's folds, models
   and out-of-fold figures;
 - `out_of_fold`: every development record predicted, in this process, by the fold that did not train on it.
 
@@ -15,7 +15,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from utils.artifacts import BEST_DIR
+from utils.artifacts import BEST_DIR, FOLD_DIR, KFOLD_SUMMARY, OOF_PREDICTIONS
 from utils.runtime import run_stage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,22 +116,11 @@ def recipe_row(recipe):
 
 
 # -- the files ---------------------------------------------------------------------------------------------------------
-def truth_file(task):
-    """The name of the task's test truth in a converted folder (the labels of its val/ records): Task.truth_file."""
-    return task.truth_file
-
-
 def truth_of(raw, task_number):
-    """The test truth of Task `task_number` in the converted folder `raw`."""
+    """The test truth of Task `task_number` in the converted folder `raw` (Task.truth_file)."""
     from utils.scoring.tasks import get_task
 
-    return Path(raw) / truth_file(get_task(task_number))
-
-
-# tools/train_kfold.py's names in its output folder (utils/artifacts.py names the files of one run and of a model)
-FOLD_DIR = "fold_{}"  # a fold's train.py OUTPUT_DIR
-OOF_PREDICTIONS = "oof_predictions.csv"  # every fold's VAL_PREDICTIONS, pooled: one out-of-fold prediction a record
-KFOLD_SUMMARY = "kfold_summary.json"  # the pooled figures ("out_of_fold") and the thresholds tuned on them
+    return Path(raw) / get_task(task_number).truth_file
 
 
 def fold_models(kfold, folds):

@@ -147,7 +147,7 @@ def main():
     ext = Path(a.external).resolve()
     task, log = get_task(a.task), get_logger()
     dev = FEATURES.labels(task, Sources(raw, raw, worker_count(0)), log)
-    truth_file = common.truth_file(task)
+    truth_file = task.truth_file
     test_refs, test_inputs = measured(task, raw, truth_file)
     ext_refs, ext_inputs = measured(task, ext, truth_file)
     dev_truth = raw / task.label_file

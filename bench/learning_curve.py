@@ -62,7 +62,7 @@ TARGETS = (0.95, 0.97)  # the AUCs whose record counts the fit reports
 EXTRAPOLATE = (17000, 88000)  # all of PTB-XL; PhysioNet/CinC Challenge 2021
 MIN_ERROR = 1e-6  # 1 - AUC of a perfect point, so its logarithm is defined
 LABEL_FILES = tuple(get_task(n).label_file for n in (1, 2))  # a pool serves both tasks: every label file
-TEST_FILES = tuple(common.truth_file(get_task(n)) for n in (1, 2))
+TEST_FILES = tuple(get_task(n).truth_file for n in (1, 2))
 
 
 # -- the pools: nested, group-aware, stratified subsets of the development records -------------------------------------
@@ -270,7 +270,7 @@ def run_member(a, arch, pool, out, times):
     name = f"{arch} {pool.name}"
     common.stage(f"train {name}", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--output-dir", out, "--",
                                    *flags], times)
-    truth, report = pool / common.truth_file(task), out / "predict_report.json"
+    truth, report = pool / task.truth_file, out / "predict_report.json"
     models = common.fold_models(out, range(a.num_folds))
     common.stage(f"predict {name}", ["predict.py", "--task", a.task, "--data-dir", pool, "--dataset-dir", ds,
                                      "--model", *models, "--out", out / "answer.csv", "--truth", truth, "--report",

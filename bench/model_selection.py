@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bench import common, protocol  # noqa: E402
-from utils.artifacts import BEST_DIR, INFO_FILE, MODEL_FILE, VAL_PREDICTIONS, ModelCard, read_json  # noqa: E402
+from utils.artifacts import BEST_DIR, FOLD_DIR, INFO_FILE, MODEL_FILE, VAL_PREDICTIONS, ModelCard, read_json  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 from utils.training.checkpoint import STATE_FILE  # noqa: E402
 from utils.training.runs import checkpoint_dirs  # noqa: E402
@@ -142,7 +142,7 @@ def train_outer(a, raw, folds, outer, work):
     res = {"names": np.array(names), "train_seconds": np.array(train_s)}
     with tempfile.TemporaryDirectory(dir=d) as tmp:
         for k in range(a.num_folds):
-            fold = d / "kfold" / common.FOLD_DIR.format(k)
+            fold = d / "kfold" / FOLD_DIR.format(k)
             val = pd.read_csv(fold / BEST_DIR / VAL_PREDICTIONS, dtype={"name": str})["name"]
             its, losses, probs = fold_probs(fold, task, data, names, fitted, tmp)
             res.update({f"iters_{k}": its, f"loss_{k}": losses, f"probs_{k}": probs,

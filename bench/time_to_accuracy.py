@@ -43,7 +43,7 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 configure_cpu_threads()  # before paddle is imported: the scripts we start inherit the environment
 
 from bench import common, protocol  # noqa: E402
-from utils.artifacts import FINISHED_FILE  # noqa: E402
+from utils.artifacts import FINISHED_FILE, FOLD_DIR  # noqa: E402
 from utils.scoring.metrics import fmt  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
@@ -215,7 +215,7 @@ def main(argv=None):
     for arch in a.archs:
         name = run_name(arch, a)
         kfold = out / folder_name(name)
-        folds = {k: kfold / common.FOLD_DIR.format(k) for k in a.fold_list}
+        folds = {k: kfold / FOLD_DIR.format(k) for k in a.fold_list}
         now = [k for k, d in folds.items() if not (d / FINISHED_FILE).is_file()]  # to train in this run
         common.stage(f"train {name}", ["tools/train_kfold.py", "--num-folds", a.num_folds,
                                        "--folds", ",".join(map(str, a.fold_list)), "--output-dir", kfold, "--",

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 from bench import common, protocol  # noqa: E402
 from models.families import Sources, family_of  # noqa: E402
 from models.inference import predict_probs  # noqa: E402
-from utils.artifacts import BEST_DIR, VAL_PREDICTIONS, ModelCard  # noqa: E402
+from utils.artifacts import BEST_DIR, FOLD_DIR, OOF_PREDICTIONS, VAL_PREDICTIONS, ModelCard  # noqa: E402
 from utils.runtime import get_logger, worker_count  # noqa: E402
 from utils.inputs.signals import AGGREGATIONS  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
@@ -66,7 +66,7 @@ def fold_probs(task, model_dir, raw, log):
 
 
 def pooled(task, kfold, raw, log):
-    unfinished = sorted(set(Path(kfold).glob(common.FOLD_DIR.format("*"))) - set(common.finished_folds(kfold)))
+    unfinished = sorted(set(Path(kfold).glob(FOLD_DIR.format("*"))) - set(common.finished_folds(kfold)))
     if unfinished:  # pooling the others would score fewer records without saying so
         raise SystemExit(f"{unfinished[0]}: no {BEST_DIR} (an unfinished fold): finish it with tools/train_kfold.py")
     names, probs = [], {a: [] for a in AGGS}
@@ -79,7 +79,7 @@ def pooled(task, kfold, raw, log):
 
 
 def against(task, kfold, names):
-    got, _, p = task.read_prediction_table(Path(kfold) / common.OOF_PREDICTIONS)
+    got, _, p = task.read_prediction_table(Path(kfold) / OOF_PREDICTIONS)
     order = {n: i for i, n in enumerate(got)}
     missing = [n for n in names if n not in order]
     if missing:

@@ -25,7 +25,7 @@ from utils.runtime import configure_cpu_threads  # noqa: E402
 
 configure_cpu_threads()  # before paddle is imported: the train.py processes inherit the environment
 
-from utils.artifacts import BEST_DIR, FINISHED_FILE, VAL_PREDICTIONS, ModelCard  # noqa: E402
+from utils.artifacts import BEST_DIR, FINISHED_FILE, FOLD_DIR, KFOLD_SUMMARY, OOF_PREDICTIONS, VAL_PREDICTIONS, ModelCard  # noqa: E402
 from utils.atomic import write_text  # noqa: E402
 from utils.scoring import thresholds as tuning  # noqa: E402
 
@@ -54,7 +54,7 @@ def check_marker(fold_dir, train_flags, num_folds):
 
 
 def run_fold(train_flags, num_folds, k, out):
-    fold_dir = out / f"fold_{k}"
+    fold_dir = out / FOLD_DIR.format(k)
     check_marker(fold_dir, train_flags, num_folds)
     if (fold_dir / FINISHED_FILE).is_file():
         print(f"=== fold {k}/{num_folds}: finished ({fold_dir / FINISHED_FILE}), skipped", flush=True)
@@ -87,18 +87,18 @@ def summarize(out, folds):
     from utils.ecg.io import CSV_ENCODING
     from utils.scoring.tasks import get_task
 
-    cards = {k: ModelCard.read(out / f"fold_{k}" / BEST_DIR) for k in folds}
+    cards = {k: ModelCard.read(out / FOLD_DIR.format(k) / BEST_DIR) for k in folds}
     mixed = mixed_settings(cards)
     if mixed:
         print(f"warning: {out}: the folds' models differ in {', '.join(mixed)} (model.json input): some finished under "
               f"another version of the code; delete those fold_k directories and re-run to fuse like with like",
               file=sys.stderr, flush=True)
     task = get_task(next(iter(cards.values())).task)
-    tables = [pd.read_csv(out / f"fold_{k}" / BEST_DIR / VAL_PREDICTIONS, dtype={"name": str, "truth": str},
+    tables = [pd.read_csv(out / FOLD_DIR.format(k) / BEST_DIR / VAL_PREDICTIONS, dtype={"name": str, "truth": str},
                           keep_default_na=False, encoding=CSV_ENCODING).assign(fold=k) for k in folds]
     oof = pd.concat(tables, ignore_index=True).sort_values("name")
-    oof.to_csv(out / "oof_predictions.csv", index=False, float_format="%.6g")
-    _, y, probs = task.read_prediction_table(out / "oof_predictions.csv")
+    oof.to_csv(out / OOF_PREDICTIONS, index=False, float_format="%.6g")
+    _, y, probs = task.read_prediction_table(out / OOF_PREDICTIONS)
     result = task.evaluate(y, probs)
     print(f"\n=== out-of-fold ({len(oof)} records, {len(folds)} folds; thresholds tuned on them):")
     for line in result.lines(prefix=""):
@@ -109,8 +109,8 @@ def summarize(out, folds):
                                                   "iter": c.iter} for k, c in cards.items()},
                "out_of_fold": {"n": len(oof), **result.record}, "thresholds": result.thresholds,
                "tuned_on": tuning.tuned_on(f"out of fold ({len(folds)} folds)", len(oof))}
-    write_text(out / "kfold_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-    models = " ".join(str(out / f"fold_{k}" / BEST_DIR) for k in folds)
+    write_text(out / KFOLD_SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
+    models = " ".join(str(out / FOLD_DIR.format(k) / BEST_DIR) for k in folds)
     print(f"fuse the folds: python predict.py --task {task.number} --model {models} ...")
     return summary
 

@@ -6,6 +6,7 @@ model card (model.json) that says what a trained model is, with every older form
     DATA_DIR                   train/, val/ records, the label files, record_groups.csv, features_cache/
                                (measurements per record), signal_cache/ (preprocessed signals per record)
     OUTPUT_DIR (train.py)      iter_N/ checkpoints, best_model/ (model.json, weights, val_predictions.csv), finished.json
+    OUT (tools/train_kfold.py) fold_K/ (each a train.py OUTPUT_DIR), oof_predictions.csv, kfold_summary.json
 """
 import json
 import zipfile
@@ -28,6 +29,9 @@ INFO_FILE = "model.json"  # in a model directory: its ModelCard
 MODEL_FILE = "model.pdparams"  # in a model or checkpoint directory: a network's weights
 VAL_PREDICTIONS = "val_predictions.csv"  # in best_model: name, truth, p_<class>, on its validation records
 IMPORTANCE_FILE = "importance.csv"  # in a features best_model: permutation importance per class on validation
+FOLD_DIR = "fold_{}"  # tools/train_kfold.py's OUT: fold K's train.py OUTPUT_DIR (FOLD_DIR.format(K))
+OOF_PREDICTIONS = "oof_predictions.csv"  # its OUT: every fold's VAL_PREDICTIONS pooled, one out-of-fold row a record
+KFOLD_SUMMARY = "kfold_summary.json"  # its OUT: the pooled figures ("out_of_fold") and the thresholds tuned on them
 
 
 DATA_INPUTS = ("*.csv", "*.md", "train/*.mat", "val/*.mat")  # DATA_DIR's inputs: what a copy of it needs, no cache

@@ -120,9 +120,13 @@ class Task(ABC):
         """Metrics of the answers against a truth file: (report, log lines, truth records not answered)."""
 
     def aligned(self, truth_path, names, answers, probs):
-        """The records of `names` that `truth_path` holds, as arrays in `names`' order: (indices kept, truth,
-        answers, probabilities), truth and answers as the metrics take them (Task 1: tags; Task 2: 0/1 rows)."""
-        truth = self.read_truth(truth_path)
+        """The records of `names` that the label file `truth_path` holds, as arrays: `align`."""
+        return self.align(self.read_truth(truth_path), names, answers, probs)
+
+    def align(self, truth, names, answers, probs):
+        """The records of `names` that `truth` ({name: truth in answer form}) holds, as arrays in `names`' order:
+        (indices kept, truth, answers, probabilities), truth and answers as the metrics take them (Task 1: tags;
+        Task 2: 0/1 rows)."""
         keep = [i for i, n in enumerate(names) if n in truth]
         return (keep, self.answer_array([truth[names[i]] for i in keep]), self.answer_array([answers[i] for i in keep]),
                 self.prob_array([probs[i] for i in keep]))
@@ -297,15 +301,15 @@ class Task1(Task):
         return rows
 
     def score(self, truth_path, names, answers, probs):
-        truth = read_reference(truth_path)
-        ans = pd.DataFrame({"name": names, "tag": answers, "prob": probs}).merge(truth, on="name", suffixes=("", "_true"))
-        m = binary_report(ans["tag_true"], ans["tag"], 0.5)  # accuracy, F1 and confusion of the tags submitted
+        truth = self.read_truth(truth_path)
+        keep, y, tags, prob = self.align(truth, names, answers, probs)
+        m = binary_report(y, tags, 0.5)  # accuracy, F1 and confusion of the tags submitted
         del m["threshold"]
-        m["auc"] = binary_report(ans["tag_true"], ans["prob"])["auc"]
+        m["auc"] = binary_report(y, prob)["auc"]
         lines = [f"test: {m['n']} records, accuracy {m['accuracy']:.4f}, F1 {m['f1']:.4f} (abnormal positive), "
                  f"ROC AUC {fmt(m['auc'])}",
                  f"test confusion (rows: true normal/abnormal, columns: predicted): {m['confusion']}"]
-        return m, lines, len(truth) - len(ans)
+        return m, lines, len(truth) - len(keep)
 
 
 class Task2(Task):
@@ -414,11 +418,9 @@ class Task2(Task):
         return [0 if list(a) == [NORMAL + 1] else 1 for a in answers]
 
     def score(self, truth_path, names, answers, probs):
-        truth = read_reference_task2(truth_path)
-        keep = [i for i, n in enumerate(names) if n in truth]
-        y = np.stack([self.encode(truth[names[i]]) for i in keep]) if keep else np.zeros((0, self.num_outputs))
-        p = np.stack([probs[i] for i in keep]) if keep else y
-        m = multilabel_report(y, p, self.indicator([answers[i] for i in keep]), self.class_names, None)
+        truth = self.read_truth(truth_path)
+        keep, y, pred, p = self.align(truth, names, answers, probs)
+        m = multilabel_report(y, p, pred, self.class_names, None)
         lines = [f"test: {m['n']} records, macro F1 {m['macro_f1']:.4f}, micro F1 {m['micro_f1']:.4f}, "
                  f"macro AUC {fmt(m['macro_auc'])}", *per_class_lines(m)]
         return m, lines, len(truth) - len(keep)
