@@ -42,6 +42,7 @@ from utils.scoring.plots import plot_importance  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 from utils.training.engine import Network, build_loaders, build_optimizer, build_scheduler, setup_amp, train  # noqa: E402
 from utils.training.losses import build_loss  # noqa: E402
+from utils.training.mixup import build_mix  # noqa: E402
 from utils.training.progress import VDLWriter  # noqa: E402
 from utils.training.runs import Run, begin, begin_or_resume, new_state, refit_allowed, run_signature  # noqa: E402
 from utils.training.sampling import split_records  # noqa: E402
@@ -68,6 +69,7 @@ POWER = 0.9
 OPTIMIZER = "auto"  # auto: momentum for pictures (the original), adam for the signal family | momentum | adam
 MOMENTUM = 0.9
 WEIGHT_DECAY = 2e-4
+MIXUP = 0.0  # mixup: train on blends of two records of a batch, lam ~ Beta(MIXUP, MIXUP), and the same blend of their losses; 0 = off
 PRETRAINED = "auto"  # auto (ImageNet via Paddle's download/cache) | none | path/to/weights.pdparams
 POS_WEIGHT = "sqrt"  # task 2: weight of each class's positives in the loss: none | sqrt | balanced (negatives/positives)
 MAX_POS_WEIGHT = 10.0  # task 2: cap on that weight
@@ -176,6 +178,7 @@ def train_network(job, world, rank, device):
     iterations (utils/training/engine.py: PaddleSeg's loop and log lines), evaluating and checkpointing as it goes."""
     cfg, task, family, card, out, log = job.cfg, job.task, job.family, job.card, job.out, job.log
     loss = build_loss(task, job.train_df["y"], cfg["POS_WEIGHT"], cfg["MAX_POS_WEIGHT"])
+    mix = build_mix(cfg["MIXUP"])
     train_ds, val_ds, card.input = family.datasets(task, job.labelled, job.train_df, job.val_df, sources(cfg), job.options,
                                                    log)
     sampler, loader, val_loader = build_loaders(train_ds, val_ds, cfg["BATCH_SIZE"], cfg["SEED"], cfg["NUM_WORKERS"], world,
@@ -192,7 +195,7 @@ def train_network(job, world, rank, device):
         vdl = VDLWriter(out / "vdl", state["history"]) if cfg["USE_VDL"] and rank == 0 else None
         windows = card_windows(card.input)  # validation runs the records as predict.py will
         net = Network(paddle.DataParallel(model) if world > 1 else model, optimizer, scheduler, loss, sampler, loader,
-                      val_loader, windows, amp_dtype, scaler)
+                      val_loader, windows, amp_dtype, scaler, mix)
         log.info(f"run {state['run_id']}: {cfg['ARCH']} ({family.name}), {cfg['ITERS']} iterations ({len(sampler)} per "
                  f"epoch), batch {cfg['BATCH_SIZE']} x {world} process(es), input {family.input_spec(card.input)[1:]}, "
                  f"device {device}, pretrained {cfg['PRETRAINED']}")

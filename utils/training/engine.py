@@ -13,6 +13,7 @@ from ..errors import ConfigError
 from ..inputs.draws import derive_seed
 from ..inputs.loading import DEFAULT_TIMEOUT, make_loader
 from .checkpoint import save_checkpoint
+from .mixup import no_mix
 from .progress import Progress
 from .runs import prune_checkpoints
 from .sampling import SeededBatchSampler
@@ -64,11 +65,12 @@ def setup_amp(enabled, device, log):
     return dtype, paddle.amp.GradScaler(init_loss_scaling=1024) if dtype == "float16" else None
 
 
-def train_step(model, loss_fn, inputs, labels, optimizer, amp_dtype, scaler):
-    """One update on a batch; its loss (`loss_fn`: utils/training/losses.py) as a float."""
+def train_step(model, objective, inputs, optimizer, amp_dtype, scaler):
+    """One update on a batch; its loss (`objective`: logits -> loss, a mix's of utils/training/mixup.py) as a
+    float."""
     cast = paddle.amp.auto_cast(level="O1", dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     with cast:
-        loss = loss_fn(model(inputs), labels)
+        loss = objective(model(inputs))
     if scaler:
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -109,7 +111,8 @@ class Network:
     """What the loop trains, as train.py built it: the network (wrapped in paddle.DataParallel with several ranks),
     its optimizer and LR schedule, the loss (utils/training/losses.py), the training loaders (the sampler sets each
     epoch's order), the validation loader and the test-time windows validation runs the records through (None:
-    the whole record), and mixed precision (autocast dtype and GradScaler, or None)."""
+    the whole record), mixed precision (autocast dtype and GradScaler, or None) and how each training batch is
+    mixed before the step (utils/training/mixup.py)."""
 
     model: object
     optimizer: object
@@ -121,6 +124,7 @@ class Network:
     windows: object = None
     amp_dtype: str = None
     scaler: object = None
+    mix: object = no_mix
 
 
 def train(net, run, cfg, world=1, rank=0, vdl=None):
@@ -145,8 +149,10 @@ def train(net, run, cfg, world=1, rank=0, vdl=None):
             lr = optimizer.get_lr()
             # Paddle's random draws in the step (dropout) come from a seed fixed by (run seed, iteration, rank): a
             # resumed run redraws them exactly on any Paddle (2.6 cannot restore a pickled generator state).
-            paddle.seed(derive_seed(cfg["SEED"], it, rank))
-            loss = train_step(model, net.loss, inputs, labels, optimizer, net.amp_dtype, net.scaler)
+            seed = derive_seed(cfg["SEED"], it, rank)
+            paddle.seed(seed)
+            inputs, objective = net.mix(inputs, labels, net.loss, seed)
+            loss = train_step(model, objective, inputs, optimizer, net.amp_dtype, net.scaler)
             net.scheduler.step()
             step_seconds = time.perf_counter() - batch_start
             progress.step(loss, step_seconds, reader_seconds, len(labels))

@@ -29,7 +29,8 @@ RESUME_MAY_CHANGE = {"DATASET_DIR", "DATA_DIR", "OUTPUT_DIR", "NUM_WORKERS", "PR
                      "TRUST_PICKLE"}
 # Settings added after checkpoints existed, with the value that reproduces what those runs did: a checkpoint whose
 # signature lacks one ran with that value, so it still resumes when this run uses it.
-ADDED_LATER = {"CROP_SECONDS": 8.0, "TTA_STRIDE_SECONDS": 0.0, "TTA_AGG": "mean", "GAIN_AUGMENT": 0.0, "AMPLITUDES": "absolute"}
+ADDED_LATER = {"CROP_SECONDS": 8.0, "TTA_STRIDE_SECONDS": 0.0, "TTA_AGG": "mean", "GAIN_AUGMENT": 0.0, "AMPLITUDES": "absolute",
+               "MIXUP": 0.0}
 
 
 def run_signature(cfg, world, train_df, val_df):
