@@ -59,7 +59,10 @@ LEAVES15 = {"num_leaves": 15, "min_child_samples": 10, "reg_lambda": 1.0, "colsa
 TREE_ROWS = {"leaves15": LEAVES15, "leaves15-cols0.5": {**LEAVES15, "colsample_bytree": 0.5},
              "leaves15-cols0.25": {**LEAVES15, "colsample_bytree": 0.25},
              "leaves15-cols0.5-rows0.8": {**LEAVES15, "colsample_bytree": 0.5, "subsample": 0.8, "subsample_freq": 1},
-             "leaves7-cols0.5": {**LEAVES15, "num_leaves": 7, "min_child_samples": 20, "colsample_bytree": 0.5}}
+             "leaves7-cols0.5": {**LEAVES15, "num_leaves": 7, "min_child_samples": 20, "colsample_bytree": 0.5},
+             # more leaves for twice the records (2,010; docs/results.md, "Tree settings ... on 2,010 records")
+             "leaves31-cols0.5-rows0.8": {**LEAVES15, "num_leaves": 31, "colsample_bytree": 0.5, "subsample": 0.8,
+                                          "subsample_freq": 1}}
 DEFAULT_TREES = "leaves7-cols0.5"
 FEATURES = get_family("features")
 
