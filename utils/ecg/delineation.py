@@ -18,9 +18,10 @@ there are utils/ecg/measurements.py's. Every boundary is global, from all 12 lea
 The trapezium-area method (Vazquez-Seisdedos et al., BioMed Eng OnLine 10:43, 2011): from the steepest point of
 the wave's return xm, the end is the point t maximising the area of the trapezium (xm, x(xm)), (t, x(t)), (xr,
 x(t)), (xr, x(xm)) with xr the search's far bound; no amplitude threshold, so a flat T wave still ends.
-A wave is "clear" in a lead where its size relative to that lead's QRS is at least CLEAR x that of the lead
+A wave is "clear" in a lead where its size relative to that lead's QRS is at least a share (Rules) of that of the lead
 where it is clearest: a ratio within a lead, so a gain per lead (LUDB's are normalised) changes nothing.
 """
+from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -30,10 +31,24 @@ from scipy.ndimage import uniform_filter1d
 from .beats import LD, PRE, ms_to_samples
 
 _n = ms_to_samples
-QRS_THRESHOLD = 0.01  # share of the QRS's peak spatial velocity (above the quiet level) that counts as quiet
-QUIET_NOISE = 2.0  # ... above this many times the quiet level: the velocity's noise is about as large as its mean
-CLEAR = 0.5  # T wave: leads whose T/QRS is at least this share of the largest T/QRS
-CLEAR_P = 0.3  # P wave: the same for P/QRS (a P wave is smaller, more leads are needed)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The delineation's tunable thresholds, in one place so that bench/measure_accuracy.py can choose them out of
+    sample (--crossval: chosen on some LUDB records, scored on others). The defaults are RULES below."""
+
+    qrs_on_threshold: float = 0.01  # share of the QRS's peak spatial velocity (above the quiet level) that is quiet, before it
+    qrs_off_threshold: float = 0.01  # ... and after it
+    quiet_noise_on: float = 2.0  # ... above this many times the quiet level (the velocity's noise is about its mean), before
+    quiet_noise_off: float = 2.0  # ... and after
+    clear_t: float = 0.5  # T wave: leads whose T/QRS is at least this share of the largest T/QRS
+    clear_p: float = 0.3  # P wave: the same for P/QRS (a P wave is smaller, more leads are needed)
+    t_end_quantile: float = 75.0  # the T end over the clear leads: this percentile (towards the latest, robust to one)
+    qrs_knee_ms: float = 160.0  # > 0: the QRS ends no earlier than the velocity's knee within this many ms (slurred ends)
+
+
+RULES = Rules()
 
 
 class PWave(NamedTuple):
@@ -64,21 +79,35 @@ def _first_run(mask, run):
     return int(hits[0]) if len(hits) else None
 
 
-def qrs_bounds(mb):
+def qrs_bounds(mb, rules=RULES):
     """(onset, offset) sample indices in the median beat: where the spatial velocity stays quiet (under twice the
-    quiet level on that side plus QRS_THRESHOLD of its QRS peak), for 10 ms before the QRS and 16 ms after it."""
+    quiet level on that side plus 1 % of its QRS peak: `rules`), for 10 ms before the QRS and 16 ms after it."""
     v = uniform_filter1d(np.abs(np.diff(mb, axis=1)).sum(0), 5)
     vmax = v[PRE - _n(80):PRE + _n(80)].max()
     quiet_level = uniform_filter1d(v, _n(20))  # the quietest 20 ms on each side: noise, P or T slope
     b_on = quiet_level[PRE - _n(160):PRE - _n(20)].min()
     b_off = quiet_level[PRE + _n(20):PRE + _n(200)].min()
-    quiet = v < QUIET_NOISE * b_on + QRS_THRESHOLD * (vmax - b_on)
+    quiet = v < rules.quiet_noise_on * b_on + rules.qrs_on_threshold * (vmax - b_on)
     k = _first_run(quiet[PRE - _n(160):PRE][::-1], _n(10))
     onset = PRE - (k if k is not None else _n(160))
-    quiet = v < QUIET_NOISE * b_off + QRS_THRESHOLD * (vmax - b_off)
+    quiet = v < rules.quiet_noise_off * b_off + rules.qrs_off_threshold * (vmax - b_off)
     k = _first_run(quiet[PRE:PRE + _n(200)], _n(16))
     offset = PRE + (k if k is not None else _n(200))
+    if rules.qrs_knee_ms > 0:
+        offset = max(offset, _knee(v, vmax, rules.qrs_knee_ms))
     return onset, offset
+
+
+def _knee(v, vmax, span_ms):
+    """Where the spatial velocity `v` levels off after the QRS's last large slope (above 30 % of its peak, within
+    120 ms of R): the trapezium-area end of that decay within `span_ms` (a slow, slurred end that never gets quiet
+    enough for the threshold)."""
+    big = np.flatnonzero(v[PRE:PRE + _n(120)] > 0.3 * vmax)
+    if not len(big):
+        return 0
+    last = PRE + int(big[-1])
+    end = trapezium_end(v, last, min(last + _n(span_ms), len(v) - 1))
+    return int(end) if np.isfinite(end) else 0
 
 
 def trapezium_end(x, peak, far):
@@ -106,7 +135,7 @@ def _qrs_size(y, onset, offset):
     return np.maximum(np.ptp(y[:, onset:offset + 1], axis=1), 1e-6)
 
 
-def p_wave(y, onset, offset, rr_median):
+def p_wave(y, onset, offset, rr_median, rules=RULES):
     """The P wave (PWave) of the baseline-relative median beat `y`, or None if there is no room for one."""
     # The most prominent wave of lead II 300-20 ms before the QRS (and after the previous T wave) is the P wave.
     lo, hi = max(onset - _n(300), 0), onset - _n(20)
@@ -133,7 +162,7 @@ def p_wave(y, onset, offset, rr_median):
         lo_l, hi_l = max(p - _n(120), 0), min(p + _n(120), onset)
         ons[ld], offs[ld] = trapezium_end(x, p, lo_l), trapezium_end(x, p, hi_l)
         size[ld] = (x[p] - 0.5 * (x[lo_l] + x[hi_l])) / qrs[ld]
-    use = _clear(size, CLEAR_P) & np.isfinite(ons) & np.isfinite(offs)
+    use = _clear(size, rules.clear_p) & np.isfinite(ons) & np.isfinite(offs)
     if not use.any():
         return PWave(pk, None, None, prom, peaks)
     return PWave(pk, int(round(np.median(ons[use]))), int(round(np.median(offs[use]))), prom, peaks)
@@ -162,7 +191,7 @@ def t_window(onset, offset, rr_median, pr, width):
     return offset + _n(40), min(onset + _n(span), width)
 
 
-def t_wave(y, onset, offset, rr_median, pr=np.nan):
+def t_wave(y, onset, offset, rr_median, pr=np.nan, rules=RULES):
     """The T wave (TWave) of the baseline-relative median beat `y`, or None if there is no room for one."""
     lo, hi = t_window(onset, offset, rr_median, pr, y.shape[1])
     if hi - lo < _n(40):
@@ -173,9 +202,9 @@ def t_wave(y, onset, offset, rr_median, pr=np.nan):
     inside = (k > 0) & (k < seg.shape[1] - 1)  # a maximum at the window's edge is the ST segment or the next P
     size = np.where(inside, np.abs(seg[np.arange(len(y)), k]) / _qrs_size(y, onset, offset), 0.0)
     ends = np.full(len(y), np.nan)
-    for ld in np.flatnonzero(_clear(size, CLEAR)):
+    for ld in np.flatnonzero(_clear(size, rules.clear_t)):
         x = np.sign(y[ld, peaks[ld]]) * y[ld]
         ends[ld] = trapezium_end(x, peaks[ld], min(peaks[ld] + _n(150), hi - 1))
     lead = int(np.argmax(size))
-    end = float(np.percentile(ends[np.isfinite(ends)], 75)) if np.isfinite(ends).any() else np.nan
+    end = float(np.percentile(ends[np.isfinite(ends)], rules.t_end_quantile)) if np.isfinite(ends).any() else np.nan
     return TWave(lo, hi, peaks, lead, end)

@@ -23,7 +23,7 @@ from scipy import signal as sps
 
 from .beats import (LD, POST, PRE, SOS_BEAT, SOS_F, SOS_QRS, beat_consistency, beat_segments, corr_rows,
                     detect_r_peaks, median_beat, ms_to_samples, paced_beats, premature_beats, rhythm)
-from .delineation import p_wave, qrs_bounds, t_wave
+from .delineation import RULES, p_wave, qrs_bounds, t_wave
 from .io import FS, LEADS
 
 # What a trained features model records and checks: bump it whenever the measurements change (a test ties it to
@@ -53,8 +53,9 @@ FEATURE_NAMES = (RHYTHM + BEATS + INTERVALS + AXES + BBB + ATRIAL + SUMMARY
 _INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
-def extract_features(sig):
-    """(12, N) mV at 500 Hz -> float32 (len(FEATURE_NAMES),), NaN where a measurement is undefined."""
+def extract_features(sig, rules=RULES):
+    """(12, N) mV at 500 Hz -> float32 (len(FEATURE_NAMES),), NaN where a measurement is undefined. `rules`: the
+    delineation's thresholds (utils/ecg/delineation.Rules; bench/measure_accuracy.py --crossval tries others)."""
     raw = np.nan_to_num(np.asarray(sig, dtype=np.float64), posinf=0.0, neginf=0.0)  # one bad sample must not blow up the sums
     if raw.ndim != 2 or len(raw) != len(LEADS):
         raise ValueError(f"expected ({len(LEADS)}, samples), got shape {raw.shape}")
@@ -73,7 +74,7 @@ def extract_features(sig):
     if len(ok):
         mb = median_beat(segs, premature[ok])
         out.update(beat_consistency(segs, mb, premature[ok]))
-        out.update(_morphology(mb, out.get("rr_median", np.nan)))
+        out.update(_morphology(mb, out.get("rr_median", np.nan), rules))
         out.update(_atrial(raw, r[ok], segs, mb, out))
     row = np.full(len(FEATURE_NAMES), np.nan, dtype=np.float32)
     for name, value in out.items():
@@ -83,18 +84,18 @@ def extract_features(sig):
 
 # --- median-beat measurements ---------------------------------------------------------------------------------
 
-def _morphology(mb, rr_median):
+def _morphology(mb, rr_median, rules=RULES):
     """Intervals, per-lead amplitudes, axes, BBB morphology and summaries of the median beat `mb`."""
-    onset, offset = qrs_bounds(mb)
+    onset, offset = qrs_bounds(mb, rules)
     base = mb[:, max(onset - _n(30), 0):max(onset - _n(8), 1)].mean(1)  # PR segment
     y = mb - base[:, None]
     out = {"qrs_dur": (offset - onset) * 1000 / FS}
     out.update(_qrs_waves(y, onset, offset))
     out.update(_st(y, offset))
-    p = p_wave(y, onset, offset, rr_median)
+    p = p_wave(y, onset, offset, rr_median, rules)
     out.update(_p_measures(y, onset, p))
     pr = out.get("pr", np.nan)  # the T wave ends before the next beat's P wave
-    out.update(_t_measures(y, onset, offset, rr_median, t_wave(y, onset, offset, rr_median, pr)))
+    out.update(_t_measures(y, onset, offset, rr_median, t_wave(y, onset, offset, rr_median, pr, rules)))
     out.update(_axes(out))
     out.update(_bbb(y, onset, offset))
     out.update(_summary(out))
