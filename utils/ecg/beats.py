@@ -13,15 +13,23 @@ A record is (12, N) mV at 500 Hz, leads as `utils.ecg.io.LEADS`; everything uses
    by a longer RR), split into aberrant (QRS unlike the dominant beat: PVC-like) and normal-shaped (PAC-like).
 4. Median beat per lead, -400..+600 ms around R, over the non-premature beats; each beat's correlation with it.
 5. Pacemaker spikes, on the unfiltered record: a pacing pulse lasts 0.1-2 ms, so at 500 Hz it is a jump of one
-   or two samples, steeper than any QRS, on most leads at once. A spike is a sample where, in at least
-   SPIKE_LEADS of the 8 independent leads (I, II, V1-V6: the other limb leads are their sums, and one bad limb
-   electrode moves them together), the one-sample change exceeds SPIKE_SLOPE x that lead's 99th percentile of
-   |change| (the steepest QRS slopes of the record); a beat is paced when a spike precedes its R peak by
-   10-300 ms (a ventricular spike just before the QRS, an atrial one up to an AV delay earlier).
+   or two samples, steeper than any QRS, on several leads at once. A spike is a sample where, in at least
+   SPIKE_LEADS of the 8 independent leads (I, II, V1-V6: the other limb leads are their sums), the one-sample change
+   of the part above 40 Hz (the record minus its 0.5-40 Hz band) exceeds SPIKE_RISE x the lead's steepest QRS
+   change (99th percentile of its 0.5-40 Hz one-sample change) and SPIKE_QUIET x the lead's largest change 8-20 ms
+   earlier (a jump inside a QRS or in muscle noise is no spike). Noise makes spikes too, but at random times:
+   pacing is told by spikes keeping time with the beats. A beat's spikes are those from 350 ms before its R peak
+   (an atrial spike, an AV delay before the QRS) to 10 ms after it (a big ventricular spike draws the R peak onto
+   itself). The evidence is -log10 of the chance that, had the record's spikes fallen at random, as many beats
+   would share a spike delay (+-SPIKE_JITTER) as share the best one, or the best two (fusion beats; atrial and
+   ventricular spikes), corrected for the delays tried (a binomial tail). A record is paced when the evidence is
+   at least PACING_EVIDENCE (a chance of 1 in 3,000); its paced beats are then those with a spike.
 """
+import math
+
 import numpy as np
 from scipy import signal as sps
-from scipy.ndimage import median_filter, uniform_filter1d
+from scipy.ndimage import maximum_filter1d, median_filter, uniform_filter1d
 
 from .io import FS, LEADS
 
@@ -38,9 +46,13 @@ PRE, POST = _n(400), _n(600)  # median-beat window around R: room for a long PR 
 SOS_BEAT = sps.butter(2, [0.5, 40], btype="bandpass", fs=FS, output="sos")
 SOS_QRS = sps.butter(2, [5, 25], btype="bandpass", fs=FS, output="sos")
 SOS_F = sps.butter(2, [4, 9], btype="bandpass", fs=FS, output="sos")
-SPIKE_SLOPE = 3.0  # a pacemaker spike's one-sample change over the lead's 99th percentile (the QRS's steepest)
+SPIKE_RISE = 2.0  # a spike's one-sample change above 40 Hz over the lead's steepest QRS change (step 5)
+SPIKE_QUIET = 3.0  # ... and over the lead's largest change 8-20 ms before it
 SPIKE_LEADS = 3  # of the 8 independent leads
 INDEPENDENT = [LD[name] for name in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
+SPIKE_WINDOW = (_n(350), _n(10))  # a beat's spikes: this long before its R peak, this long after
+SPIKE_JITTER = _n(6)  # the spikes of one pacing site keep their delay to the R peak within +- this
+PACING_EVIDENCE = 3.5  # -log10 of the chance that random spikes keep time with the beats as well
 
 
 # --- R peaks and rhythm ---------------------------------------------------------------------------------------
@@ -168,15 +180,65 @@ def beat_consistency(segs, mb, premature):
 
 # --- pacemaker spikes -----------------------------------------------------------------------------------------
 
-def paced_beats(raw, r):
-    """Per R peak of `r`: a pacemaker spike 10-300 ms before it in the unfiltered record `raw` (12, N) mV (module
-    docstring, step 5). A beat too near the record's start to look back 300 ms is not paced."""
-    d = np.abs(np.diff(raw[INDEPENDENT], axis=1))
-    steep = np.maximum(np.percentile(d, 99, axis=1, keepdims=True), 1e-3)  # 1 uV/sample: a flat lead
-    spike = (d > SPIKE_SLOPE * steep).sum(0) >= SPIKE_LEADS
-    hits = np.flatnonzero(spike) + 1  # the sample after the jump
-    out = np.zeros(len(r), dtype=bool)
-    if len(hits):
-        lo, hi = np.searchsorted(hits, r - _n(300)), np.searchsorted(hits, r - _n(10), side="right")
-        out = (hi > lo) & (r >= _n(300))
-    return out
+def spike_times(raw, x):
+    """Sorted sample indices where a pacemaker spike jumps in the unfiltered record `raw` (12, N) mV, whose 0.5-40 Hz
+    band is `x` (module docstring, step 5)."""
+    xr, xf = raw[INDEPENDENT], x[INDEPENDENT]
+    steep = np.maximum(np.percentile(np.abs(np.diff(xf, axis=1)), 99, axis=1, keepdims=True), 1e-3)  # 1 uV: flat
+    jump = np.abs(np.diff(xr, axis=1))
+    before = np.zeros_like(jump)
+    before[:, 7:] = maximum_filter1d(jump, 7, axis=1)[:, :-7]  # the largest change 4-10 samples earlier
+    rise = np.abs(np.diff(xr - xf, axis=1)) / np.maximum(steep, SPIKE_QUIET * before)
+    z = np.partition(rise, -SPIKE_LEADS, axis=0)[-SPIKE_LEADS]
+    return np.flatnonzero((z >= SPIKE_RISE) & (z == maximum_filter1d(z, 7))) + 1  # one sample per spike
+
+
+def _log10_tail(k, n, p):
+    """-log10 P(X >= k), X ~ Binomial(n, p)."""
+    p = min(p, 1.0)
+    tail = sum(math.comb(n, j) * p ** j * (1 - p) ** (n - j) for j in range(k, n + 1))
+    return -math.log10(max(tail, 1e-300))
+
+
+def _evidence(hits, n_spikes, n_samples):
+    """Pacing evidence (step 5) from `hits` (beats, delays) bool: which beat has a spike at which delay."""
+    w = SPIKE_JITTER
+    shared = maximum_filter1d(hits.view(np.uint8), 2 * w + 1, axis=1).astype(bool)  # a spike within +-w
+    count = shared.sum(0)
+    best = int(np.argmax(count))
+    second = shared[~shared[:, best]].sum(0)
+    second[max(best - 2 * w, 0):best + 2 * w + 1] = 0  # another delay, on other beats
+    k1, k2 = int(count[best]), int(second.max(initial=0))
+    p = 1 - math.exp(-(n_spikes + 1) / n_samples * (2 * w + 1))  # a beat's chance of a random spike at one delay
+    bins = hits.shape[1] / (2 * w + 1)
+    one = _log10_tail(k1, len(hits), p) - math.log10(bins)
+    two = _log10_tail(k1 + k2, len(hits), 2 * p) - math.log10(bins ** 2 / 2)
+    return max(one, two) - math.log10(2)
+
+
+def pacing(raw, r, x=None):
+    """(evidence, per R peak of `r`: a spike in its window) for the unfiltered record `raw` (12, N) mV, `x` its
+    0.5-40 Hz band (computed if None); module docstring, step 5."""
+    x = sps.sosfiltfilt(SOS_BEAT, raw, axis=1) if x is None else x
+    t = spike_times(raw, x)
+    before, after = SPIKE_WINDOW
+    lo, hi = np.searchsorted(t, r - before), np.searchsorted(t, r + after, side="right")
+    if len(r) == 0 or not (hi > lo).any():
+        return 0.0, np.zeros(len(r), dtype=bool)
+    hits = np.zeros((len(r), before + after + 1), dtype=bool)
+    for i in np.flatnonzero(hi > lo):
+        hits[i, r[i] + after - t[lo[i]:hi[i]]] = True
+    return _evidence(hits, len(t), raw.shape[1]), hi > lo
+
+
+def pacing_evidence(raw, r, x=None):
+    """How surely the record is paced: -log10 of the chance its spikes keep time with the beats `r` at random."""
+    return pacing(raw, r, x)[0]
+
+
+def paced_beats(raw, r, x=None):
+    """Per R peak of `r`: a pacemaker spike up to 350 ms before it (10 ms after) in the unfiltered record `raw`
+    (12, N) mV, where the record is paced (evidence >= PACING_EVIDENCE); all False elsewhere. `x`: the record's
+    0.5-40 Hz band, computed if None (module docstring, step 5)."""
+    evidence, spiked = pacing(raw, r, x)
+    return spiked & (evidence >= PACING_EVIDENCE)

@@ -69,7 +69,7 @@ def extract_features(sig, rules=RULES):
     premature = premature_beats(r)
     out.update(rhythm(r, premature))
     if len(r):
-        out["frac_paced"] = paced_beats(raw, r).mean()
+        out["frac_paced"] = paced_beats(raw, r, x).mean()
     segs, ok = beat_segments(x, r)
     if len(ok):
         mb = median_beat(segs, premature[ok])
@@ -236,7 +236,8 @@ def _quality(raw, x):
 GLOBAL = ("hr", "p_dur", "pr", "qrs_dur", "qt", "qtc", "qtc_fridericia", "p_axis", "qrs_axis", "t_axis")
 GLOBAL_UNITS = {"hr": "bpm", "p_axis": "deg", "qrs_axis": "deg", "t_axis": "deg"}  # the others in ms
 P_CONSISTENT = 0.5  # a P wave is printed where the beats' P windows correlate with the median beat's at least this
-PACED = 0.3  # a paced record: at least this share of its beats follow a pacemaker spike (beats.paced_beats)
+PACED = 0.01  # a paced record: any beat follows a pacemaker spike (beats.paced_beats marks none unless the spikes
+# keep time with the beats, beats.PACING_EVIDENCE): a share of 0 or 1 beat in 100 decide the same
 
 
 def global_measurements(sig=None, row=None):
