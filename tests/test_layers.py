@@ -1,6 +1,6 @@
 """The architecture's import rules (docs/development.md, Import layers): utils/ is layered, each layer importing only those below it.
 
-    base (utils/*.py: errors, atomic, config, runtime, artifacts)  <  ecg  <  inputs, scoring  <  report, training
+    base (utils/*.py: errors, atomic, config, runtime, artifacts)  <  ecg  <  inputs, scoring  <  paper  <  report, training
 
 report (the printouts a person reads: pages and their index) draws with inputs' printout renderer, reads records
 and measurements from ecg and asks scoring's Task what an answer means, but never training: predict.py and
@@ -22,7 +22,8 @@ ALLOWED = {  # layer -> the utils layers its modules may import
     "ecg": {"base", "ecg"},
     "inputs": {"base", "ecg", "inputs"},
     "scoring": {"base", "ecg", "scoring"},
-    "report": {"base", "ecg", "inputs", "scoring", "report"},
+    "paper": {"base", "ecg", "inputs", "paper"},
+    "report": {"base", "ecg", "inputs", "scoring", "paper", "report"},
     "training": {"base", "ecg", "inputs", "scoring", "training"},
 }
 
@@ -94,10 +95,11 @@ def test_predict_never_loads_the_training_layer():
 
 
 def test_no_layer_below_training_but_inputs_loads_paddle():
-    """The base, ecg, scoring and report layers (every module of each) load neither Paddle nor models/: Task,
-    thresholds and fusion are plain numpy; the loss lives in utils/training."""
+    """The base, ecg, scoring, paper and report layers (every module of each) load neither Paddle nor models/: Task,
+    thresholds and fusion are plain numpy; the loss lives in utils/training; paper pages are drawn and read with
+    numpy, scipy and PIL."""
     base = ", ".join(f"utils.{m}" for m in sorted(BASE))
-    for package in ("utils.ecg", "utils.scoring", "utils.report"):
+    for package in ("utils.ecg", "utils.scoring", "utils.paper", "utils.report"):
         loaded = paddle_or_models_loaded_by(package, base)
         assert loaded == "[]", f"{package} (or the base) loads {loaded}"
 
