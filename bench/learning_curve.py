@@ -232,6 +232,30 @@ def fit_summary(sizes, aucs, draws):
     return out
 
 
+def crossing(fa, fb):
+    """The record count where fitted curves `fa` and `fb` meet (a n^-c equal), and which leads beyond it:
+    {"records", "then_ahead": "a"|"b"}; None when they never meet at a positive size (one is ahead everywhere) or a
+    fit is missing. Only a meeting point far outside the measured sizes is an extrapolation's extrapolation."""
+    if fa is None or fb is None or fa["c"] == fb["c"]:
+        return None
+    n = (fa["a"] / fb["a"]) ** (1.0 / (fa["c"] - fb["c"]))
+    if not np.isfinite(n) or n <= 0:
+        return None
+    return {"records": int(round(n)), "then_ahead": "a" if fa["c"] > fb["c"] else "b"}
+
+
+def crossings(members):
+    """{"<a> x <b>": {"records", "then_ahead": member}} for every pair of fitted members whose curves meet."""
+    names = [m for m, r in members.items() if r["fit"] is not None]
+    out = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            c = crossing(members[a]["fit"], members[b]["fit"])
+            if c is not None:
+                out[f"{a} x {b}"] = {"records": c["records"], "then_ahead": a if c["then_ahead"] == "a" else b}
+    return out
+
+
 def trust(sizes):
     """The plain statement of how far the extrapolation can be trusted."""
     largest = max(sizes)
@@ -466,6 +490,9 @@ def report(a, sizes, members, metric, n_test, statement):
           f"test: the pool's {a.num_folds} models fused (mean) on the {n_test} test records")
     print("fit (out-of-fold points, error = 1 - AUC = a * n^-c, 95% interval from refits on bootstrap draws):")
     print("\n".join(fit_lines(members)))
+    for pair, c in crossings(members).items():
+        print(f"{pair}: the fitted curves meet at about {c['records']:,} records, {c['then_ahead']} ahead beyond "
+              f"(an extrapolation)")
     print(f"trust: {statement}")
     print(protocol.HOW_TO_READ)
     print(protocol.PROTOCOL)
@@ -497,6 +524,7 @@ def main(argv=None):
         plot(sizes, members, protocol.metric_label(task, metric), a.figure, title)
         print(f"figure: {a.figure}")
     result = {"task": a.task, "metric": metric, "sizes": sizes, "requested_sizes": a.size_list, "members": members,
+              "crossings": crossings(members),
               "n_test": n_test, "trust": statement, "src": a.src, "test_fold": a.test_fold, "num_folds": a.num_folds,
               "seed": a.seed, "pools": [d.name for d in pools],
               "configs": {m: member_flags(m, a, "POOL", "DATASET") for m in a.members},

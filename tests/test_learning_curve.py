@@ -266,3 +266,17 @@ def test_a_tiny_learning_curve_end_to_end(ptbxl_dir, tmp_path, stages_in_process
     for cache in ("features_cache", "signal_cache"):
         assert (small / cache).resolve() == (big / cache).resolve() == (work / "cache" / cache).resolve()
     assert any((work / "cache" / "features_cache").rglob("*.npy"))  # the measurements landed in the shared cache
+
+
+def test_where_two_fitted_curves_cross():
+    """A member that starts lower but falls faster overtakes the other where a1 n^-c1 = a2 n^-c2; parallel curves
+    (same c) never meet; the pair's JSON names who leads beyond the meeting point."""
+    slow, fast = {"a": 1.35, "c": 0.39}, {"a": 3.0, "c": 0.5}
+    c = lc.crossing(slow, fast)
+    n = c["records"]
+    assert c["then_ahead"] == "b" and n == round((1.35 / 3.0) ** (1 / (0.39 - 0.5)))
+    err = lambda f, x: f["a"] * x ** (-f["c"])  # noqa: E731
+    assert err(fast, n * 2) < err(slow, n * 2) and err(fast, n / 2) > err(slow, n / 2)
+    assert lc.crossing(slow, {"a": 2.0, "c": 0.39}) is None and lc.crossing(slow, None) is None
+    members = {"features": {"fit": slow}, "resnet1d": {"fit": fast}, "resnet18": {"fit": None}}
+    assert lc.crossings(members) == {"features x resnet1d": {"records": n, "then_ahead": "resnet1d"}}
