@@ -402,7 +402,7 @@ def main(argv=None):
               + ", ".join(f"{LABELS[k]} {fmt(res['without_paced']['ours'][k])}" for k in LIMITS))
     flagged = sorted(df["name"][df["ours_paced"]])
     res["flagged_paced"] = flagged
-    print(f"flagged as paced (pacemaker spikes before >= {PACED:.0%} of the beats: no QRS duration, P duration or PR): "
+    print(f"flagged as paced (pacemaker spikes that keep time with the beats: no QRS duration, P duration or PR): "
           f"{len(flagged)}" + (f" ({', '.join(flagged)})" if flagged else "")
           + (f"; {len(set(flagged) & paced)} of the {len(paced)} with pacing in diagnoses.csv" if paced else ""))
     extra = {LABELS[k]: res["ours"][k]["measured_without_reference"] for k in LIMITS}

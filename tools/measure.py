@@ -7,7 +7,7 @@ Every `*.mat` in DIR (the competition layout: `ecgdata`, 12 x 5000 in mV at 500 
 utils/ecg/measurements.global_measurements, the same code the features model and the printout use. FILE.csv has
 the columns name, hr (bpm), p_dur, pr, qrs_dur, qt, qtc (Bazett), qtc_fridericia (ms), p_axis, qrs_axis, t_axis
 (degrees) and error: a value is empty where it is undefined (no P wave in atrial fibrillation, no T end found,
-no QRS duration, P duration or PR on a paced record: pacemaker spikes before at least 30 % of its beats), and a
+no QRS duration, P duration or PR on a paced record: pacemaker spikes that keep time with its beats), and a
 record that cannot be read (or measured) is a row with only its name and the problem in `error`.
 Records are measured in parallel, one per core (--workers, default every core).
 """

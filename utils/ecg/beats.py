@@ -20,10 +20,12 @@ A record is (12, N) mV at 500 Hz, leads as `utils.ecg.io.LEADS`; everything uses
    earlier (a jump inside a QRS or in muscle noise is no spike). Noise makes spikes too, but at random times:
    pacing is told by spikes keeping time with the beats. A beat's spikes are those from 350 ms before its R peak
    (an atrial spike, an AV delay before the QRS) to 10 ms after it (a big ventricular spike draws the R peak onto
-   itself). The evidence is -log10 of the chance that, had the record's spikes fallen at random, as many beats
-   would share a spike delay (+-SPIKE_JITTER) as share the best one, or the best two (fusion beats; atrial and
-   ventricular spikes), corrected for the delays tried (a binomial tail). A record is paced when the evidence is
-   at least PACING_EVIDENCE (a chance of 1 in 3,000); its paced beats are then those with a spike.
+   itself); a beat that comes early (RR < EARLY x the median) has none: a pacemaker does not fire early, and an
+   electrode pop the R-peak detector took for a beat comes early. The evidence is -log10 of the chance that, had the
+   record's spikes fallen at random, as many beats would share a spike delay (+-SPIKE_JITTER) as share the best
+   one, or the best two (fusion beats; atrial and ventricular spikes), corrected for the delays tried (a binomial
+   tail). A record is paced when the evidence is at least PACING_EVIDENCE (a chance of 1 in 3,000); its paced
+   beats are then those with a spike.
 """
 import math
 
@@ -52,6 +54,7 @@ SPIKE_LEADS = 3  # of the 8 independent leads
 INDEPENDENT = [LD[name] for name in ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")]
 SPIKE_WINDOW = (_n(350), _n(10))  # a beat's spikes: this long before its R peak, this long after
 SPIKE_JITTER = _n(6)  # the spikes of one pacing site keep their delay to the R peak within +- this
+EARLY = 0.8  # a beat less than this x the median RR after the one before is not paced
 PACING_EVIDENCE = 3.5  # -log10 of the chance that random spikes keep time with the beats as well
 
 
@@ -183,14 +186,19 @@ def beat_consistency(segs, mb, premature):
 def spike_times(raw, x):
     """Sorted sample indices where a pacemaker spike jumps in the unfiltered record `raw` (12, N) mV, whose 0.5-40 Hz
     band is `x` (module docstring, step 5)."""
-    xr, xf = raw[INDEPENDENT], x[INDEPENDENT]
-    steep = np.maximum(np.percentile(np.abs(np.diff(xf, axis=1)), 99, axis=1, keepdims=True), 1e-3)  # 1 uV: flat
-    jump = np.abs(np.diff(xr, axis=1))
-    before = np.zeros_like(jump)
-    before[:, 7:] = maximum_filter1d(jump, 7, axis=1)[:, :-7]  # the largest change 4-10 samples earlier
-    rise = np.abs(np.diff(xr - xf, axis=1)) / np.maximum(steep, SPIKE_QUIET * before)
-    z = np.partition(rise, -SPIKE_LEADS, axis=0)[-SPIKE_LEADS]
-    return np.flatnonzero((z >= SPIKE_RISE) & (z == maximum_filter1d(z, 7))) + 1  # one sample per spike
+    xr = raw[INDEPENDENT]
+    high = np.abs(np.diff(xr - x[INDEPENDENT], axis=1))
+    slope = np.abs(np.diff(x[INDEPENDENT], axis=1))
+    k = slope.shape[1] - max(slope.shape[1] // 100, 1)  # the 99th percentile: the QRS's steepest changes
+    steep = np.maximum(np.partition(slope, k, axis=1)[:, k:k + 1], 1e-3)  # 1 uV a sample: a flat lead
+    cand = np.flatnonzero((high >= SPIKE_RISE * steep).sum(0) >= SPIKE_LEADS)
+    cand = cand[cand >= 10]  # the quiet test below looks 10 samples back; few pass this far, so it runs on them only
+    before = np.abs(np.diff(xr[:, cand[:, None] + np.arange(-10, -2)], axis=2)).max(2, initial=0)  # 8-20 ms back
+    z = np.sort(high[:, cand] / np.maximum(steep, SPIKE_QUIET * before), axis=0)[-SPIKE_LEADS]
+    cand, z = cand[z >= SPIKE_RISE], z[z >= SPIKE_RISE]
+    peak = np.zeros(high.shape[1])
+    peak[cand] = z
+    return cand[z == maximum_filter1d(peak, 7)[cand]] + 1  # one sample per spike: the sample after its jump
 
 
 def _log10_tail(k, n, p):
@@ -225,15 +233,22 @@ def pacing(raw, r, x=None):
     lo, hi = np.searchsorted(t, r - before), np.searchsorted(t, r + after, side="right")
     if len(r) == 0 or not (hi > lo).any():
         return 0.0, np.zeros(len(r), dtype=bool)
+    early = _early(r)
+    spiked = (hi > lo) & ~early
     hits = np.zeros((len(r), before + after + 1), dtype=bool)
-    for i in np.flatnonzero(hi > lo):
+    for i in np.flatnonzero(spiked):
         hits[i, r[i] + after - t[lo[i]:hi[i]]] = True
-    return _evidence(hits, len(t), raw.shape[1]), hi > lo
+    return _evidence(hits[~early], len(t), raw.shape[1]), spiked
 
 
-def pacing_evidence(raw, r, x=None):
-    """How surely the record is paced: -log10 of the chance its spikes keep time with the beats `r` at random."""
-    return pacing(raw, r, x)[0]
+def _early(r):
+    """Per R peak: it comes early, < EARLY x the median RR after the one before. A pacemaker does not fire early:
+    such a beat is the heart's own, or an artefact (an electrode pop) the R-peak detector took for a beat."""
+    out = np.zeros(len(r), dtype=bool)
+    if len(r) > 2:
+        rr = np.diff(r)
+        out[1:] = rr < EARLY * np.median(rr)
+    return out
 
 
 def paced_beats(raw, r, x=None):

@@ -28,7 +28,7 @@ from .io import FS, LEADS
 
 # What a trained features model records and checks: bump it whenever the measurements change (a test ties it to
 # a hash of the measurement code, utils/ecg/cache.measurement_code_hash, which also keys the features cache).
-FEATURES_VERSION = 3
+FEATURES_VERSION = 4
 
 _n = ms_to_samples
 F_LEADS = (LD["II"], LD["V1"])  # where atrial activity is largest
@@ -236,8 +236,8 @@ def _quality(raw, x):
 GLOBAL = ("hr", "p_dur", "pr", "qrs_dur", "qt", "qtc", "qtc_fridericia", "p_axis", "qrs_axis", "t_axis")
 GLOBAL_UNITS = {"hr": "bpm", "p_axis": "deg", "qrs_axis": "deg", "t_axis": "deg"}  # the others in ms
 P_CONSISTENT = 0.5  # a P wave is printed where the beats' P windows correlate with the median beat's at least this
-PACED = 0.01  # a paced record: any beat follows a pacemaker spike (beats.paced_beats marks none unless the spikes
-# keep time with the beats, beats.PACING_EVIDENCE): a share of 0 or 1 beat in 100 decide the same
+PACED = 0.01  # a paced record: any beat follows a pacemaker spike (beats.paced_beats marks beats only where the
+# spikes keep time with them, beats.PACING_EVIDENCE: the share is then several beats' worth, nowhere near this)
 
 
 def global_measurements(sig=None, row=None):
