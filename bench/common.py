@@ -133,6 +133,26 @@ def finished_folds(kfold):
     return sorted(p for p in Path(kfold).glob(FOLD_DIR.format("*")) if (p / BEST_DIR).is_dir())
 
 
+def training_minutes(fold, card=None):
+    """A fold's training minutes: finished.json's train_seconds (train.py's clock, evaluations not counted), for a
+    run of an earlier version the budget's stop record, for a fitted family its best model's card's fit_seconds;
+    None if none says. The same whether the fold trained in this run or an earlier one (train_kfold skips it)."""
+    from utils.artifacts import FINISHED_FILE, ModelCard, read_json
+
+    done = read_json(Path(fold) / FINISHED_FILE) if (Path(fold) / FINISHED_FILE).is_file() else {}
+    secs = done.get("train_seconds", (done.get("stopped") or {}).get("train_seconds"))
+    if secs is None:
+        card = card or ModelCard.read(Path(fold) / BEST_DIR)
+        secs = card.extra.get("fit_seconds")
+    return None if secs is None else secs / 60
+
+
+def kfold_minutes(kfold):
+    """The training minutes of a k-fold run's folds, summed; None if a fold does not say."""
+    minutes = [training_minutes(f) for f in finished_folds(kfold)]
+    return None if not minutes or None in minutes else sum(minutes)
+
+
 def kfold_summary(kfold):
     """The k-fold run's summary (KFOLD_SUMMARY) as a dict; None when it has none (not finished)."""
     path = Path(kfold) / KFOLD_SUMMARY

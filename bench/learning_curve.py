@@ -24,8 +24,9 @@ the plain statement printed and stored beside it (`trust`): a few points extrapo
 and fixed training settings (the iterations: a larger pool is also seen for fewer epochs).
 
 Prints a `=== stage` line per stage, then a table (member x size: out-of-fold and test AUC with CIs, train
-minutes) and the fit lines; --json writes every figure (written atomically), --figure the curve (AUC against
-records, log x). Development records choose; the test fold only reports (bench/protocol.py).
+minutes: the folds' sum by train.py's clock, also for folds an earlier run trained) and the fit lines; --json writes
+every figure (written atomically), --figure the curve (AUC against records, log x). Development records choose;
+the test fold only reports (bench/protocol.py).
 """
 import argparse
 import hashlib
@@ -301,7 +302,7 @@ def run_member(a, arch, pool, out, times):
                                      report], times)
     test = protocol.report_figures(task, truth, report, per_class=False)[metric]
     return {"oof": common.oof_figures(task, pool, out)[metric], "test": test, "draws": oof_draws(task, pool, out),
-            "minutes": times[f"train {name}"] / 60, "n_test": json.loads(report.read_text())["metrics"]["n"]}
+            "minutes": common.kfold_minutes(out), "n_test": json.loads(report.read_text())["metrics"]["n"]}
 
 
 def member_result(sizes, runs):

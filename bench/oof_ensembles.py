@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from bench import common, protocol  # noqa: E402
-from utils.artifacts import BEST_DIR, FINISHED_FILE, ModelCard, read_json  # noqa: E402
+from utils.artifacts import BEST_DIR, ModelCard  # noqa: E402
 from utils.scoring.fusion import crossfit, out_of_fold_fusion, pooled_logits, read_out_of_fold  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
@@ -48,14 +48,6 @@ def fold_dirs(kfold):
     return folds
 
 
-def training_minutes(fold, card):
-    """A fold's training minutes: finished.json's train_seconds (train.py's clock), for a run of an earlier version
-    the budget's stop record, for a fitted family its best model's card's fit_seconds; None if none says."""
-    done = read_json(fold / FINISHED_FILE) if (fold / FINISHED_FILE).is_file() else {}
-    secs = done.get("train_seconds", (done.get("stopped") or {}).get("train_seconds", card.extra.get("fit_seconds")))
-    return None if secs is None else secs / 60
-
-
 def read_run(kfold, task):
     """{"oof": each fold's out-of-fold (names, labels, probabilities), read once, "groups": their architectures,
     "minutes": the folds' training minutes}."""
@@ -64,7 +56,7 @@ def read_run(kfold, task):
     wrong = [str(f) for f, c in zip(folds, cards) if c.task != task.number]
     if wrong:
         raise SystemExit(f"{wrong[0]}: a Task {3 - task.number} model; this bench scores Task {task.number}")
-    minutes = [training_minutes(f, c) for f, c in zip(folds, cards)]
+    minutes = [common.training_minutes(f, c) for f, c in zip(folds, cards)]
     return {"oof": read_out_of_fold([f / BEST_DIR for f in folds], task), "groups": [c.arch for c in cards],
             "minutes": None if None in minutes else sum(minutes)}
 
