@@ -70,7 +70,8 @@ def run_kfold(a, key, flags, raw, work, extra):
     common.stage("process", ["process.py", "--data-dir", raw, "--out-dir", ds, "--size", a.image_size, *flags.split()])
     d = common.BENCH_DEFAULTS["picture"]
     train = ["--task", a.task, "--arch", a.arch, "--image-size", a.image_size, "--batch-size", d["batch_size"],
-             "--iters", d["iters"], "--lr", d["lr"], "--warmup-iters", d["warmup_iters"], "--eval-interval", 100,
+             "--iters", d["iters"], "--lr", d["lr"], "--warmup-iters", d["warmup_iters"], "--weight-decay",
+             d["weight_decay"], "--eval-interval", 100,
              "--save-interval", 100, "--pretrained", "none", "--num-workers", 2, "--log-iters", 50,
              *extra]  # later flags win: `-- --iters 400` overrides the default
     common.stage("train folds", ["tools/train_kfold.py", "--num-folds", a.num_folds, "--output-dir", out, "--",

@@ -100,6 +100,7 @@ def main():
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--warmup-iters", type=int, default=None)
+    p.add_argument("--weight-decay", type=float, default=None)
     p.add_argument("--eval-interval", type=int, default=100)
     p.add_argument("--render", default="", help='process.py flags for the pictures, e.g. "--mv-range 2 --line-width 2"')
     p.add_argument("--pretrained", default="none")
@@ -128,7 +129,7 @@ def main():
     common.stage("train", ["train.py", "--task", a.task, "--arch", a.arch, "--data-dir", raw, "--dataset-dir", ds,
                            "--output-dir", out, "--image-size", a.image_size, "--batch-size", a.batch_size,
                            "--iters", a.iters, "--lr", a.lr, "--warmup-iters", a.warmup_iters,
-                           "--eval-interval", a.eval_interval, "--save-interval", a.iters, "--pretrained", a.pretrained,
+                           "--weight-decay", a.weight_decay, "--eval-interval", a.eval_interval, "--save-interval", a.iters, "--pretrained", a.pretrained,
                            "--num-workers", a.num_workers, "--log-iters", 20, *extra], times)
     truth = common.truth_of(raw, a.task)
     common.stage("predict", ["predict.py", "--task", a.task, "--data-dir", raw, "--dataset-dir", ds, "--model",
