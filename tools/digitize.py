@@ -13,7 +13,6 @@ cannot tell; `failed`: not a readable image. A refused or failed picture gets no
 is removed). Pictures are read in parallel, one per core (--workers); the CSV is written atomically at the end.
 """
 import argparse
-import csv
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -25,7 +24,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from utils.atomic import atomic_path  # noqa: E402
+from utils.atomic import write_csv  # noqa: E402
 from utils.ecg.io import write_record  # noqa: E402
 from utils.errors import ECGDataError  # noqa: E402
 from utils.paper import DIGITIZE_COLUMNS  # noqa: E402
@@ -61,13 +60,6 @@ def digitize_one(job):
     return row
 
 
-def write_csv(path, rows):
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=DIGITIZE_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", required=True, type=Path, help="folder of pictures (PNG, JPEG)")
@@ -96,7 +88,7 @@ def main(argv=None):
         with ProcessPoolExecutor(workers) as ex:
             rows += list(tqdm(ex.map(digitize_one, jobs), **bar))
     rows.sort(key=lambda r: r["name"])
-    write_csv(a.out / "digitize.csv", rows)
+    write_csv(a.out / "digitize.csv", rows, DIGITIZE_COLUMNS)
     counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "refused", "failed")}
     print(f"read {counts['ok']} of {len(rows)} pictures ({counts['refused']} refused, {counts['failed']} failed; "
           f"{workers} workers) -> {a.out / 'digitize.csv'}")

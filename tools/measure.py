@@ -12,7 +12,6 @@ record that cannot be read (or measured) is a row with only its name and the pro
 Records are measured in parallel, one per core (--workers, default every core).
 """
 import argparse
-import csv
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -24,7 +23,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from utils.atomic import atomic_path  # noqa: E402
+from utils.atomic import write_csv  # noqa: E402
 from utils.ecg.io import read_record  # noqa: E402
 from utils.ecg.measurements import GLOBAL, global_measurements  # noqa: E402
 from utils.errors import ECGDataError  # noqa: E402
@@ -56,10 +55,7 @@ def write_rows(out, rows):
     """The CSV, written atomically (a reader never sees half a file)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
+    write_csv(out, rows, COLUMNS)
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
 """Atomic file writes: a kill at any moment leaves either the old file or the new one, never half of one."""
 import contextlib
+import csv
 import os
 import shutil
 import tempfile
@@ -52,6 +53,14 @@ def atomic_paths(paths, remove_first=()):
 def write_text(path, text):
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_csv(path, rows, columns):
+    """Rows (dicts) as a CSV with the header `columns`, written atomically (a reader never sees half a file)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
 
 
 @contextlib.contextmanager
