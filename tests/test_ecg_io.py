@@ -57,12 +57,15 @@ def test_bad_records(real_record, tmp_path):
         bad = tmp_path / f"shape{shape[0]}x{shape[1]}.mat"
         scipy.io.savemat(bad, {"ecgdata": np.zeros(shape)})
         _raises(bad, f"has shape {shape}, expected (12, 5000)")
-    for value in (np.nan, np.inf):
+    for value in (np.inf, -np.inf):
         sig = np.zeros((12, 5000))
         sig[3, 77] = value
-        bad = tmp_path / f"nonfinite_{value}.mat"
+        bad = tmp_path / f"infinite_{value}.mat"
         scipy.io.savemat(bad, {"ecgdata": sig})
-        _raises(bad, "non-finite values (first at lead aVR, sample 77)")
+        _raises(bad, "infinite values (first at lead aVR, sample 77)")
+    empty = tmp_path / "all_nan.mat"  # NaN marks what paper did not print (tests/test_gaps.py); all of it is nothing
+    scipy.io.savemat(empty, {"ecgdata": np.full((12, 5000), np.nan)})
+    _raises(empty, "holds no sample at all")
     _raises(tmp_path / "absent.mat", "record file not found")
 
 

@@ -26,7 +26,7 @@ from . import measurements  # by module: the names and version are read when use
 
 log = logging.getLogger("ecg")
 MEASUREMENT_MODULES = ("beats", "delineation", "measurements")  # utils/ecg/<name>.py: signal -> measurements
-CACHE_MODULES = ("io",) + MEASUREMENT_MODULES  # and the record reader: a cached row depends on them all
+CACHE_MODULES = ("io", "gaps") + MEASUREMENT_MODULES  # and the record reader: a cached row depends on them all
 
 
 def measurement_code_hash(modules=MEASUREMENT_MODULES):

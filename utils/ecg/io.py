@@ -27,8 +27,10 @@ CLASS_NAMES = (
 TAG_NAMES = ("normal", "abnormal")
 
 
-def read_record(path):
-    """Read one competition record: MAT file with `ecgdata` (12, 5000) in mV -> float32 (12, 5000)."""
+def read_record(path, gaps="fill"):
+    """Read one competition record: MAT file with `ecgdata` (12, 5000) in mV -> float32 (12, 5000). NaN marks
+    samples not recorded (a record digitised from paper): filled by utils/ecg/gaps.py's policy (gaps="fill"),
+    or kept (gaps="keep", to draw what was read)."""
     path = Path(path)
     if not path.is_file():
         raise ECGDataError(path, "record file not found")
@@ -53,9 +55,15 @@ def read_record(path):
     if data.shape != SHAPE:
         raise ECGDataError(path, f"'ecgdata' has shape {data.shape}, expected {SHAPE} (12 leads x 10 s at 500 Hz)")
     data = data.astype(np.float32)
-    if not np.isfinite(data).all():
-        bad = np.argwhere(~np.isfinite(data))[0]
-        raise ECGDataError(path, f"'ecgdata' holds non-finite values (first at lead {LEADS[bad[0]]}, sample {bad[1]})")
+    if np.isinf(data).any():
+        bad = np.argwhere(np.isinf(data))[0]
+        raise ECGDataError(path, f"'ecgdata' holds infinite values (first at lead {LEADS[bad[0]]}, sample {bad[1]})")
+    if np.isnan(data).all():
+        raise ECGDataError(path, "'ecgdata' holds no sample at all (every value NaN)")
+    if gaps == "fill" and np.isnan(data).any():
+        from .gaps import fill_gaps  # here: gaps.py reads this module's constants
+
+        data = fill_gaps(data)
     return data
 
 

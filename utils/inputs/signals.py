@@ -30,6 +30,7 @@ import paddle
 import scipy
 from scipy import signal as sps
 
+from ..ecg import gaps
 from ..ecg.cache import map_records
 from ..ecg.filters import highpass
 from ..ecg.io import CLASS_NAMES, FS, read_record
@@ -88,10 +89,10 @@ def fit_scale(signals):
 def signal_cache_key(prep):
     """Sub-folder of the signal cache for these settings and this code: the settings that shape the preprocessed
     record (every one but NOT_CACHED: the scale, applied when an item is read, the crop and the test-time
-    windows), the source of read_record, preprocess and highpass and the SciPy/NumPy versions (their filters).
+    windows), the source of read_record, utils/ecg/gaps.py, preprocess and highpass and the SciPy/NumPy versions (their filters).
     Any change starts a new folder."""
     settings = json.dumps({k: v for k, v in sorted(prep.items()) if k not in NOT_CACHED}, sort_keys=True)
-    code = "".join(inspect.getsource(f) for f in (read_record, preprocess, highpass))
+    code = "".join(inspect.getsource(f) for f in (read_record, gaps, preprocess, highpass))
     text = f"{settings}\nFS {FS}\n{code}\nscipy {scipy.__version__} numpy {np.__version__}"
     return f"fs{prep['fs']}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
