@@ -3,6 +3,7 @@
 
     python predict.py [--task 1|2] --data-dir RAW_DIR --dataset-dir DATASET_DIR --model DIR [DIR ...] --out ANSWER_CSV
                       [--weights W1,W2,...] [--truth FILE] [--export DIR] [--printouts DIR]
+    python predict.py --images PICTURES_DIR --model DIR [DIR ...] --out ANSWER_CSV [--printouts DIR] [--digitized DIR]
 
 The test records are the MAT files in RAW_DIR/val/: each gets exactly one row, sorted by name. Each --model reads
 its own input (a picture model the pictures in DATASET_DIR/val, a signal model the records themselves) with its
@@ -14,6 +15,13 @@ also be a directory written by --export (Paddle Inference). A Task 2 model also 
 (abnormal = anything but "normal" alone) as ANSWER_CSV with _task1 before the extension. --printouts DIR also
 draws every test record as an electrocardiograph prints it, with its measurements and the answer (and, with
 --truth, the true labels and a mark where the answer is wrong), and DIR/index.html (utils/report/).
+
+--images answers pictures of printed ECGs (scans, photos) instead: each PNG/JPEG is digitised (utils/paper/, as
+tools/digitize.py does) into --digitized DIR/val/<picture stem>.mat (DIR/val/digitize.csv says how each was read),
+and those records are answered by any model; a picture model reads them drawn with its own settings. Every
+picture gets one row; one not read (not an ECG page, a layout not read) gets the fallback answer and its reason.
+Where paper did not print a lead the record holds NaN, filled before any model reads it (utils/ecg/gaps.py).
+--printouts then also draws each record as read beside its picture (<name>_paper.jpg).
 """
 from utils.runtime import configure_cpu_threads
 
@@ -58,6 +66,8 @@ TENSORRT = False  # exported models on GPU: use TensorRT
 PRINTOUTS = ""  # also draw a printed page per test record (ECG, measurements, answer) and index.html in this folder
 PRINTOUT_WORKERS = 0  # printouts: processes drawing pages (0: every core)
 PRINTOUT_PDF = "each"  # printouts: a PDF per record (each), one printouts.pdf (all) or PNG only (none)
+IMAGES = ""  # pictures of printed ECGs (PNG, JPEG) to answer instead of DATA_DIR/val: each is digitised, then answered
+DIGITIZED = ""  # --images: where the records read from them go (default: beside OUT, <OUT stem>_digitized)
 # ------------------------------------------------------------------------------------------------------------
 
 
@@ -122,11 +132,14 @@ def main(argv=None):
     fusion = plan_fusion(cfg["WEIGHTS"], members, task, log)
     if cfg["EXPORT"] and len(members) > 1:
         raise ConfigError("--export saves one model: pass a single --model")
-    names = list_test_records(cfg["DATA_DIR"])
+    paper = read_images(cfg, members, log) if cfg["IMAGES"] else None  # points DATA_DIR (and DATASET_DIR) at them
+    names = paper["names"] if paper else list_test_records(cfg["DATA_DIR"])
 
     results = []
     for model_dir, card in members:
         probs, missing, model = predict_member(model_dir, card, task, cfg, names, device, log)
+        if paper:  # a picture not read has no record: say why, not "record file not found"
+            missing.update({n: why for n, why in paper["not_read"].items() if n in missing})
         results.append({"dir": model_dir, "card": card, "probs": probs, "missing": missing})
         if cfg["EXPORT"]:
             if model is None:
@@ -142,8 +155,7 @@ def main(argv=None):
         thresholds, tuned_on = fusion.thresholds, fusion.report["tuned_on"]
         probs = fusion.fuse([r["probs"] for r in results], names)
     answers, metrics, lines = score(task, cfg, names, probs, thresholds, fallback)
-    missing = {n: "; ".join(f"{r['dir'].name if len(results) == 1 else r['dir']}: {r['missing'][n]}" for r in results
-                            if n in r["missing"]) for n in names if n not in probs}
+    missing = {n: why_missing(n, results) for n in names if n not in probs}
     for n, why in missing.items():
         log.warning(f"{n}: {why} -> answered with the training set's most frequent answer {fallback}")
     report = {"task": task.number, "model": str(members[0][0]), "models": [str(d) for d, _ in members],
@@ -152,10 +164,13 @@ def main(argv=None):
               "fallback": [{"name": n, "reason": r, "answer": fallback} for n, r in missing.items()]}
     if fusion is not None:
         report["fusion"] = fusion.report
+    if paper:
+        report["images"] = {"folder": str(cfg["IMAGES"]), "digitized": str(cfg["DATA_DIR"]), "n_read": len(names) -
+                            len(paper["not_read"]), "not_read": paper["not_read"]}
     titles = member_titles(members)
     if cfg["PRINTOUTS"]:
         report["printouts"] = str(draw_printouts(cfg, task, names, answers, probs, thresholds, results, titles,
-                                                 missing, fusion, log))
+                                                 missing, fusion, log, paper["images"] if paper else None))
 
     report_path = Path(cfg["REPORT"]) if cfg["REPORT"] else members[0][0].parent / "predict_report.json"
     if metrics is not None:
@@ -174,6 +189,14 @@ def main(argv=None):
     zips = ", ".join(v for k, v in report.items() if k.endswith("zip"))
     log.info(f"wrote {cfg['OUT']} ({len(answers)} rows) and {zips}; report {report_path}")
     return report
+
+
+def why_missing(name, results):
+    """Why no model answered `name`: each model's reason, or the one reason when they all give it."""
+    reasons = [(r["dir"], r["missing"][name]) for r in results if name in r["missing"]]
+    if len({why for _, why in reasons}) == 1:
+        return reasons[0][1] if len(results) > 1 else f"{reasons[0][0].name}: {reasons[0][1]}"
+    return "; ".join(f"{d}: {why}" for d, why in reasons)
 
 
 # Significant digits of the probabilities CSV: benches score test rows from it, and at 6 digits probabilities closer
@@ -219,7 +242,34 @@ def score_members(task, cfg, names, results, titles, fused_metrics, log):
 FUSION_TEXT = {"mean": "mean of {} models", "weights": "weighted mean of {} models", "stacking": "stacking of {} models"}
 
 
-def draw_printouts(cfg, task, names, answers, probs, thresholds, results, titles, missing, fusion, log):
+def read_images(cfg, members, log):
+    """--images: every picture digitised into DIGITIZED/val (utils/paper/), which becomes DATA_DIR; for picture
+    models, the records read are drawn with the model's own settings into DIGITIZED/pictures (DATASET_DIR). Returns
+    {"names": one per picture, "not_read": {name: why}, "images": {name: picture}}."""
+    from utils.paper.folder import digitize_folder, find_pictures, render_records
+
+    images = find_pictures(cfg["IMAGES"])
+    work = Path(cfg["DIGITIZED"] or Path(cfg["OUT"]).with_name(Path(cfg["OUT"]).stem + "_digitized"))
+    rows = digitize_folder(cfg["IMAGES"], work / "val", cfg["PREP_WORKERS"])
+    not_read = {r["name"]: f"picture not read ({r['status']}: {r['error']})" for r in rows if r["status"] != "ok"}
+    log.info(f"digitised {len(rows) - len(not_read)} of {len(rows)} pictures of {cfg['IMAGES']} into {work / 'val'} "
+             f"(digitize.csv beside them)" + (f"; not read: {', '.join(not_read)}" if not_read else ""))
+    cfg["DATA_DIR"] = str(work)
+    drawn = {json.dumps(card.input.get("render_config") or {}, sort_keys=True) for _, card in members
+             if family_of(card).name == "picture"}
+    if len(drawn) > 1:
+        raise ConfigError("--images: the picture models were trained on pictures drawn with different settings; "
+                          "fuse picture models drawn alike")
+    if drawn:
+        cfg["DATASET_DIR"] = str(work / "pictures")
+        render_records(work / "val", work / "pictures", json.loads(drawn.pop()))
+    first = {}
+    for p in images:  # the picture each name was read from (the first of a name, as the digitiser reads)
+        first.setdefault(p.stem, p)
+    return {"names": [r["name"] for r in rows], "not_read": not_read, "images": first}
+
+
+def draw_printouts(cfg, task, names, answers, probs, thresholds, results, titles, missing, fusion, log, images=None):
     """A printed page per test record with its answer (utils/report/), and the index; returns the index's path.
     A record no model could read still gets its page: the fallback answer, and why its record could not be read."""
     from utils.report.pages import Verdict, write_printouts
@@ -239,7 +289,7 @@ def draw_printouts(cfg, task, names, answers, probs, thresholds, results, titles
     who = f"the {method}: " + ", ".join(titles) if fusion else titles[0]
     return write_printouts(cfg["PRINTOUTS"], {n: Path(cfg["DATA_DIR"]) / "val" / f"{n}.mat" for n in names}, verdicts,
                            truth, task.number, cfg["PRINTOUT_WORKERS"], cfg["PRINTOUT_PDF"],
-                           f"answers of {who}", log=log.info)
+                           f"answers of {who}", log=log.info, images=images)
 
 
 if __name__ == "__main__":

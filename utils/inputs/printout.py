@@ -237,14 +237,21 @@ def calibration_pulse(sheet=A4, fs=FS):
     return up.astype(np.float64)
 
 
+def finite_runs(known, min_len=2):
+    """[(start, end)] of the runs of True in `known` at least `min_len` long."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], known.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2]) if b - a >= min_len]
+
+
 def draw_ecg(canvas, sig, fs=FS, labels=True):
     """Grid, traces, lead labels, calibration pulses and the speed/gain line of `sig` (12, N) mV onto `canvas`.
     Each lead's median is removed (its baseline sits on its row's 0 mV line); nothing is filtered or scaled:
-    10 mm is 1 mV on every lead."""
+    10 mm is 1 mV on every lead. NaN samples (not recorded) are left blank."""
     s = canvas.sheet
     ink = draw_grid(canvas)
     sig = np.asarray(sig, np.float64)
-    sig = sig - np.median(sig, axis=1, keepdims=True)
+    known = np.isfinite(sig)  # NaN: not recorded (a record read from paper): left blank
+    sig = sig - np.nan_to_num(np.nanmedian(np.where(known.any(1, keepdims=True), sig, 0), axis=1, keepdims=True))
     lead_index = {name: i for i, name in enumerate(LEADS)}
     clip = (s.px(s.grid_top), s.px(s.grid_bottom))
     px_per_sample = s.speed * s.px_per_mm / fs
@@ -257,8 +264,9 @@ def draw_ecg(canvas, sig, fs=FS, labels=True):
         i0, i1 = int(round(t0 * fs)), min(int(round(t1 * fs)), sig.shape[1])
         if i1 - i0 < 2:
             continue
-        draw_trace(ink, s.trace_x(t0), s.baseline_y(row) - sig[lead_index[lead], i0:i1] * mm_px,
-                   px_per_sample, "trace", s.line_px, clip)
+        for a, b in finite_runs(known[lead_index[lead], i0:i1]):
+            draw_trace(ink, s.trace_x(t0 + a / fs), s.baseline_y(row) - sig[lead_index[lead], i0 + a:i0 + b] * mm_px,
+                       px_per_sample, "trace", s.line_px, clip)
         if t0 > 0:  # a short bar where one lead's window ends and the next begins
             x, base = s.trace_x(t0), s.baseline_y(row)
             ink[base - s.px(4):base - s.px(1), x - 1:x + 2] = INK["trace"]

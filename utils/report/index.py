@@ -140,7 +140,9 @@ def write_index(path, rows, summary):
                  _cell(f'<img class="thumb" loading="lazy" src="{quote(r["thumb"])}" alt="page of '
                        f'{html.escape(r["name"])}">', raw=True),
                  _cell(f'<a href="{page}">{html.escape(r["name"])}</a>'
-                       + (f' <a href="{quote(r["pdf"])}">PDF</a>' if r.get("pdf") else ""), r["name"], raw=True)]
+                       + (f' <a href="{quote(r["pdf"])}">PDF</a>' if r.get("pdf") else "")
+                       + (f' <a href="{quote(r["paper"])}">beside the paper</a>' if r.get("paper") else ""),
+                       r["name"], raw=True)]
         if answers:
             cells.append(_cell(r.get("answer", ""), cls="answered"))
             probs = r.get("probs") or {}

@@ -9,7 +9,9 @@ member's probability for them; with the truth, the true labels and a clear mark 
 draws every record on a pool of processes (every core by default): out_dir/<name>.png (A4 landscape at 10 px/mm,
 254 dpi), <name>.pdf (pdf="each"; "all": one printouts.pdf; "none"), thumbs/<name>.jpg, printouts.json (a row
 per record: status, answer, probabilities, measurements, right/wrong) and index.html (utils/report/index.py).
-A record that cannot be read gets a page saying why; the others are drawn all the same.
+A record that cannot be read gets a page saying why; the others are drawn all the same. A record digitised from
+a picture (predict.py --images) is drawn as read (blank where paper did not print a lead) and, in
+<name>_paper.jpg (also its thumbnail), beside that picture.
 """
 import json
 import math
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 from ..atomic import atomic_path, umask_mode, write_text
+from ..ecg.gaps import fill_gaps
 from ..ecg.io import read_record
 from ..ecg.measurements import GLOBAL, global_measurements
 from ..errors import ConfigError, ECGDataError
@@ -242,13 +245,13 @@ def draw_page(name, record, verdict=None, truth=None, task=1, sheet=A4, title=""
     else:
         source = _shown_path(record) if source is None else source
         try:
-            sig = read_record(record)
+            sig = read_record(record, gaps="keep")  # drawn as read: what paper did not print stays blank
         except ECGDataError as e:
             info.update(status="unreadable", error=e.problem)
     m = {k: float("nan") for k in GLOBAL}
     if sig is not None:
         try:
-            m = global_measurements(sig)
+            m = global_measurements(fill_gaps(sig))  # measured as the models read it
         except Exception as e:  # a measurement bug must not cost the page: say so on it
             info["measurement_error"] = f"{type(e).__name__}: {e}"
         draw_ecg(canvas, sig)
@@ -295,6 +298,14 @@ def _draw_job(job):
     with atomic_path(out / "thumbs" / f"{name}.jpg") as tmp:
         thumb.save(tmp, format="JPEG", quality=85)
     info["thumb"] = f"thumbs/{name}.jpg"
+    picture = opts.get("images", {}).get(name)
+    if picture is not None:  # a page read from paper: the picture beside what was read, to check it by eye
+        both = beside(picture, image)
+        with atomic_path(out / f"{name}_paper.jpg") as tmp:
+            both.save(tmp, format="JPEG", quality=88)
+        info["paper"], info["source_image"] = f"{name}_paper.jpg", str(picture)
+        with atomic_path(out / "thumbs" / f"{name}.jpg") as tmp:
+            both.reduce(THUMB_REDUCE).save(tmp, format="JPEG", quality=85)
     if opts["pdf"] == "each":
         with atomic_path(out / f"{name}.pdf") as tmp, PdfWriter(tmp) as w:
             w.add_page(pdf_page(image))
@@ -305,6 +316,26 @@ def _draw_job(job):
     return info
 
 
+def beside(picture, page):
+    """The source `picture` (a path), scaled to the page's height, left of the page: one RGB image. A picture
+    that cannot be opened is a grey panel saying so."""
+    from PIL import Image, ImageDraw, ImageOps
+
+    page = page.convert("RGB")
+    try:
+        with Image.open(picture) as im:
+            src = ImageOps.exif_transpose(im).convert("RGB")
+        src = src.resize((max(1, round(src.width * page.height / src.height)), page.height), Image.LANCZOS)
+    except (OSError, ValueError) as e:
+        src = Image.new("RGB", (page.height * 3 // 4, page.height), (200, 200, 200))
+        ImageDraw.Draw(src).text((20, 20), f"cannot open {Path(picture).name}: {e}"[:80], fill=(0, 0, 0),
+                                 font=font(30))
+    out = Image.new("RGB", (src.width + page.width, page.height), (255, 255, 255))
+    out.paste(src, (0, 0))
+    out.paste(page, (src.width, 0))
+    return out
+
+
 def default_workers():
     try:
         return len(os.sched_getaffinity(0))
@@ -313,11 +344,12 @@ def default_workers():
 
 
 def write_printouts(out_dir, records, verdicts=None, truth=None, task=1, workers=0, pdf="each", title="",
-                    progress=True, log=None):
+                    progress=True, log=None, images=None):
     """Draw a page per record into `out_dir` and write its index; returns the index's path.
 
     records: {name: MAT path} (in the index's order); verdicts: {name: Verdict} (None: no model, pages without an
-    answer); truth: {name: true label} (None: no truth); workers: processes (0: every core)."""
+    answer); truth: {name: true label} (None: no truth); workers: processes (0: every core); images: {name: the
+    picture the record was digitised from}: each such page is also drawn beside it, <name>_paper.jpg."""
     if pdf not in PDF_MODES:
         raise ConfigError(f"printouts: pdf must be one of {', '.join(PDF_MODES)}, got {pdf!r}")
     from .index import write_index
@@ -327,7 +359,8 @@ def write_printouts(out_dir, records, verdicts=None, truth=None, task=1, workers
     (out / "thumbs").mkdir(parents=True, exist_ok=True)
     verdicts, truth_known = verdicts or {}, truth is not None
     truth = truth or {}
-    opts = {"out_dir": str(out), "task": task, "pdf": pdf, "title": title, "truth_known": truth_known}
+    opts = {"out_dir": str(out), "task": task, "pdf": pdf, "title": title, "truth_known": truth_known,
+            "images": {n: str(p) for n, p in (images or {}).items()}}
     jobs = [(name, path, verdicts.get(name), truth.get(name), opts) for name, path in records.items()]
     workers = max(1, min(workers or default_workers(), len(jobs) or 1))
     font(30), font(30, True)  # load before forking: each worker inherits them
