@@ -214,6 +214,18 @@ def test_figures(task, truth_path, names, answers, probs, seed=SEED, n_resamples
 test_figures.__test__ = False  # not a pytest test, though its name starts with test_
 
 
+def mean_figure(values, seed=SEED, n_resamples=N_RESAMPLES):
+    """{"value": the mean, "ci95": [low, high], "n"} of per-item values (one per record or page, e.g. a digitised
+    page's SNR): the percentile bootstrap of the mean, the items resampled with replacement as `resample_counts`
+    draws them. Values that are not finite are left out (and `n` counts those kept); without any, value None."""
+    x = np.asarray(values, np.float64).ravel()
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return {"value": None, "ci95": None, "n": 0}
+    means = np.concatenate([W @ x / len(x) for W in resample_counts(len(x), n_resamples, seed)])
+    return {"value": float(x.mean()), "ci95": _ci(means)[0], "n": int(len(x))}
+
+
 def paired_differences(task, truth_path, names, a, b, metrics=None, seed=SEED, n_resamples=N_RESAMPLES):
     """Configuration a = (answers_a, probs_a) minus b = (answers_b, probs_b), both over the same `names`, on each of
     `metrics` (default: the headline figures; Task 2 also "f1/<k>", "auc/<k>" of class index k, 0-based):
