@@ -5,7 +5,9 @@
 Measured when written (2026-12-07, 19 of the 20 sample test records; the 20th, a wide QRS at 59/min, is refused
 as "speed unclear"): mean SNR 18.0 dB at 5 px/mm and 24.3 dB at 10 px/mm on clean renders; turned 2.5 degrees
 and JPEG'd (quality 85) at 8 px/mm 18.3 dB (21.6 for the record tested here); turned -3 degrees and JPEG'd (75)
-at 6 px/mm 16.8 dB. The floors below leave room for platform differences (docs/methods.md has the table)."""
+at 6 px/mm 16.8 dB. The floors below leave room for platform differences (docs/methods.md has the table). Black-and-
+white pages (the grid as dark as the trace) and pages without a grid (the scale from the calibration pulse) come
+from the page generator."""
 import io
 import subprocess
 import sys
@@ -194,6 +196,42 @@ def test_pages_of_the_generator_are_read():
         assert (d.layout, d.speed, d.gain) == (layout, truth["speed"], truth["gain"])
         assert d.seconds == pytest.approx(truth["seconds_shown"], abs=0.05)
         assert record_snr(sig, d.signal)[1] >= 12.0
+
+
+def generated(name, **style):
+    """(record, picture, truth) of a 3 x 4 + 1 page from the page generator."""
+    generate = pytest.importorskip("utils.paper.generate")
+    sig = record(name)
+    image, truth, _ = generate.draw_page(sig, generate.PageStyle(layout="3x4+1", header="brief", **style), seed=3)
+    return sig, image, truth
+
+
+def test_black_and_white_page_is_read():
+    """A monochrome print: its grid as dark as the trace, found as lines and taken out of the trace ink."""
+    sig, image, _ = generated(RECORDS[1], px_per_mm=6.0, grid_color="bw")
+    d = digitize(image)
+    assert d.status == "ok", d.error
+    assert (d.layout, d.speed, d.gain, d.seconds) == ("3x4+1", 25.0, 10.0, 10.0)
+    assert d.px_per_mm == pytest.approx(6.0, rel=0.005)
+    assert record_snr(sig, d.signal)[1] >= 12.0  # measured 17.0 dB
+
+
+def test_page_without_grid_is_read_from_its_pulse():
+    sig, image, _ = generated(RECORDS[1], px_per_mm=5.0, grid_color="none")
+    d = digitize(image)
+    assert d.status == "ok", d.error
+    assert "no grid" in d.error
+    assert (d.layout, d.speed, d.gain, d.seconds) == ("3x4+1", 25.0, 10.0, 10.0)
+    assert d.px_per_mm == pytest.approx(5.0, rel=0.03)
+    assert record_snr(sig, d.signal)[1] >= 13.0  # measured 19.3 dB
+
+
+def test_page_without_grid_or_pulse_is_refused():
+    _, image, truth = generated(RECORDS[1], px_per_mm=5.0, grid_color="none")
+    a = np.array(image)
+    a[:, :truth["leads"][0]["box"][0] - 2] = 255  # the pulses (and labels) before the traces wiped out
+    d = digitize(a)
+    assert d.status == "refused" and "no calibration pulse" in d.error and "\n" not in d.error
 
 
 # -- the score -----------------------------------------------------------------------------------------------------

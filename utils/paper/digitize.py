@@ -9,7 +9,10 @@ never from a renderer's colours, line widths, margins, page size or resolution:
 2. deskew: the angle (+-5 deg) that makes a projection of the grid pixels sharpest (the trace's when there is
    hardly any grid), coarse then fine; the picture is turned back by it;
 3. grid period: the smallest strong peak of the autocorrelation of the grid's column (row) profile is the 5 mm
-   period, refined to ~0.01 px from its multiples; pixels per mm = period / 5, across and down separately;
+   period, refined to ~0.01 px from its multiples; pixels per mm = period / 5, across and down separately. A
+   black-and-white page's grid is in the trace ink: its lines (long straight runs on a regular lattice) give the
+   period and are taken out of the trace ink, but where the trace passes through them. A page without a grid
+   takes its scale from its calibration pulse (1 mV high, 0.2 s wide), found at a scale guessed from the rows;
 4. rows: the peaks of the row projection of long trace strokes (text is short), kept when their ink covers most
    columns of a long stretch;
 5. trace following: per pixel column the vertical runs of trace ink in each row's lane, strokes thinned across by
@@ -25,13 +28,14 @@ never from a renderer's colours, line widths, margins, page size or resolution:
 8. each cell sampled at 500 Hz at its true times: mV = (0 mV level - y) / (gain x px per mm down); NaN where not
    printed or more than 1.5 mm from any ink.
 
-"refused" (with a one-line reason): no or too much dark ink (blank, noise, photographs), no grid, a
-black-and-white page (its grid as dark as the trace: not read yet), a non-square grid, fewer than 2 px per mm, no
-trace rows or a row count of no known layout, a calibration pulse of non-standard height or width, rows too long
-for 10 s, a speed the beats contradict. "failed": not a readable image.
+"refused" (with a one-line reason): no or too much dark ink (blank, noise, photographs), no grid and no
+calibration pulse, a black-and-white page whose lines are not found both ways, a non-square grid, fewer than 2 px
+per mm, no trace rows or a row count of no known layout, a calibration pulse of non-standard height or width, rows
+too long for 10 s, a speed the beats contradict. "failed": not a readable image.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -294,31 +298,199 @@ def grid_period(profile, min_px=5.0, max_px=250.0):
     return period, float(top), minor
 
 
-def _long_runs(mask, axis, min_len):
-    """Pixels of `mask` in runs along `axis` (1: across, 0: down) at least `min_len` long."""
-    m = mask if axis == 1 else mask.T
-    d = np.diff(m.view(np.int8), axis=1, prepend=0, append=0)
-    sr, sc = np.nonzero(d == 1)
-    er, ec = np.nonzero(d == -1)
-    keep = (ec - sc) >= min_len
-    mark = np.zeros((m.shape[0], m.shape[1] + 1), np.int32)
-    np.add.at(mark, (sr[keep], sc[keep]), 1)
-    np.add.at(mark, (er[keep], ec[keep]), -1)
-    out = np.cumsum(mark, axis=1)[:, :-1] > 0
-    return out if axis == 1 else out.T
+# -- a grid in the trace's own ink (black-and-white pages) ----------------------------------------------------------
+@dataclass
+class Lines:
+    """The grid lines of a black-and-white page, found in its trace ink: each direction's bands ((start, stop) pixel
+    rows or columns), its 5 mm period in px, and whether minor (1 mm) lines were found."""
+
+    rows: list
+    cols: list
+    period_y: float
+    period_x: float
+    minor: bool
 
 
-def _bw_grid(trace):
-    """The 5 mm period (across, down) of a grid drawn in the trace's own ink, as a black-and-white page has it:
-    long straight lines (runs longer than a sixth of the picture) in the trace ink; None when there are none."""
-    h, w = trace.shape
-    across = _long_runs(trace, 1, max(40, w // 6))
-    down = _long_runs(trace, 0, max(40, h // 6))
-    if (across | down).sum() < 0.002 * trace.size:
+def _bands(trace, axis):
+    """Bands of pixel rows (axis 1) or columns (axis 0) holding long straight lines of ink: (starts, stops, centres,
+    masses). A line pixel is the middle of a window an eighth of the picture long that is 90 % ink (breaks in a
+    scanned line are tolerated; a trace is never that straight for that long)."""
+    along = trace[:, ::2] if axis == 1 else trace[::2]  # every other pixel along the lines is enough
+    length = max(10, along.shape[axis] // 8)
+    full = ndimage.uniform_filter1d(along.astype(np.float32), length, axis=axis) >= 0.9
+    p = full.mean(axis=axis).astype(np.float64)
+    if p.max() < 0.1:
         return None
-    px = grid_period(down.mean(axis=0).astype(np.float64))[0]
-    py = grid_period(across.mean(axis=1).astype(np.float64))[0]
-    return (px, py) if np.isfinite(px) and np.isfinite(py) else None
+    on = p >= 0.3 * p.max()
+    d = np.diff(on.view(np.int8), prepend=0, append=0)
+    starts, stops = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    csum = np.concatenate([[0], np.cumsum(p)])
+    wsum = np.concatenate([[0], np.cumsum(p * np.arange(len(p)))])
+    mass = csum[stops] - csum[starts]
+    return starts, stops, (wsum[stops] - wsum[starts]) / mass, mass
+
+
+def _lattice(centres, mass):
+    """(5 mm period, minor lines seen, on-lattice mask) of line centres: the fundamental spacing fitted through
+    the bands on it; every fifth band clearly heavier (majors among minors) makes the period 5 spacings. None
+    when fewer than 5 bands line up."""
+    if len(centres) < 5:
+        return None
+    d = np.diff(centres)
+    q = float(np.median(d[d <= 1.5 * np.percentile(d, 25)]))
+    m = np.maximum(np.round(d / q), 1)
+    ok = (np.abs(d / m - q) <= 0.1 * q) & (m <= 6)  # spacings of whole periods (lines may be missing)
+    q = float(d[ok].sum() / m[ok].sum())  # lines between pixels alternate in spacing: their mean
+    ref = float(centres[np.argmax(mass)])
+    for _ in range(3):
+        k = np.round((centres - ref) / q)
+        on = np.abs(centres - ref - k * q) <= 0.15 * q
+        if on.sum() < 5 or np.ptp(k[on]) < 4:
+            return None
+        q, ref = np.polyfit(k[on], centres[on], 1)
+    k = np.round((centres - ref) / q).astype(int)
+    res = k % 5
+    means = np.array([mass[on & (res == r)].mean() if (on & (res == r)).sum() >= 2 else np.nan for r in range(5)])
+    if not np.isfinite(means).any():
+        return float(q), False, on
+    best = int(np.nanargmax(means))
+    others = np.delete(means, best)
+    if np.isfinite(others).any() and means[best] >= 1.3 * np.nanmax(others):
+        major = on & (res == best)
+        return float(np.polyfit(k[major] // 5, centres[major], 1)[0]), True, on
+    return float(q), False, on
+
+
+def find_lines(trace):
+    """The grid lines of a page whose grid is as dark as its trace (a monochrome print or a fax): Lines, or None
+    when the trace ink holds no lattice of long straight lines both ways."""
+    if not _has_lines(trace):
+        return None
+    found = []
+    for axis in (1, 0):  # horizontal lines (pixel rows), vertical lines (columns)
+        b = _bands(trace, axis)
+        lat = _lattice(b[2], b[3]) if b is not None else None
+        if lat is None:
+            return None
+        period, minor, on = lat
+        found.append((list(zip(b[0][on], b[1][on])), period, minor))
+    (rows, py, my), (cols, px, mx) = found
+    return Lines(rows, cols, py, px, my or mx)
+
+
+def _has_lines(trace, strict=False):
+    """Whether the trace ink may hold vertical lines: columns a fifth ink (a trace never fills one); `strict`,
+    long straight lines at a regular spacing, horizontal or 20 vertical ones (not a dotted grid's dots, nor the
+    tall QRS strokes of rows one above another, which repeat with the beats)."""
+    if not strict:
+        return (trace.mean(axis=0) >= 0.2).sum() >= 5
+    for axis, least in ((1, 5), (0, 20)):
+        b = _bands(trace, axis)
+        lat = _lattice(b[2], b[3]) if b is not None else None
+        if lat is not None and lat[2].sum() >= least:
+            return True
+    return False
+
+
+def remove_lines(trace, lines):
+    """The trace ink with the grid lines taken out (where they reach), but for the pixels where the trace passes
+    through a line (`_touched`: it crosses one, or runs inside a horizontal one). Specks go too: a dotted grid's
+    dots first, then the bits a line's edge keeps where fainter lines cross it."""
+    trace = _drop_specks(trace, max(2, int(0.12 * min(lines.period_x, lines.period_y))))
+    out = trace.copy()
+    x0, x1 = _extent(trace[np.concatenate([np.arange(a, b) for a, b in lines.rows])].mean(axis=0))
+    y0, y1 = _extent(trace[:, np.concatenate([np.arange(a, b) for a, b in lines.cols])].mean(axis=1))
+    for a, b in lines.rows:
+        out[a:b, x0:x1] = False
+    for a, b in lines.cols:
+        out[y0:y1, a:b] = False
+    out = _drop_specks(out, 2)
+    _keep_vertical(out, trace, lines, y0, y1)
+    _keep_horizontal(out, trace, lines, x0, x1)
+    _keep_vertical(out, trace, lines, y0, y1)  # again: where the trace crosses one inside a horizontal line
+    return out
+
+
+def _keep_vertical(out, trace, lines, y0, y1):
+    """Puts back into `out` the vertical lines' pixels where strokes cross them (once a row: a trace has no flat
+    stretch inside one)."""
+    w, none = out.shape[1], np.zeros(y1 - y0, bool)
+    left = out[y0:y1, [max(0, a - 1) for a, _ in lines.cols]].T.copy()  # the columns either side of each line
+    right = out[y0:y1, [min(w - 1, b) for _, b in lines.cols]].T.copy()
+    for (a, b), l, r in zip(lines.cols, left, right):
+        ys = y0 + np.flatnonzero(_touched(l if a > 0 else none, r if b < w else none, lines.period_x))
+        out[ys, a:b] |= trace[ys, a:b]
+
+
+def _keep_horizontal(out, trace, lines, x0, x1):
+    """Puts back into `out` the horizontal lines' pixels where the trace passes through them, judged from the ink
+    around each line (`_touched`; lines put back count for the next)."""
+    h, period = out.shape[0], lines.period_y
+
+    def ink(a, b):  # ink per column in pixel rows a..b-1
+        return out[min(h, max(0, a)):min(h, max(0, b)), x0:x1].sum(axis=0)
+
+    far, near, c = int(2 * period), max(2, int(0.4 * period)), max(2, int(0.1 * period))
+    none = np.zeros(x1 - x0, bool)
+    for a, b in lines.rows:
+        around = (ink(a - far, a - c) + ink(b + c, b + far)) > 0
+        flat = ((ink(a - c, a) + ink(b, b + c)) > 0) & (ink(a - near, b + near) <= 0.5 * near)  # thin along it
+        keep = _touched(out[a - 1, x0:x1] if a > 0 else none, out[b, x0:x1] if b < h else none, period,
+                        (around, flat))
+        out[a:b, x0:x1] |= trace[a:b, x0:x1] & keep[None]
+
+
+def _extent(cover):
+    """(first, last + 1) index where the lines of one direction are mostly ink: how far they reach."""
+    on = np.flatnonzero(cover >= 0.5)
+    return (int(on[0]), int(on[-1]) + 1) if len(on) else (0, len(cover))
+
+
+def _touched(up0, down0, period, along=None):
+    """Where to keep a horizontal line (or, transposed, a vertical one), from where ink touches it from above
+    (`up0`, bool per column) and below (`down0`): where it does from both (a stroke crosses it); from a touch from
+    above only to the next from below only, or the reverse (a stroke crosses inside the line); and `along` a
+    horizontal line ((around, flat): ink within 2 periods of it beyond a tenth of one; ink next to it, thin
+    across), where the trace is in every column and were it not inside the line it would be near, only where none
+    is around: such a stretch, one after a crossing, or one between touches from one side next to a flat touch (a
+    tenth of a period). Stretches of at most 4 periods (2 across)."""
+    above, below = _spread(up0), _spread(down0)  # ink touches a line diagonally too
+    keep = (up0 & below) | (above & down0)  # a stroke crosses
+    keep |= above & below & ~_spread(keep)  # diagonally, between touches a row apart
+    side = above.view(np.int8) + 2 * below.view(np.int8)  # 1 above only, 2 below only, 3 both
+    d = np.flatnonzero(np.diff(side, prepend=0, append=0))
+    seg = [(i, j, side[i]) for i, j in zip(d[:-1], d[1:]) if side[i]]  # runs of one side
+    m = int(max(3, 0.1 * period))
+    for (_, g0, v0), (g1, _, v1) in zip(seg[:-1], seg[1:]):
+        if (3 in (v0, v1) and along is None) or g1 - g0 > (4 if along else 2) * period:
+            continue  # across, a stroke through the line and another touch are different crossings
+        if along is not None:
+            around, flat = along
+            if around[g0:g1].any() or not (v0 != v1 or flat[max(0, g0 - m):g0].mean() >= 0.5 or
+                                           flat[g1:g1 + m].mean() >= 0.5):
+                continue
+        elif v0 == v1:
+            continue
+        keep[g0 - 1:g1 + 1] = True  # with the touching ends: the stroke passes through them
+    return keep
+
+
+def _spread(touch):
+    """`touch` (bool, 1-D) and its neighbours."""
+    out = touch.copy()
+    out[1:] |= touch[:-1]
+    out[:-1] |= touch[1:]
+    return out
+
+
+def _drop_specks(mask, size):
+    """`mask` without connected specks at most `size` px both ways."""
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return mask
+    objs = ndimage.find_objects(lab)
+    small = np.array([False] + [(o[0].stop - o[0].start) <= size and (o[1].stop - o[1].start) <= size for o in objs])
+    return mask & ~small[lab]
 
 
 # -- rows ---------------------------------------------------------------------------------------------------------
@@ -350,8 +522,9 @@ def _long_strokes(trace, min_len):
     return lab > 0, lab, ext
 
 
-def find_rows(trace, ppm_x, ppm_y):
-    """The trace rows of a deskewed page: [Row] top to bottom (their baselines and extents)."""
+def find_rows(trace, ppm_x, ppm_y, bridge=False):
+    """The trace rows of a deskewed page: [Row] top to bottom (their baselines and extents). `bridge`: gaps up to
+    8 mm between long strokes that other ink mostly fills do not break a row (a trace cut by grid lines taken out)."""
     h, w = trace.shape
     strokes, lab, ext = _long_strokes(trace, max(8, int(8 * ppm_x)))
     proj = strokes.sum(axis=1).astype(np.float64)
@@ -368,6 +541,8 @@ def find_rows(trace, ppm_x, ppm_y):
         down = np.clip((edges[k + 2] - edges[k + 1]) / 2, 4 * ppm_y, 25 * ppm_y)
         lo, hi = int(max(0, y - up)), int(min(h, y + down + 1))
         cols = strokes[lo:hi].any(axis=0)
+        if bridge:
+            cols = _bridge(cols, trace[lo:hi].any(axis=0), int(8 * ppm_x))
         if cols.sum() < 30 * ppm_x:
             continue
         x0, x1 = _longest_stretch(cols, max_gap=gap)
@@ -376,6 +551,15 @@ def find_rows(trace, ppm_x, ppm_y):
             continue
         rows.append(Row(base=float(y), x0=int(x0), x1=int(x1), ext0=int(max(0, x0 - 25 * ppm_x))))
     return rows
+
+
+def _bridge(cols, inked, longest):
+    """`cols` with its gaps of at most `longest` that are mostly `inked` filled."""
+    d = np.diff(cols.view(np.int8), prepend=1, append=1)
+    for a, b in zip(np.flatnonzero(d == -1), np.flatnonzero(d == 1)):
+        if b - a <= longest and inked[a:b].mean() >= 0.8:
+            cols[a:b] = True
+    return cols
 
 
 def _longest_stretch(cols, max_gap):
@@ -591,11 +775,12 @@ def _snap(value, choices, tol):
 
 
 # -- the page -----------------------------------------------------------------------------------------------------
-def _layout_for(rows, brk, same_stretch):
+def _layout_for(rows, brk, same_stretch, same_min=0.9):
     """The layout of the page's rows: by their number (4: 3x4+1, 3: 3x4, 12: 12x1); 6 rows are 3x4+3 or 6x2:
     3x4+3 when its strips repeat the block's V1, II and V5 (`same_stretch(row, other, fraction)`: the correlation
-    of two rows over a quarter of their span), else by where they break (`brk(row, fraction)` -> 0/1): 3x4+3 at
-    the quarters of its first three rows, 6x2 at the middle of its last three; None for another number."""
+    of two rows over a quarter of their span; their median above `same_min`), else by where they break
+    (`brk(row, fraction)` -> 0/1): 3x4+3 at the quarters of its first three rows, 6x2 at the middle of its last
+    three; None for another number."""
     n = len(rows)
     if n == 4:
         return "3x4+1"
@@ -607,7 +792,7 @@ def _layout_for(rows, brk, same_stretch):
         # 3x4+3 prints V1, II and V5 twice: in the block and as the strips below, at the same times
         same = [same_stretch(rows[3], rows[0], 0.5), same_stretch(rows[4], rows[1], 0.0),
                 same_stretch(rows[5], rows[1], 0.75)]
-        if np.nanmedian(same) > 0.9:
+        if np.nanmedian(same) > same_min:
             return "3x4+3"
         quarters = np.mean([brk(r, f) for r in rows[:3] for f in (0.25, 0.75)])
         halves = np.mean([brk(r, 0.5) for r in rows[3:]])
@@ -697,45 +882,26 @@ def _digitize(rgb, debug):
         raise Refused("not an ECG page: no dark trace ink (blank or very light picture)")
     if share > 0.45:
         raise Refused(f"not an ECG page: {share:.0%} of the picture is dark ink (a photograph, noise or a dark page)")
+    grid_share = float((ink.grid > 0.08).mean())  # before turning: a turned trace's edges look faint
     rotation = estimate_rotation(ink)
+    ink0 = ink
     if abs(rotation) > 0.03:
         turn = dict(angle=-rotation, resample=Image.BILINEAR, expand=True, fillcolor=255)
         ink = Ink(np.asarray(Image.fromarray(hi).rotate(**turn)), np.asarray(Image.fromarray(lo).rotate(**turn)))
     else:
         rotation = 0.0
-    px, _, minor_x = grid_period(ink.grid.mean(axis=0))
-    py, _, minor_y = grid_period(ink.grid.mean(axis=1))
     notes = []
-    if not (np.isfinite(px) and np.isfinite(py)) or abs(px / py - 1) > 0.5:
-        # no coloured or grey grid: a black-and-white page's grid is as dark as its trace (long straight lines)
-        if _bw_grid(ink.trace) is not None:
-            raise Refused("black-and-white page: its grid is as dark as the trace (not read yet)")
-        raise Refused("no grid found: the scale (mm per pixel) cannot be read (pages without a grid are not "
-                      "read yet)")
-    if abs(px / py - 1) > 0.08:
-        raise Refused(f"the grid's periods across and down differ ({px:.2f} vs {py:.2f} px): not a square grid")
-    share = ink.trace.mean()
-    if share > 0.25:
-        raise Refused(f"not an ECG page: {share:.0%} of the picture is dark ink (a photograph, noise or a dark page)")
+    ink, rotation, lines, (px, py, minor_x, minor_y), gridless = _grid(ink, ink0, rotation, grid_share, notes)
     ppm_x, ppm_y = px / 5, py / 5
     ppm = (ppm_x + ppm_y) / 2
     if ppm < 2.0:
         raise Refused(f"too coarse: {ppm:.2f} px per mm (needs at least 2)")
-    rows = find_rows(ink.trace, ppm_x, ppm_y)
-    debug.update(rotation=rotation, periods=(px, py), minor=(minor_x, minor_y), rows=rows, ink=ink)
-    if not rows:
-        raise Refused("not an ECG page: no trace rows found")
-    _lanes(rows, ink.shape[0], ppm_y)
-    runs = Runs(ink.trace)
-    tv, th = _thickness(ink.trace, runs, rows, ppm_y)
-    g = int((th - 1) // 2)  # strokes are 2g + 1 px wider across than their centre line
-    if g > 0:
-        runs = Runs(ndimage.binary_erosion(ink.trace, structure=np.ones((1, 2 * g + 1), bool)))
-    _follow_rows(runs, rows, ppm_y)
-    for r in rows:
-        _read_row(r, ppm_x, ppm_y, tv)
-    debug.update(thickness=(tv, th))
+    debug.update(rotation=rotation, periods=(px, py), minor=(minor_x, minor_y))
+    rows, tv, th = _read_rows(ink, ppm_x, ppm_y, lines, debug)
     pulses = [r.pulse for r in rows if r.pulse]
+    if gridless and pulses:  # the scale again from the pulses at full resolution
+        h_px = float(np.median([p["height"] for p in pulses]))
+        ppm = ppm_x = ppm_y = h_px / (_snap(h_px / ppm_y, GAINS, 0.1) or h_px / ppm_y)
     # gain: the pulses' height
     if pulses:
         heights = np.array([p["height"] for p in pulses]) / ppm_y
@@ -787,17 +953,19 @@ def _digitize(rgb, debug):
                               f"({speed * factor:g} mm/s)")
     px_per_s = speed * ppm_x
     seconds = span_mm / speed
-    if abs(seconds - round(seconds, 1)) <= 0.02:  # printers show whole tenths of a second
+    if gridless and abs(seconds / 10 - 1) <= 0.03:  # a pulse's width is read to a pixel: rows of 10 s are usual
+        seconds, px_per_s = 10.0, (x_end - x_start) / 10.0
+    # printers show whole tenths of a second; a trace may end inside a grid line taken out
+    cut = 0 if lines is None else 2 * max(b - a for a, b in lines.cols) / px_per_s
+    if abs(seconds - round(seconds, 1)) <= 0.02 + cut:
         seconds = round(seconds, 1)
     seconds = min(seconds, SHAPE[1] / FS)
     for r in rows:
         r.start = x_start
     debug.update(x_start=x_start, x_end=x_end, speed=speed, gain=gain, beats=(spike_mm, beat_mm))
     layout = _layout_for(rows, lambda r, f: _break(r, ink.trace, x_start, x_end, f, ppm_x, ppm_y, th),
-                         lambda r, o, f: _same(r, o, x_start, x_end, f))
+                         lambda r, o, f: _same(r, o, x_start, x_end, f), 0.9 if lines is None else 0.8)
     if layout is None:
-        if _bw_grid(ink.trace) is not None:  # grid lines dark enough to pass for trace rows
-            raise Refused("black-and-white page: its grid is as dark as the trace (not read yet)")
         raise Refused(f"{len(rows)} trace rows: not a layout this reads (3x4, 3x4+1, 3x4+3, 6x2, 12x1)")
     sig = np.full(SHAPE, np.nan, np.float32)
     boxes, read_share = [], []
@@ -819,19 +987,139 @@ def _digitize(rgb, debug):
                      boxes=boxes)
 
 
-def _thickness(trace, runs, rows, ppm_y):
+def _grid(ink, ink0, rotation, grid_share, notes):
+    """(ink, rotation, lines, (5 mm period across, down in px, minor lines seen across, down), gridless) of a
+    deskewed page (`ink`; `ink0` before turning it by `rotation`): from its coloured or grey grid, its
+    black-and-white one (found as `lines`, then taken out of the trace ink) or, without a grid, its calibration
+    pulse (a note added to `notes`)."""
+    lines = find_lines(ink.trace)  # a black-and-white page: its grid is in the trace ink
+    if lines is not None:
+        ink.trace = remove_lines(ink.trace, lines)
+        px, py, minor_x, minor_y = lines.period_x, lines.period_y, lines.minor, lines.minor
+    else:
+        px, _, minor_x = grid_period(ink.grid.mean(axis=0))
+        py, _, minor_y = grid_period(ink.grid.mean(axis=1))
+    # no grid: no period, or hardly any grid ink (the faint edges of text and traces repeat too)
+    gridless = not (np.isfinite(px) and np.isfinite(py)) or abs(px / py - 1) > 0.5 or \
+        (lines is None and grid_share < 0.006)
+    if not gridless and abs(px / py - 1) > 0.08:
+        raise Refused(f"the grid's periods across and down differ ({px:.2f} vs {py:.2f} px): not a square grid")
+    share = ink.trace.mean()
+    if share > 0.25:
+        raise Refused(f"not an ECG page: {share:.0%} of the picture is dark ink (a photograph, noise or a dark page)")
+    if gridless:
+        if share > 0.1:
+            raise Refused(f"not an ECG page: no grid and {share:.0%} of the picture is dark ink")
+        if _has_lines(ink.trace, strict=True):
+            raise Refused("black-and-white page whose grid lines could not be told apart: the scale cannot be read")
+        if 0 < abs(rotation) < 0.2:  # read off the traces, not lines: too rough to turn thin traces for
+            ink, rotation = ink0, 0.0
+        ppm_x, ppm_y, note = _gridless_scale(ink)
+        notes.append(note)
+        px, py = 5 * ppm_x, 5 * ppm_y
+    return ink, rotation, lines, (px, py, minor_x, minor_y), gridless
+
+
+def _read_rows(ink, ppm_x, ppm_y, lines, debug):
+    """The page's trace rows, each followed and its pulse read, and the pen's thickness: (rows, down, across)."""
+    rows = find_rows(ink.trace, ppm_x, ppm_y, bridge=lines is not None)
+    debug.update(rows=rows, ink=ink)
+    if not rows:
+        raise Refused("not an ECG page: no trace rows found")
+    _lanes(rows, ink.shape[0], ppm_y)
+    runs = Runs(ink.trace)
+    tv, th = _thickness(ink.trace, runs, rows, ppm_y, lines)
+    g = int((th - 1) // 2)  # strokes are 2g + 1 px wider across than their centre line
+    if g > 0:
+        thin = ndimage.binary_erosion(ink.trace, structure=np.ones((1, 2 * g + 1), bool))
+        if lines is not None:  # bits of strokes a grid line cut narrower than the pen stay
+            thin |= ink.trace & ~ndimage.maximum_filter1d(thin.view(np.uint8), 2 * g + 1, axis=1).view(bool)
+        runs = Runs(thin)
+    _follow_rows(runs, rows, ppm_y)
+    for r in rows:
+        _read_row(r, ppm_x, ppm_y, tv)
+    debug.update(thickness=(tv, th))
+    return rows, tv, th
+
+
+def _gridless_scale(ink):
+    """(px per mm across, down, note) of a page without a grid, from its calibration pulses, found on a copy
+    reduced to about 1 Mpx at a scale guessed from the rows' pitch (then twice and half that)."""
+    f = max(1, int(np.sqrt(ink.trace.size / 1e6)))
+    h, w = (ink.shape[0] // f) * f, (ink.shape[1] // f) * f
+    small = SimpleNamespace(trace=ink.trace[:h, :w].reshape(h // f, f, w // f, f).any(axis=(1, 3)))
+    small.shape = small.trace.shape
+    guess = _provisional_scale(small.trace)
+    for ppm in (guess, 2 * guess, guess / 2):
+        try:
+            rows = _read_rows(small, ppm, ppm, None, {})[0] if ppm >= 1.0 else []
+        except Refused:
+            rows = []
+        if any(r.pulse for r in rows):
+            ppm_x, ppm_y, note = _pulse_scale(rows)
+            return f * ppm_x, f * ppm_y, note
+    raise Refused("no grid and no calibration pulse: the scale cannot be read")
+
+
+def _provisional_scale(trace):
+    """px per mm guessed from the trace rows' pitch (its row profile's strongest repeat), taken as 40 mm: only
+    to find the rows and the calibration pulse of a page without a grid, whose pulse then gives the scale."""
+    p = ndimage.gaussian_filter1d(trace.sum(axis=1).astype(np.float64), 2.0)
+    r = _autocorr(p)
+    lo = max(10, len(p) // 40)
+    peaks, _ = find_peaks(r[:len(p) // 2])
+    peaks = peaks[(peaks >= lo) & (r[peaks] > 0.1)]
+    if not len(peaks) or r[peaks].max() < 0.4:
+        raise Refused("not an ECG page: no grid and no trace rows repeating down the page")
+    top = r[peaks].max()
+    pitch = peaks[np.argmax(r[peaks] >= 0.8 * top)]  # the smallest repeat about as strong as the strongest
+    return pitch / 40.0
+
+
+def _pulse_scale(rows):
+    """(px per mm across, down, note) of a page without a grid, from its calibration pulses: 1 mV high and, when
+    square, 0.2 s wide; the gain and speed are the standard pair that makes the pixels square (the commonest where
+    two fit). A step pulse gives no time: 10 mm/mV is assumed."""
+    pulses = [r.pulse for r in rows if r.pulse]
+    if not pulses:
+        raise Refused("no grid and no calibration pulse: the scale cannot be read")
+    h = float(np.median([p["height"] for p in pulses]))
+    widths = [p["width"] for p in pulses if np.isfinite(p["width"])]
+    if not widths:
+        return h / 10.0, h / 10.0, "no grid: 1 mV from the step pulse, 10 mm/mV assumed"
+    w = float(np.median(widths))
+    prior = {25.0: 0.88, 50.0: 0.11, 12.5: 0.01, 10.0: 0.75, 5.0: 0.12, 20.0: 0.1, 2.5: 0.005, 40.0: 0.005}
+    pairs = sorted(((g, v) for v in SPEEDS for g in GAINS), key=lambda p: -prior[p[0]] * prior[p[1]])
+    err = [abs(np.log((h / g) / (w / (PULSE_S * v)))) for g, v in pairs]
+    k = int(np.argmin(np.round(err, 2)))  # of pairs that fit alike (10 mm/mV at 50 mm/s, 5 at 25), the commonest
+    if err[k] > np.log(1.25):  # pairs lie a factor 2 apart; a narrow pulse is read to a pixel or two
+        raise Refused(f"no grid, and a calibration pulse {w:.0f} x {h:.0f} px is no standard gain and speed "
+                      f"on square pixels")
+    g = pairs[k][0]  # the height, read to a fraction of a pixel, gives the scale (the width only the pair)
+    return h / g, h / g, "no grid: the scale from the calibration pulse"
+
+
+def _thickness(trace, runs, rows, ppm_y, lines=None):
     """(down, across) thickness of the trace's strokes in px: the shortest common vertical run near the rows'
     baselines (flat stretches; sloping ones only add to it), and the shortest common horizontal run around them
-    (steep strokes; a pen may be wider across than down)."""
+    (steep strokes; a pen may be wider across than down). Runs cut short by a grid line taken out (`lines`) are
+    left out."""
+    h, w = trace.shape
+    cut_y, cut_x = np.zeros(h + 1, bool), np.zeros(w + 1, bool)
+    for (a, b), cut in [(ab, cut_y) for ab in (lines.rows if lines else [])] + \
+            [(ab, cut_x) for ab in (lines.cols if lines else [])]:
+        cut[a:b] = True
     vert, horiz = [], []
     for r in rows[:4]:
         top, bot = runs.lane(int(r.base - 4), int(r.base + 5), r.x0, r.x1 + 1, r.base, max_runs=2)
-        ln = (bot - top)[top >= 0]
+        ok = top >= 0
+        ok[ok] = ~cut_y[top[ok] - 1] & ~cut_y[bot[ok]]
+        ln = (bot - top)[ok]
         vert.append(ln[(ln > 0) & (ln < 40)])
         sub = trace[int(max(0, r.base - 15 * ppm_y)):int(r.base + 15 * ppm_y), r.x0:r.x1 + 1]
         d = np.diff(sub.view(np.int8), axis=1, prepend=0, append=0)
         starts, ends = np.nonzero(d == 1)[1], np.nonzero(d == -1)[1]
-        hl = ends - starts
+        hl = (ends - starts)[~cut_x[r.x0 + starts - 1] & ~cut_x[r.x0 + ends]]
         horiz.append(hl[(hl > 0) & (hl <= 12)])
     vert = np.concatenate(vert).astype(int) if vert else np.array([], int)
     horiz = np.concatenate(horiz).astype(int) if horiz else np.array([], int)
