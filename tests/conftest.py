@@ -18,7 +18,7 @@ load_before_paddle()  # test modules import paddle before the scripts do (see ut
 pytest_plugins = ("worker_guard",)  # a pytest-xdist worker's fork children die with it (tests/worker_guard.py)
 
 from pipeline_fixtures import (  # noqa: E402,F401
-    tiny_damaged, tiny_dataset, tiny_features2, tiny_raw, tiny_signal, tiny_trained, tiny_trained2)
+    tiny_damaged, tiny_dataset, tiny_features2, tiny_features_kfold, tiny_raw, tiny_signal, tiny_trained, tiny_trained2)
 
 
 def pytest_xdist_auto_num_workers(config):

@@ -1,11 +1,16 @@
 """Session fixtures for the training and prediction tests: the embedded real sample rendered small, and a
 model trained on it for a few iterations (64 px, batch 4), shared so the slow parts run once: once per test run,
 not once per pytest-xdist worker (`built_once`)."""
+import contextlib
 import fcntl
+import io
 import json
 import os
 import shutil
+import subprocess
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -78,11 +83,11 @@ def tiny_trained(tiny_dataset, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_trained2(tiny_dataset, tmp_path_factory):
-    """(output dir, train state) of a Task 2 model: 40 iterations with 2 DataLoader workers, 5 folds."""
+    """(output dir, train state) of a Task 2 model: 20 iterations with 2 DataLoader workers, 5 folds."""
     return _as_run(built_once(tmp_path_factory, "output2", lambda out: _trained(out, [
-        "--task", "2", "--dataset-dir", str(tiny_dataset), "--iters", "40", "--warmup-iters", "0", "--lr", "0.003",
-        "--eval-interval", "20", "--save-interval", "40", "--num-folds", "5", *TINY, "--num-workers", "2",
-        "--log-iters", "10"])))  # the last value wins
+        "--task", "2", "--dataset-dir", str(tiny_dataset), "--iters", "20", "--warmup-iters", "0", "--lr", "0.003",
+        "--eval-interval", "10", "--save-interval", "20", "--num-folds", "5", *TINY, "--num-workers", "2",
+        "--log-iters", "5"])))  # the last value wins
 
 
 @pytest.fixture(scope="session")
@@ -123,3 +128,61 @@ def tiny_features2(tiny_raw, tmp_path_factory):
     return _as_run(built_once(tmp_path_factory, "features2", lambda out: _trained(out, [
         "--task", "2", "--arch", "features", "--data-dir", str(tiny_raw), "--num-folds", "5",
         "--importance-repeats", "0"])))
+
+
+@contextlib.contextmanager
+def scripts_in_process():
+    """The benches' stages (bench/common.stage) and tools/train_kfold.py's folds run in this process through the
+    scripts' own main(): the same code and flags without ~5 s of interpreter and Paddle start-up each (a test whose
+    point is the process boundary runs the command itself). Yields the scripts run, in order."""
+    import predict
+    import process
+    import train
+    from bench import common
+    from tools import convert_ptbxl, digitize, make_paper, train_kfold
+
+    mains = {"tools/convert_ptbxl.py": convert_ptbxl.main, "tools/train_kfold.py": train_kfold.main,
+             "tools/make_paper.py": make_paper.main, "tools/digitize.py": digitize.main,
+             "predict.py": predict.main, "process.py": process.main, "train.py": train.main}
+    ran = []
+
+    def stage(name, args, times=None, cpu=None):
+        script, *argv = map(str, args)
+        print(f"\n=== {name}: {script} {' '.join(argv)}", flush=True)
+        t, c = time.time(), time.process_time()
+        mains[script](argv)
+        if times is not None:
+            times[name] = time.time() - t
+        if cpu is not None:  # this process's CPU seconds: the script's own, as a child's would be
+            cpu[name] = time.process_time() - c
+        ran.append(script)
+
+    def run(cmd, cwd=None):
+        assert cmd[1].endswith("train.py")
+        train.main([str(x) for x in cmd[2:]])
+        return subprocess.CompletedProcess(cmd, 0)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(common, "stage", stage)
+        m.setattr(train_kfold, "subprocess", SimpleNamespace(run=run))
+        yield ran
+
+
+def features_kfold_argv(raw, out):
+    """tools/train_kfold.py's arguments for 2 folds of a features model of `raw` into `out`."""
+    return ["--num-folds", "2", "--output-dir", str(out), "--", "--data-dir", str(raw), "--arch", "features",
+            "--importance-repeats", "0"]
+
+
+@pytest.fixture(scope="session")
+def tiny_features_kfold(tiny_raw, tmp_path_factory):
+    """(output dir, its stderr) of tools/train_kfold.py --num-folds 2 on a features model of the raw sample, the folds
+    in this process (scripts_in_process). Shared by the fusion bench and the k-fold tests."""
+    def build(out):
+        from tools import train_kfold
+
+        err = io.StringIO()
+        with scripts_in_process(), contextlib.redirect_stderr(err):
+            train_kfold.main(features_kfold_argv(tiny_raw, out))
+        return [str(out), err.getvalue()]
+    return _as_run(built_once(tmp_path_factory, "features_kfold", build))

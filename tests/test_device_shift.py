@@ -5,6 +5,7 @@ import pytest
 from scipy import signal
 
 from bench import device_shift as ds
+from pipeline_fixtures import scripts_in_process
 from utils.ecg.io import FS, N_SAMPLES, read_record, write_record
 
 RNG = np.random.default_rng(0)
@@ -85,8 +86,10 @@ def test_per_class_changes_pair_each_class_of_the_perturbed_and_clean_prediction
     from utils.scoring.tasks import get_task
 
     task, out = get_task(2), tmp_path / "shift"
-    result = ds.main(["--models", f"features={tiny_features2[0] / 'best_model'}", "--raw", str(tiny_raw), "--task", "2",
-                      "--perturbations", "gain_1.2", "--per-class", "--out", str(out)])
+    with scripts_in_process() as ran:  # its 4 predict.py runs without 4 Paddle start-ups
+        result = ds.main(["--models", f"features={tiny_features2[0] / 'best_model'}", "--raw", str(tiny_raw), "--task",
+                          "2", "--perturbations", "gain_1.2", "--per-class", "--out", str(out)])
+    assert ran == ["predict.py"] * 4  # the member and its fusion, clean and perturbed
     per = result["features"]["gain_1.2"]["per_class"]
     assert list(per) == list(task.class_names)
     truth = task.read_labels(tiny_raw / "val_reference_task2.csv").set_index("name")["y"]

@@ -1,6 +1,6 @@
-"""bench/digitize_accuracy.py on 3 sample test records, clean and scan:1 pages at 5 px/mm, the tiny Task 1 signal model: one
-run (its stages are child processes) whose JSON, folders and pages are checked against the files themselves and
-against predict.py's own report."""
+"""bench/digitize_accuracy.py on 3 sample test records, clean and scan:1 pages at 5 px/mm, the tiny Task 1 signal model:
+one run (its stages in this process: pipeline_fixtures.scripts_in_process) whose JSON, folders and pages are checked
+against the files themselves and against predict.py's own report."""
 import json
 
 import numpy as np
@@ -10,6 +10,7 @@ import scipy.io
 
 from bench import digitize_accuracy as da
 from bench import protocol
+from pipeline_fixtures import scripts_in_process
 from utils.paper.score import record_snr
 
 N = 3  # the sample's first 3 test records by name: 2 abnormal, 1 normal (an AUC is defined)
@@ -19,9 +20,11 @@ N = 3  # the sample's first 3 test records by name: 2 abnormal, 1 normal (an AUC
 def run(tiny_raw, tiny_signal, tmp_path_factory):
     work = tmp_path_factory.mktemp("digitize_accuracy")
     model = tiny_signal[0] / "best_model"
-    result = da.main(["--records", str(tiny_raw), "--model-t1", str(model), "--conditions", "clean,scan:1",
-                      "--max-records", str(N), "--paper-workers", "1", "--px-per-mm", "5", "--work-dir", str(work / "w"),
-                      "--json", str(work / "r.json"), "--figure", str(work / "r.png")])
+    with scripts_in_process() as ran:  # 6 scripts without 6 interpreter and Paddle start-ups
+        result = da.main(["--records", str(tiny_raw), "--model-t1", str(model), "--conditions", "clean,scan:1",
+                          "--max-records", str(N), "--paper-workers", "1", "--px-per-mm", "5", "--work-dir",
+                          str(work / "w"), "--json", str(work / "r.json"), "--figure", str(work / "r.png")])
+    assert ran.count("tools/digitize.py") == 2 and ran.count("tools/make_paper.py") == 2
     return result, work, model
 
 

@@ -354,27 +354,28 @@ def test_tree_settings_reach_lightgbm_and_every_bench_row_is_one(tiny_raw, tmp_p
     assert np.ptp(p_rest) > 0 and roc_auc_score(T1.label_array(rest["y"]), p_rest) > 0.5
 
 
-def test_kfold_warns_when_finished_folds_were_trained_with_other_settings(tiny_raw, tmp_path):
+def test_kfold_warns_when_finished_folds_were_trained_with_other_settings(tiny_features_kfold, tiny_raw, tmp_path, capsys):
     """tools/train_kfold.py skips a finished fold, so after a code change (the trees of 2026-12-03) one folder can
     hold folds of two versions: the summary names what differs. A signal model's fitted scale differs by design."""
-    import subprocess
-    import sys
-    from pathlib import Path
+    import shutil
     from types import SimpleNamespace
 
+    from pipeline_fixtures import features_kfold_argv
+    from tools import train_kfold
     from tools.train_kfold import mixed_settings
 
-    root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "tools/train_kfold.py", "--num-folds", "2", "--output-dir", str(tmp_path), "--",
-           "--data-dir", str(tiny_raw), "--arch", "features", "--importance-repeats", "0"]
-    first = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
-    assert first.returncode == 0 and "models differ" not in first.stderr, first.stdout + first.stderr
-    card = tmp_path / "fold_1" / "best_model" / "model.json"
+    first, first_err = tiny_features_kfold  # a finished run of both folds: no warning
+    assert "models differ" not in first_err and all((first / f"fold_{k}" / "finished.json").is_file() for k in (0, 1))
+    out = tmp_path / "kfold"
+    shutil.copytree(first, out)
+    card = out / "fold_1" / "best_model" / "model.json"
     saved = json.loads(card.read_text())
     saved["input"]["trees"] = {**saved["input"]["trees"], "num_leaves": 15}  # as the folds before the change were
     card.write_text(json.dumps(saved))
-    again = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
-    assert again.returncode == 0 and "fold 1/2: finished" in again.stdout, again.stdout + again.stderr
-    assert "the folds' models differ in trees" in again.stderr
+    capsys.readouterr()
+    train_kfold.main(features_kfold_argv(tiny_raw, out))  # the same command again
+    again = capsys.readouterr()
+    assert "fold 1/2: finished" in again.out, again.out + again.err
+    assert "the folds' models differ in trees" in again.err
     signal = {k: SimpleNamespace(input={"kind": "signal", "fs": 100, "scale": s}) for k, s in ((0, 4.9), (1, 4.6))}
     assert mixed_settings(signal) == []

@@ -20,7 +20,7 @@ from utils.scoring.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 T1 = get_task(1)
-KFOLD_TRAIN = ["--iters", "12", "--eval-interval", "4", "--save-interval", "4", "--num-workers", "0", *SIGNAL]
+KFOLD_TRAIN = ["--iters", "8", "--eval-interval", "4", "--save-interval", "4", "--num-workers", "0", *SIGNAL]
 
 
 def _kfold(raw, out, *train_flags, **kw):
@@ -65,10 +65,12 @@ def test_kfold_resumes_after_a_killed_fold(kfold, tiny_raw):
 
 
 def test_kfold_refuses_other_flags_in_the_same_directory(kfold, tiny_raw):
+    from tools import train_kfold
+
     out, _, _ = kfold
-    proc = _kfold(tiny_raw, out, "--seed", "5")
-    log = proc.communicate(timeout=120)[0]
-    assert proc.returncode != 0 and "started with other flags" in log
+    with pytest.raises(SystemExit, match="started with other flags"):  # in this process: kfold runs the command itself
+        train_kfold.main(["--num-folds", "2", "--output-dir", str(out), "--", "--data-dir", str(tiny_raw), *KFOLD_TRAIN,
+                          "--seed", "5"])
 
 
 def _probabilities(report):
@@ -255,18 +257,14 @@ def test_task2_stacking_through_predict(tiny_raw, tiny_dataset, tiny_trained2, t
     _assert_within(per["fusion"], _stacked(rep, per, {"resnet50": [members[0]], "features": [members[1]]}))
 
 
-def test_oof_ensembles_bench_fuses_runs_out_of_fold_as_predict_does(kfold, tiny_raw, tmp_path, capsys):
+def test_oof_ensembles_bench_fuses_runs_out_of_fold_as_predict_does(kfold, tiny_features_kfold, tiny_raw, tmp_path, capsys):
     """bench/oof_ensembles.py: a signal k-fold run and a features k-fold run of the same split, each alone and
     fused: the fused out-of-fold probability is the mean of the runs' oof_predictions.csv (what predict.py's fusion
     tunes on), the stacked row is cross-fitted, and the training minutes are the folds' clocks (finished.json)."""
     from bench import oof_ensembles
 
     out, _, _ = kfold
-    feat = tmp_path / "features"
-    proc = subprocess.run([sys.executable, "tools/train_kfold.py", "--num-folds", "2", "--output-dir", str(feat), "--",
-                           "--data-dir", str(tiny_raw), "--arch", "features", "--importance-repeats", "0"],
-                          cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    feat, _ = tiny_features_kfold  # the same split's features k-fold run
     res = oof_ensembles.main(["--data-dir", str(tiny_raw), "--run", f"sig={out}", "--run", f"feat={feat}",
                               "--ensemble", "sig+feat", "--stacking", "--json", str(tmp_path / "e.json")])
     assert list(res) == ["sig", "feat", "sig + feat", "sig + feat (stacked)"]

@@ -98,10 +98,24 @@ def test_no_layer_below_training_but_inputs_loads_paddle():
     """The base, ecg, scoring, paper and report layers (every module of each) load neither Paddle nor models/: Task,
     thresholds and fusion are plain numpy; the loss lives in utils/training; paper pages are drawn and read with
     numpy, scipy and PIL."""
+    # One interpreter for the four (a start-up each cost ~5 s): each package's new Paddle/models modules, in turn.
+    # Nothing loaded by all of them in one process is the same as nothing loaded by each alone.
     base = ", ".join(f"utils.{m}" for m in sorted(BASE))
-    for package in ("utils.ecg", "utils.scoring", "utils.paper", "utils.report"):
-        loaded = paddle_or_models_loaded_by(package, base)
-        assert loaded == "[]", f"{package} (or the base) loads {loaded}"
+    code = ("import sys, importlib, pkgutil\n"
+            "def loaded(): return {m for m in sys.modules if m.split('.')[0] in ('paddle', 'models')}\n"
+            f"import {base}\nprint('base', sorted(loaded()))\n"
+            "for package in ('utils.ecg', 'utils.scoring', 'utils.paper', 'utils.report'):\n"
+            "    before = loaded()\n"
+            "    p = importlib.import_module(package)\n"
+            "    for m in pkgutil.iter_modules(p.__path__): importlib.import_module(package + '.' + m.name)\n"
+            "    print(package, sorted(loaded() - before))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert [line.split(" ", 1)[0] for line in lines] == ["base", "utils.ecg", "utils.scoring", "utils.paper", "utils.report"]
+    for line in lines:
+        package, loaded = line.split(" ", 1)
+        assert loaded == "[]", f"{package} loads {loaded}"
 
 
 def test_printouts_need_no_paddle_and_no_model():

@@ -3,15 +3,12 @@ proportion), the power-law fit and its extrapolation, the command's errors, and 
 two sizes, two folds, on a cut-down conversion) whose JSON and figure are checked."""
 import json
 import math
-import subprocess
-import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from bench import common
 from bench import learning_curve as lc
+from pipeline_fixtures import scripts_in_process
 from utils.scoring.tasks import get_task
 
 
@@ -200,34 +197,12 @@ def test_sizes_a_member_did_not_train_at_are_left_out_of_its_fit():
 
 # -- one tiny run, end to end ------------------------------------------------------------------------------------------
 @pytest.fixture
-def stages_in_process(monkeypatch):
-    """The stages run in this process through the scripts' own main() (train_kfold's folds through train.main):
-    the same code and flags without ~5 s of interpreter and Paddle start-up per stage, which would take this test
-    well past a minute on a busy machine. The process boundary is bench/common.stage's, every bench's."""
-    import predict
-    import train
-    from tools import convert_ptbxl, train_kfold
-
-    mains = {"tools/convert_ptbxl.py": convert_ptbxl.main, "tools/train_kfold.py": train_kfold.main,
-             "predict.py": predict.main}
-    ran = []
-
-    def stage(name, args, times, cpu=None):
-        script, *argv = map(str, args)
-        print(f"\n=== {name}: {script} {' '.join(argv)}", flush=True)
-        t = time.time()
-        mains[script](argv)
-        times[name] = time.time() - t
-        ran.append(script)
-
-    def run(cmd, cwd=None):
-        assert cmd[1].endswith("train.py")
-        train.main([str(x) for x in cmd[2:]])
-        return subprocess.CompletedProcess(cmd, 0)
-
-    monkeypatch.setattr(common, "stage", stage)
-    monkeypatch.setattr(train_kfold, "subprocess", SimpleNamespace(run=run))
-    return ran
+def stages_in_process():
+    """The stages in this process (pipeline_fixtures.scripts_in_process): without ~5 s of interpreter and Paddle
+    start-up per stage, which would take this test well past a minute on a busy machine. The process boundary is
+    bench/common.stage's, every bench's."""
+    with scripts_in_process() as ran:
+        yield ran
 
 
 def test_a_tiny_learning_curve_end_to_end(ptbxl_dir, tmp_path, stages_in_process):

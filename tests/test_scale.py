@@ -237,11 +237,17 @@ def test_scripts_take_every_core_and_the_suite_one_thread_per_process():
     keeps it. A value set by the user wins in both."""
     from utils import runtime
 
+    with pytest.MonkeyPatch.context() as m:  # a script's own start-up, in this process (Paddle is loaded already)
+        m.delenv("OMP_NUM_THREADS", raising=False)
+        runtime.configure_cpu_threads()
+        assert os.environ["OMP_NUM_THREADS"] == str(runtime.cores_per_rank())
+        m.setenv("OMP_NUM_THREADS", "3")
+        runtime.configure_cpu_threads()
+        assert os.environ["OMP_NUM_THREADS"] == "3"
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS" and not k.startswith("PADDLE_")}
     show = "import os\nprint(os.environ['OMP_NUM_THREADS'])"
-    script = "from utils.runtime import configure_cpu_threads\nconfigure_cpu_threads()\n" + show
     suite = "import sys\nsys.path.insert(0, 'tests')\nimport conftest\nimport train\n" + show
-    for code, want in ((script, str(runtime.cores_per_rank())), (suite, "1"), (suite, "3")):
+    for code, want in ((suite, "1"), (suite, "3")):
         run_env = {**env, "OMP_NUM_THREADS": "3"} if want == "3" else env
         got = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=run_env, capture_output=True, text=True, check=True)
         assert got.stdout.strip().splitlines()[-1] == want, (code, got.stdout, got.stderr[-500:])

@@ -46,7 +46,7 @@ def test_multilabel_folds_keep_every_class_in_every_fold(tiny_raw):
 def test_task2_training_learns_and_records_thresholds(tiny_trained2):
     out, state = tiny_trained2
     losses = [r["loss"] for r in state["history"]["train"]]
-    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0], losses  # means over 10 iterations
+    assert len(losses) == 4 and losses[-1] < 0.9 * losses[0], losses  # means over 5 iterations
     info = json.loads((out / "best_model" / "model.json").read_text())
     assert info["task"] == 2 and info["num_classes"] == 12 and info["selected_by"] == "macro_f1"
     assert len(info["thresholds"]) == 12 and all(0 <= t <= 1 for t in info["thresholds"])
