@@ -16,6 +16,10 @@ kept, so the score is the best one the scorer's limits allow (the scorer's quant
 `align="physionet"`). The SNR is taken on the printed samples only (finite in the digitised lead after the shift),
 and not multiplied by the coverage: a 3 x 4 page prints 2.5 s of most leads, which is not a digitisation error.
 The coverage (the share of the true lead's samples the digitised lead holds) is returned beside it.
+
+One guard (`lead_score`, which `record_snr` uses): a short stretch misread at the record's edge can slide off it
+until a few samples match almost exactly (an SNR up to infinity); where the best shift keeps fewer than MIN_KEPT of
+the lead's read samples, the best alignment among the shifts that keep that share is taken instead.
 """
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -24,6 +28,7 @@ from scipy.signal import correlate, fftconvolve
 FS = 500
 MAX_SHIFT_S = 0.5
 MAX_OFFSET_MV = 1.0
+MIN_KEPT = 0.5  # a lead's alignment keeps at least this share of its read samples (lead_score)
 
 
 def snr_db(x, y):
@@ -130,12 +135,49 @@ def lead_snr(x, y, fs=FS, align="search", max_shift_s=MAX_SHIFT_S, max_offset=MA
     return snr_db(x, ys), coverage, s, off
 
 
+def lead_score(x, y, fs=FS):
+    """(SNR dB, alignment restricted) of digitised lead `y` against true lead `x`: lead_snr's (the best shift within
+    0.5 s and offset within 1 mV, on the printed samples), unless that shift keeps fewer than MIN_KEPT of the lead's
+    read samples; then the best alignment among the shifts that keep at least that share (each with its best
+    clipped offset, as lead_snr finds it)."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    got, coverage, _, _ = lead_snr(x, y, fs)
+    n_read = int(np.isfinite(y).sum())
+    if not n_read or coverage * len(y) >= MIN_KEPT * n_read:
+        return got, False
+    values, max_shift = [], int(round(MAX_SHIFT_S * fs))
+    for s in range(-max_shift, max_shift + 1):
+        ys = shift(y, s)
+        ok = np.isfinite(ys) & np.isfinite(x)
+        if ok.sum() >= MIN_KEPT * n_read:
+            values.append(snr_db(x, ys + np.clip(np.mean(x[ok] - ys[ok]), -MAX_OFFSET_MV, MAX_OFFSET_MV)))
+    values = [v for v in values if not np.isnan(v)]
+    return (max(values) if values else float("nan")), True
+
+
+def record_score(truth, est, fs=FS):
+    """(per-lead SNR dB (nan where a lead was not read), their mean over the leads read (inf for a perfect copy),
+    the number of leads whose alignment was restricted) of a digitised record `est` (leads x samples, NaN where not
+    printed) against `truth`, each lead by lead_score."""
+    truth, est = np.asarray(truth, np.float64), np.asarray(est, np.float64)
+    if truth.shape != est.shape:
+        raise ValueError(f"shapes differ: truth {truth.shape}, digitised {est.shape}")
+    scored = [lead_score(truth[i], est[i], fs) for i in range(len(truth))]
+    per = np.array([v for v, _ in scored])
+    read = per[~np.isnan(per)]
+    return per, (float(read.mean()) if len(read) else float("nan")), sum(r for _, r in scored)
+
+
 def record_snr(truth, est, fs=FS, align="search"):
     """Per-lead SNR (dB, nan where a lead was not read) and their mean over the read leads, of a digitised record
-    `est` (leads x samples, NaN where not printed) against `truth`: (per_lead array, mean)."""
+    `est` (leads x samples, NaN where not printed) against `truth`: (per_lead array, mean). With align="search"
+    each lead is scored by lead_score (the exact alignment, guarded); otherwise by lead_snr with that alignment."""
+    if align == "search":
+        per, mean, _ = record_score(truth, est, fs)
+        return per, mean
     truth, est = np.asarray(truth, np.float64), np.asarray(est, np.float64)
     if truth.shape != est.shape:
         raise ValueError(f"shapes differ: truth {truth.shape}, digitised {est.shape}")
     per = np.array([lead_snr(truth[i], est[i], fs, align)[0] for i in range(len(truth))])
-    read = per[~np.isnan(per)]
+    read = per[np.isfinite(per)]
     return per, (float(np.mean(read)) if len(read) else float("nan"))
