@@ -246,8 +246,18 @@ def read_images(cfg, members, log):
     """--images: every picture digitised into DIGITIZED/val (utils/paper/), which becomes DATA_DIR; for picture
     models, the records read are drawn with the model's own settings into DIGITIZED/pictures (DATASET_DIR). Returns
     {"names": one per picture, "not_read": {name: why}, "images": {name: picture}}."""
+    from utils.inputs.pictures import PAPER_LAYOUT
     from utils.paper.folder import digitize_folder, find_pictures, render_records
 
+    drawn = {json.dumps(card.input.get("render_config") or {}, sort_keys=True) for _, card in members
+             if family_of(card).name == "picture"}
+    if len(drawn) > 1:
+        raise ConfigError("--images: the picture models were trained on pictures drawn with different settings; "
+                          "fuse picture models drawn alike")
+    if drawn and json.loads(next(iter(drawn))).get("layout") == PAPER_LAYOUT:
+        raise ConfigError("--images: a picture model trained on paper pages (render_config layout "
+                          f"{PAPER_LAYOUT!r}) reads the pages themselves, not records drawn again: give them as "
+                          "--dataset-dir DIR/val/<name>.png with the pages' render_config.json")
     images = find_pictures(cfg["IMAGES"])
     work = Path(cfg["DIGITIZED"] or Path(cfg["OUT"]).with_name(Path(cfg["OUT"]).stem + "_digitized"))
     rows = digitize_folder(cfg["IMAGES"], work / "val", cfg["PREP_WORKERS"])
@@ -255,11 +265,6 @@ def read_images(cfg, members, log):
     log.info(f"digitised {len(rows) - len(not_read)} of {len(rows)} pictures of {cfg['IMAGES']} into {work / 'val'} "
              f"(digitize.csv beside them)" + (f"; not read: {', '.join(not_read)}" if not_read else ""))
     cfg["DATA_DIR"] = str(work)
-    drawn = {json.dumps(card.input.get("render_config") or {}, sort_keys=True) for _, card in members
-             if family_of(card).name == "picture"}
-    if len(drawn) > 1:
-        raise ConfigError("--images: the picture models were trained on pictures drawn with different settings; "
-                          "fuse picture models drawn alike")
     if drawn:
         cfg["DATASET_DIR"] = str(work / "pictures")
         render_records(work / "val", work / "pictures", json.loads(drawn.pop()))

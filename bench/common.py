@@ -6,13 +6,18 @@
   (`BEST`, `--members best`);
 - the files: a task's test truth in a converted folder (`truth_of`), a tools/train_kfold.py run's folds, models
   and out-of-fold figures;
-- `out_of_fold`: every development record predicted, in this process, by the fold that did not train on it.
+- `out_of_fold`: every development record predicted, in this process, by the fold that did not train on it;
+- paper pages: the page conditions (`Condition`), the generator's and digitiser's stages kept between runs
+  (`kept_stage`, `code_hash`), a page not read as a record predict.py answers with its fallback (`write_not_read`).
 
 Importing it loads no Paddle (the benches call configure_cpu_threads first); what needs Paddle is imported inside
 the function that uses it.
 """
+import hashlib
 import json
+import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from utils.artifacts import BEST_DIR, FOLD_DIR, KFOLD_SUMMARY, OOF_PREDICTIONS
@@ -195,3 +200,176 @@ def out_of_fold(task, dev, num_folds, seed, fit_predict):
             for i, p in zip(rows, preds):
                 got[i] = p
     return {key: np.stack(v) for key, v in oof.items()}
+
+
+# -- paper pages (tools/make_paper.py, tools/digitize.py): what the paper benches share --------------------------------
+NOT_READ = "not_read"  # the one variable of a digitised record whose page was not read (no `ecgdata`)
+# the code each stage's output depends on (its kept output is reused only while this code is unchanged)
+GENERATOR_CODE = ("utils/paper/__init__.py", "utils/paper/generate.py", "utils/paper/distort.py",
+                  "utils/paper/layouts.py", "utils/inputs/printout.py", "tools/make_paper.py")
+DIGITIZER_CODE = ("utils/paper", "tools/digitize.py")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A page condition: tools/make_paper.py's --preset and --level."""
+    name: str  # "clean", "scan:2"
+    preset: str
+    level: int  # 0: each page's level drawn from 1-3
+
+    @property
+    def key(self):
+        """Its folder and version name: "scan_2"."""
+        return self.name.replace(":", "_")
+
+
+def parse_conditions(parser, text, example):
+    """[Condition] of comma-separated PRESET[:LEVEL] (clean without a level; scan or photo at 1-3, or drawn from 1-3
+    per page without one); a bad one is `parser`'s usage error."""
+    from utils.paper.distort import PRESETS
+
+    out = []
+    for item in [t.strip() for t in text.split(",") if t.strip()]:
+        preset, _, level = item.partition(":")
+        if preset not in PRESETS or (level and level not in ("1", "2", "3")) or (preset == "clean" and level):
+            parser.error(f"--conditions: {item!r} is not clean, or scan / photo with an optional level :1, :2 or :3")
+        out.append(Condition(item, preset, int(level or 0)))
+    if not out or len({c.name for c in out}) < len(out):
+        parser.error(f"--conditions {text!r}: give distinct conditions, e.g. {example}")
+    return out
+
+
+def write_truths(src, dst, names):
+    """Both tasks' truth files of `src` (those it has) kept to `names`, in `dst`."""
+    from utils.ecg.io import read_reference, read_reference_task2, write_reference, write_reference_task2
+
+    keep = set(names)
+    for n in (1, 2):
+        path = truth_of(src, n)
+        if not path.is_file():
+            continue
+        if n == 1:
+            ref = read_reference(path)
+            write_reference(truth_of(dst, n), ref[ref["name"].isin(keep)])
+        else:
+            write_reference_task2(truth_of(dst, n), {k: v for k, v in read_reference_task2(path).items() if k in keep})
+
+
+def copy_records(src_dir, dst_dir, names):
+    """dst_dir/<name>.mat for `names` (copies keeping their times: a cache keyed by them stays valid); every other
+    MAT there removed."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for p in dst_dir.glob("*.mat"):
+        if p.stem not in names:
+            p.unlink()
+    for n in names:
+        src, dst = Path(src_dir) / f"{n}.mat", dst_dir / f"{n}.mat"
+        st = src.stat()
+        if not (dst.is_file() and dst.stat().st_size == st.st_size and dst.stat().st_mtime_ns == st.st_mtime_ns):
+            shutil.copy2(src, dst)
+
+
+def code_hash(parts):
+    """A digest of the code in `parts` (files, or folders: their *.py), relative to the repository."""
+    h = hashlib.sha1()
+    for part in parts:
+        path = ROOT / part
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            h.update(str(f.relative_to(ROOT)).encode() + b"\n" + f.read_bytes())
+    return h.hexdigest()
+
+
+def kept_stage(name, args, out, key, times, cpu):
+    """stage(name, args) writing the folder `out`, unless an earlier run wrote it with the same `key` (its mark
+    OUT.done.json): then its recorded times are reused. A stage that runs starts from an empty `out`."""
+    from utils.atomic import write_text
+
+    mark = out.with_name(out.name + ".done.json")
+    if mark.is_file():
+        saved = json.loads(mark.read_text())
+        if saved.get("key") == key:
+            print(f"\n=== {name}: kept from an earlier run ({mark})", flush=True)
+            times[name], cpu[name] = saved["seconds"], saved["cpu_seconds"]
+            return
+        mark.unlink()
+    shutil.rmtree(out, ignore_errors=True)
+    stage(name, args, times, cpu)  # the module's stage, looked up when called (a test may replace it)
+    cpu.setdefault(name, None)  # a stage run in this process (a test's) has no CPU time of its own
+    write_text(mark, json.dumps({"key": key, "seconds": times[name], "cpu_seconds": cpu[name]}, indent=1) + "\n")
+
+
+def write_not_read(path, why):
+    """A MAT record without `ecgdata` (its one variable says why): predict.py cannot read it and gives its
+    fallback answer, as for any record it cannot read."""
+    import numpy as np
+    import scipy.io
+
+    from utils.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        scipy.io.savemat(tmp, {NOT_READ: np.array([why])}, appendmat=False)
+
+
+# -- group-aware, class-stratified subsets of the development records (bench/learning_curve.py's pools) -------------
+def development_records(raw, task):
+    """{group: [names]} of the development records of converted folder `raw` and {group: stratum}: Task 1 the
+    group's tag (abnormal when any of its records is), Task 2 the rarest class (over the development records) that
+    any of its records has."""
+    from utils.artifacts import RECORD_GROUPS
+    from utils.ecg.io import read_record_groups
+
+    raw = Path(raw)
+    groups = read_record_groups(raw / RECORD_GROUPS)
+    truth = task.read_truth(raw / task.label_file)
+    classes = {n: list(t) if task.several else [int(t)] for n, t in truth.items()}
+    members = {}
+    for name in classes:  # a record without a group is its own (train.py's folds say the same)
+        members.setdefault(groups.get(name, name), []).append(name)
+    return members, strata_of(members, classes, task)
+
+
+def strata_of(members, classes, task):
+    """{group: stratum} of the groups ({group: [names]}) given each record's classes ({name: [class]})."""
+    have = {g: {c for n in ns for c in classes[n]} for g, ns in members.items()}
+    if not task.several:  # a group is abnormal if any of its records is
+        return {g: max(cs) for g, cs in have.items()}
+    count = {}
+    for cs in classes.values():
+        for c in cs:
+            count[c] = count.get(c, 0) + 1
+    # the rarest class decides: a rare class must be spread over the sizes, a common one follows anyway
+    return {g: min(cs, key=lambda c: (count[c], c)) for g, cs in have.items()}
+
+
+def interleaved_groups(members, strata, seed):
+    """Every group once, in an order whose every prefix holds each stratum's records in proportion: the groups of a
+    stratum are shuffled (seeded), each placed at the middle of its share of its stratum's records, and the strata
+    merged by that place (seeded ties)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    keyed = []
+    for s in sorted(set(strata.values())):
+        gs = sorted(g for g in members if strata[g] == s)  # sorted first: the order depends on the seed only
+        gs = [gs[i] for i in rng.permutation(len(gs))]
+        sizes = np.array([len(members[g]) for g in gs], dtype=np.float64)
+        place = (np.cumsum(sizes) - sizes / 2) / sizes.sum()
+        keyed += zip(place, rng.random(len(gs)), gs)
+    return [g for _, _, g in sorted(keyed)]
+
+
+def select_pools(raw, task, sizes, seed):
+    """[names of each pool] for `sizes` (record counts, increasing): each pool the shortest prefix of the one
+    interleaved group order with at least that many records, so the pools are nested and never split a group. A
+    size above the development records is a ValueError."""
+    import numpy as np
+
+    members, strata = development_records(raw, task)
+    total = sum(map(len, members.values()))
+    too_big = [n for n in sizes if n > total]
+    if too_big:
+        raise ValueError(f"size {too_big[0]} is more than the {total} development records")
+    order = interleaved_groups(members, strata, seed)
+    filled = np.cumsum([len(members[g]) for g in order])
+    ends = [int(np.searchsorted(filled, n)) + 1 for n in sizes]  # the first prefix with >= n records
+    return [[name for g in order[:k] for name in members[g]] for k in ends]

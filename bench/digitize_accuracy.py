@@ -65,7 +65,6 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +79,16 @@ import scipy.io  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from bench import common, protocol  # noqa: E402
+from bench.common import (  # noqa: E402,F401 (NOT_READ: the tests') - shared with bench/paper_pictures.py
+    DIGITIZER_CODE,
+    GENERATOR_CODE,
+    NOT_READ,
+    code_hash,
+    copy_records,
+    kept_stage,
+    write_not_read,
+    write_truths,
+)
 from utils.atomic import atomic_path, write_text  # noqa: E402
 from utils.ecg.io import (  # noqa: E402
     CSV_ENCODING,
@@ -87,14 +96,10 @@ from utils.ecg.io import (  # noqa: E402
     LEADS,
     SHAPE,
     list_records,
-    read_reference,
-    read_reference_task2,
     write_record,
-    write_reference,
-    write_reference_task2,
 )
-from utils.paper.distort import PRESETS  # noqa: E402
-from utils.paper.score import MAX_OFFSET_MV, MAX_SHIFT_S, lead_snr, shift, snr_db  # noqa: E402
+from utils.paper.score import MIN_KEPT, lead_score  # noqa: E402,F401 (lead_score: the tests')
+from utils.paper.score import record_score as page_snr  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
 CONDITIONS = "clean,scan:1,scan:2,scan:3,photo:1,photo:2,photo:3"
@@ -102,12 +107,6 @@ SNR_CLEAN_DB, SNR_PHOTO_DB = 15.0, 8.0  # issue 35's targets: mean SNR on clean 
 AUC_GAP = 0.02  # Task 1 AUC on digitised clean pages within this of the same model on the original signals
 SECONDS_PER_PAGE = 3.0  # on one core
 ORIGINAL, SEP = "original", "__"  # WORK/predict/val/<version>__<record>.mat
-NOT_READ = "not_read"  # the one variable of a digitised record whose page was not read (no `ecgdata`)
-# the code each stage's output depends on (its kept output is reused only while this code is unchanged)
-GENERATOR_CODE = ("utils/paper/__init__.py", "utils/paper/generate.py", "utils/paper/distort.py",
-                  "utils/paper/layouts.py", "utils/inputs/printout.py", "tools/make_paper.py")
-DIGITIZER_CODE = ("utils/paper", "tools/digitize.py")
-MIN_KEPT = 0.5  # a lead's alignment must keep at least this share of its read samples (lead_score)
 VERSIONS = ("original", "masked", "digitised")
 HOW_TO_READ = (
     "SNR: the PhysioNet 2024 Challenge's per-lead SNR (utils/paper/score.py: aligned by at most 0.5 s and 1 mV, on "
@@ -125,28 +124,8 @@ HOW_TO_READ = (
     "records whose page was read only. " + protocol.HOW_TO_READ)
 
 
-@dataclass(frozen=True)
-class Condition:
-    name: str  # "clean", "scan:2"
-    preset: str
-    level: int  # 0: each page's level drawn from 1-3
-
-    @property
-    def key(self):
-        """Its folder and version name: "scan_2"."""
-        return self.name.replace(":", "_")
-
-
 def parse_conditions(parser, text):
-    out = []
-    for item in [t.strip() for t in text.split(",") if t.strip()]:
-        preset, _, level = item.partition(":")
-        if preset not in PRESETS or (level and level not in ("1", "2", "3")) or (preset == "clean" and level):
-            parser.error(f"--conditions: {item!r} is not clean, or scan / photo with an optional level :1, :2 or :3")
-        out.append(Condition(item, preset, int(level or 0)))
-    if not out or len({c.name for c in out}) < len(out):
-        parser.error(f"--conditions {text!r}: give distinct conditions, e.g. {CONDITIONS}")
-    return out
+    return common.parse_conditions(parser, text, CONDITIONS)
 
 
 def parse(argv=None):
@@ -197,62 +176,7 @@ def test_records(records, limit):
     return names[:limit] if limit else names
 
 
-def write_truths(src, dst, names):
-    """Both tasks' truth files of `src` (those it has) kept to `names`, in `dst`."""
-    keep = set(names)
-    for n in (1, 2):
-        path = common.truth_of(src, n)
-        if not path.is_file():
-            continue
-        if n == 1:
-            ref = read_reference(path)
-            write_reference(common.truth_of(dst, n), ref[ref["name"].isin(keep)])
-        else:
-            write_reference_task2(common.truth_of(dst, n), {k: v for k, v in read_reference_task2(path).items()
-                                                            if k in keep})
-
-
-def copy_records(src_dir, dst_dir, names):
-    """dst_dir/<name>.mat for `names` (copies keeping their times: a cache keyed by them stays valid); every other
-    MAT there removed."""
-    dst_dir.mkdir(parents=True, exist_ok=True)
-    for p in dst_dir.glob("*.mat"):
-        if p.stem not in names:
-            p.unlink()
-    for n in names:
-        src, dst = src_dir / f"{n}.mat", dst_dir / f"{n}.mat"
-        st = src.stat()
-        if not (dst.is_file() and dst.stat().st_size == st.st_size and dst.stat().st_mtime_ns == st.st_mtime_ns):
-            shutil.copy2(src, dst)
-
-
 # -- the stages: pages, digitised pages --------------------------------------------------------------------------------
-def code_hash(parts):
-    h = hashlib.sha1()
-    for part in parts:
-        path = ROOT / part
-        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            h.update(str(f.relative_to(ROOT)).encode() + b"\n" + f.read_bytes())
-    return h.hexdigest()
-
-
-def kept_stage(name, args, out, key, times, cpu):
-    """common.stage(name, args) writing the folder `out`, unless an earlier run wrote it with the same `key` (its
-    mark OUT.done.json): then its recorded times are reused. A stage that runs starts from an empty `out`."""
-    mark = out.with_name(out.name + ".done.json")
-    if mark.is_file():
-        saved = json.loads(mark.read_text())
-        if saved.get("key") == key:
-            print(f"\n=== {name}: kept from an earlier run ({mark})", flush=True)
-            times[name], cpu[name] = saved["seconds"], saved["cpu_seconds"]
-            return
-        mark.unlink()
-    shutil.rmtree(out, ignore_errors=True)
-    common.stage(name, args, times, cpu)
-    cpu.setdefault(name, None)  # a stage run in this process (a test's) has no CPU time of its own
-    write_text(mark, json.dumps({"key": key, "seconds": times[name], "cpu_seconds": cpu[name]}, indent=1) + "\n")
-
-
 def make_condition(a, cond, records_dir, names, work, times, cpu):
     """The condition's pages (WORK/<key>/pages) and their digitised records (WORK/<key>/digitised)."""
     base = work / cond.key
@@ -286,26 +210,6 @@ def printed(leads):
     return out
 
 
-def lead_score(x, y):
-    """(SNR dB, alignment restricted) of digitised lead `y` against true lead `x`: utils/paper/score.lead_snr's
-    (the best shift within 0.5 s and offset within 1 mV, on the printed samples), unless that shift keeps fewer than
-    MIN_KEPT of the lead's read samples: a short, misread stretch at the record's edge slid off it until a few
-    samples match almost exactly (up to an infinite SNR). Then the best alignment among the shifts that keep at
-    least that share (each with its best clipped offset, as lead_snr finds it)."""
-    got, coverage, _, _ = lead_snr(x, y)
-    n_read = int(np.isfinite(y).sum())
-    if not n_read or coverage * len(y) >= MIN_KEPT * n_read:
-        return got, False
-    values, max_shift = [], int(round(MAX_SHIFT_S * FS))
-    for s in range(-max_shift, max_shift + 1):
-        ys = shift(y, s)
-        ok = np.isfinite(ys) & np.isfinite(x)
-        if ok.sum() >= MIN_KEPT * n_read:
-            values.append(snr_db(x, ys + np.clip(np.mean(x[ok] - ys[ok]), -MAX_OFFSET_MV, MAX_OFFSET_MV)))
-    values = [v for v in values if not np.isnan(v)]
-    return (max(values) if values else float("nan")), True
-
-
 def code_state():
     """The commit measured and the files of the code measured (GENERATOR_CODE, DIGITIZER_CODE) that differ from it."""
     import subprocess
@@ -321,15 +225,6 @@ def code_state():
     return {"commit": (git("rev-parse", "HEAD") or "").strip() or None,
             "uncommitted": [line[3:] for line in (status or "").splitlines()],
             "generator": code_hash(GENERATOR_CODE), "digitizer": code_hash(DIGITIZER_CODE)}
-
-
-def page_snr(truth, est):
-    """(per-lead SNR dB (NaN where the lead was not read), the page's SNR: their mean over the leads with a finite
-    SNR, leads whose alignment was restricted (lead_score))."""
-    scored = [lead_score(np.asarray(truth[i], np.float64), np.asarray(est[i], np.float64)) for i in range(len(truth))]
-    per = np.array([v for v, _ in scored])
-    ok = per[np.isfinite(per)]
-    return per, (float(ok.mean()) if len(ok) else float("nan")), sum(r for _, r in scored)
 
 
 def reason(error):
@@ -361,13 +256,6 @@ def score_pages(cond, pages, dig):
 
 
 # -- the versions of each record predict.py reads --------------------------------------------------------------------
-def write_not_read(path, why):
-    """A MAT record without `ecgdata` (its one variable says why): predict.py cannot read it and gives its
-    fallback answer, as for any record it cannot read."""
-    with atomic_path(path) as tmp:
-        scipy.io.savemat(tmp, {NOT_READ: np.array([why])}, appendmat=False)
-
-
 def write_versions(cond, rows, names, raw, dig, base):
     """WORK/<key>/raw_digitised and raw_masked (val/<record>.mat and the truth files, kept to `names`);
     {record: (digitised path, masked path, masked signature)}."""
@@ -754,7 +642,7 @@ def main(argv=None):
               "protocol": {"statement": protocol.PROTOCOL, "bootstrap": protocol.bootstrap_info(),
                            "snr": "utils/paper/score.lead_snr per lead (align='search'), its alignment restricted to "
                                   f"shifts keeping at least {MIN_KEPT:g} of the lead's read samples when its best "
-                                  "one does not (bench/digitize_accuracy.lead_score); the page's SNR is the mean over "
+                                  "one does not (utils/paper/score.lead_score); the page's SNR is the mean over "
                                   "its leads read"},
               "how_to_read": HOW_TO_READ, "seconds": seconds}
     write_text(a.json, json.dumps(result, indent=2, allow_nan=False) + "\n")

@@ -48,6 +48,7 @@ configure_cpu_threads()  # before paddle is imported (LightGBM first): the scrip
 import numpy as np  # noqa: E402
 
 from bench import common, protocol  # noqa: E402
+from bench.common import development_records, select_pools  # noqa: E402,F401 (development_records: the tests')
 from utils.artifacts import (  # noqa: E402
     FEATURE_CACHE,
     PROCESS_REPORT,
@@ -67,65 +68,6 @@ TEST_FILES = tuple(get_task(n).truth_file for n in (1, 2))
 
 
 # -- the pools: nested, group-aware, stratified subsets of the development records -------------------------------------
-def development_records(raw, task):
-    """{group: [names]} of the development records of converted folder `raw` and {group: stratum}: Task 1 the
-    group's tag (abnormal when any of its records is), Task 2 the rarest class (over the development records) that
-    any of its records has."""
-    from utils.ecg.io import read_record_groups
-
-    raw = Path(raw)
-    groups = read_record_groups(raw / RECORD_GROUPS)
-    truth = task.read_truth(raw / task.label_file)
-    classes = {n: list(t) if task.several else [int(t)] for n, t in truth.items()}
-    members = {}
-    for name in classes:  # a record without a group is its own (train.py's folds say the same)
-        members.setdefault(groups.get(name, name), []).append(name)
-    return members, strata_of(members, classes, task)
-
-
-def strata_of(members, classes, task):
-    """{group: stratum} of the groups ({group: [names]}) given each record's classes ({name: [class]})."""
-    have = {g: {c for n in ns for c in classes[n]} for g, ns in members.items()}
-    if not task.several:  # a group is abnormal if any of its records is
-        return {g: max(cs) for g, cs in have.items()}
-    count = {}
-    for cs in classes.values():
-        for c in cs:
-            count[c] = count.get(c, 0) + 1
-    # the rarest class decides: a rare class must be spread over the sizes, a common one follows anyway
-    return {g: min(cs, key=lambda c: (count[c], c)) for g, cs in have.items()}
-
-
-def interleaved_groups(members, strata, seed):
-    """Every group once, in an order whose every prefix holds each stratum's records in proportion: the groups of a
-    stratum are shuffled (seeded), each placed at the middle of its share of its stratum's records, and the strata
-    merged by that place (seeded ties)."""
-    rng = np.random.default_rng(seed)
-    keyed = []
-    for s in sorted(set(strata.values())):
-        gs = sorted(g for g in members if strata[g] == s)  # sorted first: the order depends on the seed only
-        gs = [gs[i] for i in rng.permutation(len(gs))]
-        sizes = np.array([len(members[g]) for g in gs], dtype=np.float64)
-        place = (np.cumsum(sizes) - sizes / 2) / sizes.sum()
-        keyed += zip(place, rng.random(len(gs)), gs)
-    return [g for _, _, g in sorted(keyed)]
-
-
-def select_pools(raw, task, sizes, seed):
-    """[names of each pool] for `sizes` (record counts, increasing): each pool the shortest prefix of the one
-    interleaved group order with at least that many records, so the pools are nested and never split a group. A
-    size above the development records is a ValueError."""
-    members, strata = development_records(raw, task)
-    total = sum(map(len, members.values()))
-    too_big = [n for n in sizes if n > total]
-    if too_big:
-        raise ValueError(f"size {too_big[0]} is more than the {total} development records")
-    order = interleaved_groups(members, strata, seed)
-    filled = np.cumsum([len(members[g]) for g in order])
-    ends = [int(np.searchsorted(filled, n)) + 1 for n in sizes]  # the first prefix with >= n records
-    return [[name for g in order[:k] for name in members[g]] for k in ends]
-
-
 def pool_id(names):
     """A pool's folder name: its size and a digest of its records, so a re-run into the same --work-dir reuses
     finished folds only for the very same records."""

@@ -27,7 +27,13 @@ from transforms.signal_augment import build_signal_transforms
 from utils.artifacts import FEATURE_CACHE, MODEL_FILE, PROCESS_REPORT, SIGNAL_CACHE, load_weights
 from utils.ecg.io import list_records
 from utils.errors import CheckpointError, ConfigError, ECGDataError
-from utils.inputs.pictures import ECGImageDataset, check_render_settings, read_failures, read_render_config
+from utils.inputs.pictures import (
+    PAPER_LAYOUT,
+    ECGImageDataset,
+    check_render_settings,
+    read_failures,
+    read_render_config,
+)
 from utils.inputs.render import LAYOUTS
 from utils.inputs.signals import (
     SCALE_RECORDS,
@@ -216,9 +222,11 @@ class PictureFamily(NetworkFamily):
 
     def datasets(self, task, labelled, train_df, val_df, src, options, log):
         render, image_size = read_render_config(src.dataset_dir), options.image_size
+        layout = render.get("layout", "12x1")
+        bands = (None, None) if layout == PAPER_LAYOUT else LAYOUTS[layout]  # paper pages: no bands to keep apart
         img_dir = Path(src.dataset_dir) / "train"
         train_ds = ECGImageDataset(img_dir, train_df["name"], task.label_array(train_df["y"]), image_size,
-                                   build_transforms(True, *LAYOUTS[render.get("layout", "12x1")]))
+                                   build_transforms(True, *bands))
         val_ds = ECGImageDataset(img_dir, val_df["name"], task.label_array(val_df["y"]), image_size, build_transforms(False))
         return train_ds, val_ds, {"kind": "picture", "image_size": image_size, "render_config": render}
 

@@ -11,7 +11,7 @@ import scipy.io
 from bench import digitize_accuracy as da
 from bench import protocol
 from pipeline_fixtures import scripts_in_process
-from utils.paper.score import record_snr
+from utils.paper.score import record_score, record_snr
 
 N = 3  # the sample's first 3 test records by name: 2 abnormal, 1 normal (an AUC is defined)
 
@@ -53,8 +53,8 @@ def test_the_json_holds_every_figure_and_a_page_per_record(run):
 
 def test_snr_is_the_scorers_on_the_pages_read(run):
     """Each page read scored again from its files (the generator's source record, the digitiser's record) gives the
-    bench's SNR, record_snr's where no lead's alignment had to be restricted; the condition's mean and median are
-    over those pages; clean pages read well."""
+    bench's SNR, utils/paper/score.record_snr's; the condition's mean and median are over those pages; clean pages
+    read well."""
     result, work, _ = run
     table = pd.read_csv(result["pages_csv"], dtype={"stem": str, "record": str})
     for name, c in result["conditions"].items():
@@ -63,11 +63,9 @@ def test_snr_is_the_scorers_on_the_pages_read(run):
         ok = rows[rows["status"] == "ok"]
         assert len(rows) == N and len(ok) == c["read"]
         pairs = [(ecgdata(base / "pages" / f"{s}.mat"), ecgdata(base / "digitised" / f"{s}.mat")) for s in ok["stem"]]
-        snr = [da.page_snr(x, y)[1] for x, y in pairs]
+        snr = [record_snr(x, y)[1] for x, y in pairs]
         np.testing.assert_allclose(ok["snr"], snr, rtol=1e-9)
-        for (x, y), restricted, v in zip(pairs, ok["leads_restricted"], snr):
-            if not restricted:
-                assert record_snr(x, y)[1] == pytest.approx(v, rel=1e-9)
+        assert list(ok["leads_restricted"]) == [record_score(x, y)[2] for x, y in pairs]
         assert c["leads_alignment_restricted"] == ok["leads_restricted"].sum()
         if snr:
             assert c["snr_mean"] == pytest.approx(np.mean(snr)) and c["snr_median"] == pytest.approx(np.median(snr))
@@ -79,19 +77,22 @@ def test_snr_is_the_scorers_on_the_pages_read(run):
 
 def test_a_lead_slid_off_the_record_is_aligned_keeping_half_its_samples(tiny_raw):
     """A short stretch read at the record's start that matches nothing: the best of all shifts within 0.5 s may keep
-    a few samples that match (an SNR up to infinity); lead_score keeps at least half of what was read. A lead read
-    right is scored as lead_snr scores it."""
-    from utils.paper.score import lead_snr
+    a few samples that match (an SNR up to infinity); utils/paper/score.lead_score keeps at least half of what was
+    read, and record_snr scores each lead so. A lead read right is scored as lead_snr scores it."""
+    from utils.paper.score import lead_score, lead_snr
 
     x = ecgdata(sorted((tiny_raw / "val").glob("*.mat"))[0])[1]
     y = np.full_like(x, np.nan)
     y[:235] = np.random.default_rng(0).normal(0, 0.5, 235)  # 0.47 s of a misread lead at the record's start
-    snr, restricted = da.lead_score(x, y)
+    snr, restricted = lead_score(x, y)
     assert restricted and np.isfinite(snr) and snr < 3
+    record = np.tile(np.where(np.arange(len(x)) < 1250, x + 0.01, np.nan), (2, 1))
+    record[1] = y
+    assert record_snr(np.stack([x, x]), record)[0][1] == snr and record_score(np.stack([x, x]), record)[2] == 1
     _, coverage, s, _ = lead_snr(x, y)
     assert coverage * len(x) < 0.5 * 235  # what the guard is for: lead_snr's best shift drops most of the stretch
     good = np.where(np.arange(len(x)) < 1250, x + 0.01, np.nan)
-    assert da.lead_score(x, good) == (lead_snr(x, good)[0], False)
+    assert lead_score(x, good) == (lead_snr(x, good)[0], False)
 
 
 def test_per_kind_counts_the_pages_that_had_each_distortion(run):

@@ -113,10 +113,13 @@ class ToCHW:
 def build_transforms(train, n_rows=12, n_cols=1):
     """Training pipeline (augmented) or evaluation pipeline (deterministic); both end ImageNet-normalised CHW.
     `n_rows` x `n_cols`: the pictures' layout (process.py's render_config.json), whose bands and lead columns the
-    augmentations keep apart."""
+    augmentations keep apart; None for pictures without process.py's bands (whole paper pages, which carry their own
+    distortions): then only the brightness, contrast and noise change."""
     tail = [ToCHW(), Normalize(mean=ECG_MEAN, std=ECG_STD, data_format="CHW")]
     if not train:
         return Compose(tail)
+    if n_rows is None:
+        return Compose([ColorJitter(brightness=0.2, contrast=0.2), GaussianNoise(), *tail])
     return Compose([
         ColorJitter(brightness=0.2, contrast=0.2),  # PIL image in, PIL image out
         RandomTimeShift(n_cols=n_cols), RandomAmplitudeScale(n_rows=n_rows), RandomTimeErasing(), GaussianNoise(),

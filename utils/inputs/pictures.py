@@ -65,6 +65,10 @@ def read_render_config(dataset_dir, required=False):
     return cfg
 
 
+# render_config.json's layout of pictures that are whole paper pages (printed ECGs scanned or photographed, fitted
+# into the square: bench/paper_pictures.py), not process.py's renders: a model trained on either refuses the other.
+PAPER_LAYOUT = "paper"
+
 # Render settings whose change alters what a picture shows (band placement, mV per pixel, stroke, the curve beyond
 # the band, the high-pass): a model trained on one cannot read the other. Only the size may differ: pictures are
 # resized to the model's input anyway.
@@ -82,8 +86,10 @@ def check_render_settings(inp, dataset_dir, model_dir, log):
     trained, drawn = {**RENDER_DEFAULTS, **trained}, {**RENDER_DEFAULTS, **drawn}
     diff = [f"{k}: model {trained.get(k)!r}, pictures {drawn.get(k)!r}" for k in FATAL_RENDER_KEYS if trained.get(k) != drawn.get(k)]
     if diff:
+        paper = PAPER_LAYOUT in (trained.get("layout"), drawn.get("layout"))
         raise ECGDataError(path, f"pictures drawn with other settings than {model_dir}'s training pictures ({'; '.join(diff)}); "
-                                 f"re-run process.py with the model's settings")
+                                 + ("paper pages and process.py's renders are not interchangeable" if paper else
+                                    "re-run process.py with the model's settings"))
     if trained.get("size") != drawn.get("size"):
         log.warning(f"pictures are {drawn.get('size')} px, the model's training pictures {trained.get('size')} px: "
                     f"both are resized to {inp['image_size']} px, but thin lines survive resizing differently")
