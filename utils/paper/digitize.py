@@ -3,6 +3,8 @@
 The classical path (docs/methods.md, "Paper ECGs: the digitiser"), every scale read from the picture itself,
 never from a renderer's colours, line widths, margins, page size or resolution:
 
+0. a photo of a sheet on a background (its edges found) is first resampled fronto-parallel: perspective and lens
+   undone, the desk left out (utils/paper/dewarp.py); any other picture goes on unchanged;
 1. ink: each pixel's darkness against the paper (a blockwise bright percentile, so uneven light divides out), in
    its brightest channel (the trace: the darkest, least saturated ink) and in its dimmest (a red, pink, orange,
    green or grey grid is dark only there); the trace threshold is Otsu's between the inks;
@@ -44,6 +46,7 @@ from scipy.signal import find_peaks, peak_widths
 
 from ..ecg.io import FS, LEADS, SHAPE
 from . import STATUSES
+from .dewarp import dewarp
 from .layouts import cells
 
 Image.MAX_IMAGE_PIXELS = 200_000_000  # a 600 dpi A3 scan is 70 Mpx; beyond this PIL refuses (decompression bomb)
@@ -873,6 +876,7 @@ def _digitize(rgb, debug):
     scale = int(np.ceil(np.sqrt(h * w / MAX_PIXELS)))
     if scale > 1:  # a very large scan: read at a fraction of its resolution (still > 10 px per mm for A4)
         rgb = np.asarray(Image.fromarray(rgb).reduce(scale))
+    rgb = dewarp(rgb, debug)  # a photo of a sheet: resampled fronto-parallel (anything else: unchanged)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     hi, lo = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     del rgb, r, g, b
