@@ -117,6 +117,50 @@ def load_rgb(image):
     raise TypeError(f"digitize() takes a path, a PIL image or an array, not {type(image).__name__}")
 
 
+def clear_edges(rgb, debug=None, dark=0.75, line_share=0.3, band=0.02):
+    """The picture with a dark strip along its sides made paper: what is clearly darker than the paper (`dark` of
+    its median brightness), on a side's outermost line for at least `line_share` of it, and connected to that
+    line through dark pixels within `band` of the side. A photo whose sheet nearly fills the frame shows such a
+    sliver of desk (a few px, too thin for the dewarp to find its edge); the digitiser would follow it as the
+    outer rows' trace. Each marked pixel takes the colour of the first unmarked one inwards on its scanline. A
+    side dark across the whole band (a shadow, not a sliver) is left. Returns `rgb` itself when nothing was marked."""
+    hi = rgb.max(axis=2)
+    h, w = hi.shape
+    step = max(1, int(np.sqrt(h * w / 1e6)))
+    thr = dark * float(np.median(hi[::step, ::step]))
+    out, cleared = None, {}
+    for side in ("top", "bottom", "left", "right"):
+        v = {"top": hi, "bottom": hi[::-1], "left": hi.T, "right": hi.T[:, ::-1]}[side]  # lines from the side in
+        n = max(2, int(round(band * v.shape[0])))
+        d = v[:n] < thr
+        if d[0].mean() < line_share:
+            continue
+        mark = np.zeros_like(d)
+        mark[0] = d[0]
+        for k in range(1, n):
+            prev = mark[k - 1]
+            near = prev | np.concatenate([[False], prev[:-1]]) | np.concatenate([prev[1:], [False]])
+            mark[k] = d[k] & near
+            if not mark[k].any():
+                break
+        depth = mark.cumprod(axis=0).sum(axis=0)  # marked lines from the side, per scanline
+        if not depth.any() or (depth >= n).mean() > 0.02:  # dark across the whole band: a shadow, dark paper
+            continue
+        if out is None:
+            out = rgb.copy()
+        o = {"top": out, "bottom": out[::-1], "left": out.transpose(1, 0, 2),
+             "right": out.transpose(1, 0, 2)[:, ::-1]}[side]  # views
+        idx = np.arange(o.shape[1])
+        fill = o[np.minimum(depth, o.shape[0] - 1), idx].copy()
+        for k in range(int(depth.max())):
+            sel = depth > k
+            o[k, sel] = fill[sel]
+        cleared[side] = int(depth.max())
+    if debug is not None and cleared:
+        debug["cleared_edges"] = cleared
+    return rgb if out is None else out
+
+
 def _pil_rgb(im):
     im = ImageOps.exif_transpose(im)  # a phone's orientation tag
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit or float grey: scaled to 8 bits
@@ -877,6 +921,7 @@ def _digitize(rgb, debug):
     if scale > 1:  # a very large scan: read at a fraction of its resolution (still > 10 px per mm for A4)
         rgb = np.asarray(Image.fromarray(rgb).reduce(scale))
     rgb = dewarp(rgb, debug)  # a photo of a sheet: resampled fronto-parallel (anything else: unchanged)
+    rgb = clear_edges(rgb, debug)  # a sliver of desk (or a scanner's dark edge) along the picture's sides: paper
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     hi, lo = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     del rgb, r, g, b
@@ -919,12 +964,14 @@ def _digitize(rgb, debug):
         gain = 10.0
         notes.append("no calibration pulse: 10 mm/mV assumed")
     # where every row's trace starts and ends: rows share both; a row without a pulse starts where its ink does
-    starts = [r.start for r in rows if np.isfinite(r.start)]
+    # (a row without a pulse found whose ink starts before the other rows' pulses end: its own pulse was missed)
+    ends = [r.ext0 + r.pulse["end"] for r in rows if r.pulse]
+    starts = [r.start for r in rows if np.isfinite(r.start) and (r.pulse or not ends or r.start >= np.median(ends))]
     x_end = float(np.median([r.end for r in rows]))
     if starts:
         x_start = float(np.median(starts))
     else:  # every row's pulse runs into its trace: the trace starts 1 mm after the pulse's foot ends
-        x_start = float(np.median([r.ext0 + r.pulse["end"] for r in rows])) + ppm_x
+        x_start = float(np.median(ends)) + ppm_x
         notes.append("trace start estimated")
     span_mm = (x_end - x_start) / ppm_x
     if span_mm < 20:
@@ -1033,15 +1080,21 @@ def _read_rows(ink, ppm_x, ppm_y, lines, debug):
     _lanes(rows, ink.shape[0], ppm_y)
     runs = Runs(ink.trace)
     tv, th = _thickness(ink.trace, runs, rows, ppm_y, lines)
-    g = int((th - 1) // 2)  # strokes are 2g + 1 px wider across than their centre line
+    # strokes are 2g + 1 px wider across than their centre line; 2 px ones are thinned as 3 px ones (a resampled
+    # page's strokes, part-inked at their edges, read 2 px across here and 3 there: the shortest common run is 2)
+    g = 1 if th == 2 else int((th - 1) // 2)
     if g > 0:
         thin = ndimage.binary_erosion(ink.trace, structure=np.ones((1, 2 * g + 1), bool))
-        if lines is not None:  # bits of strokes a grid line cut narrower than the pen stay
+        if lines is not None or th < 2 * g + 1:  # strokes narrower than that stay (and bits a grid line cut)
             thin |= ink.trace & ~ndimage.maximum_filter1d(thin.view(np.uint8), 2 * g + 1, axis=1).view(bool)
         runs = Runs(thin)
     _follow_rows(runs, rows, ppm_y)
     for r in rows:
         _read_row(r, ppm_x, ppm_y, tv)
+        if th == 2:  # 2 px strokes thinned as 3 px ones lost a column at the trace's ends: where they were
+            r.end += 1.0
+            if r.pulse and r.pulse["start"] is not None:
+                r.start -= 1.0
     debug.update(thickness=(tv, th))
     return rows, tv, th
 
