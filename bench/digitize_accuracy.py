@@ -98,8 +98,7 @@ from utils.ecg.io import (  # noqa: E402
     list_records,
     write_record,
 )
-from utils.paper.score import MIN_KEPT, lead_score  # noqa: E402,F401 (lead_score: the tests')
-from utils.paper.score import record_score as page_snr  # noqa: E402
+from utils.paper.score import MIN_KEPT, record_score  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
 CONDITIONS = "clean,scan:1,scan:2,scan:3,photo:1,photo:2,photo:3"
@@ -249,7 +248,7 @@ def score_pages(cond, pages, dig):
                "leads": truth["leads"], "snr": float("nan"), "snr_leads": [float("nan")] * len(LEADS),
                "leads_restricted": 0}
         if d["status"] == "ok":
-            per, mean, restricted = page_snr(read_ecgdata(pages / f"{stem}.mat"), read_ecgdata(dig / f"{stem}.mat"))
+            per, mean, restricted = record_score(read_ecgdata(pages / f"{stem}.mat"), read_ecgdata(dig / f"{stem}.mat"))
             row["snr"], row["snr_leads"], row["leads_restricted"] = mean, [float(v) for v in per], restricted
         rows.append(row)
     return rows

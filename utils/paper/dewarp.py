@@ -29,6 +29,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .distort import homography
+
 WORK_SIDE = 480  # long side of the reduced copy the edges are found on
 MIN_STEP = 0.18  # a desk-to-paper step: at least this share of the paper's brightness
 MIN_SIDE_SHARE = 0.35  # a side is found when this share of its scanlines has a step
@@ -123,16 +125,6 @@ def _intersect(l1, l2):
     if abs(np.linalg.det(A)) < 1e-6:
         return None
     return np.linalg.solve(A, np.array([d1, d2]))
-
-
-def _homography(src, dst):
-    a = []
-    for (x, y), (u, v) in zip(src, dst):
-        a.append([x, y, 1, 0, 0, 0, -u * x, -u * y, -u])
-        a.append([0, 0, 0, x, y, 1, -v * x, -v * y, -v])
-    _, _, vt = np.linalg.svd(np.asarray(a, np.float64))
-    m = vt[-1].reshape(3, 3)
-    return m / m[2, 2]
 
 
 def find_sheet(rgb, debug=None):
@@ -271,12 +263,12 @@ def dewarp(rgb, debug=None):
     out_w = 0.5 * (np.linalg.norm(tr - tl) + np.linalg.norm(br - bl))
     out_h = 0.5 * (np.linalg.norm(bl - tl) + np.linalg.norm(br - tr))
     # as large as the sheet's edges are long (its resolution in the picture, on average)
-    H = _homography(corners, [(0, 0), (out_w, 0), (out_w, out_h), (0, out_h)])
+    H = homography(corners, [(0, 0), (out_w, 0), (out_w, out_h), (0, out_h)])
     out, inside = _sample(rgb, H, k, c, rn, int(round(out_w)), int(round(out_h)))
     ratio = _grid_ratio(out)  # foreshortening misleads the edges' lengths: the grid's cells made square
     if np.isfinite(ratio) and 0.8 < ratio < 1.25 and abs(ratio - 1) > 0.03:  # the digitiser allows 8 %
         out_h2 = out_h / ratio
-        H = _homography(corners, [(0, 0), (out_w, 0), (out_w, out_h2), (0, out_h2)])
+        H = homography(corners, [(0, 0), (out_w, 0), (out_w, out_h2), (0, out_h2)])
         out, inside = _sample(rgb, H, k, c, rn, int(round(out_w)), int(round(out_h2)))
     out = _blank_outside(out, inside, sides)
     if debug is not None:

@@ -133,7 +133,7 @@ class _Warp:
         return x, y
 
 
-def _homography(src, dst):
+def homography(src, dst):
     """3 x 3 matrix mapping the 4 points src to dst."""
     a = []
     for (x, y), (u, v) in zip(src, dst):
@@ -336,7 +336,7 @@ def distort(image, mask, boxes, kind_levels, rng, px_per_mm=None, jpeg_roundtrip
         amount += 0.06 * p * np.clip(np.array([[tilt[0] + tilt[1]], [-tilt[0] + tilt[1]], [-tilt[0] - tilt[1]],
                                                [tilt[0] - tilt[1]]]), 0, 1)
         dst = src + inward * amount * np.array([w, h])
-        M = _homography(src, dst) @ M
+        M = homography(src, dst) @ M
         applied["perspective"] = p
     warp.M = M
     if "lens" in lv:
