@@ -1,5 +1,7 @@
 """k-fold training (tools/train_kfold.py) with a killed fold, and fusion of models in predict.py: the fused
 probability is the (weighted) mean, its thresholds come from out-of-fold predictions, and bad mixes fail clearly."""
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -14,7 +16,8 @@ import pandas as pd
 import pytest
 
 import predict
-from pipeline_fixtures import SIGNAL
+from pipeline_fixtures import SIGNAL, scripts_in_process
+from tools import train_kfold
 from utils.errors import CheckpointError, ConfigError, ECGDataError
 from utils.scoring.tasks import get_task
 
@@ -23,15 +26,26 @@ T1 = get_task(1)
 KFOLD_TRAIN = ["--iters", "8", "--eval-interval", "4", "--save-interval", "4", "--num-workers", "0", *SIGNAL]
 
 
+def _kfold_argv(raw, out, *train_flags):
+    return ["--num-folds", "2", "--output-dir", str(out), "--", "--data-dir", str(raw), *KFOLD_TRAIN, *train_flags]
+
+
+# One interpreter runs the k-fold command with its folds in-process (pipeline_fixtures.scripts_in_process): what is
+# tested is a kill -9 of the whole process group mid-fold and the resume, not train.py's own start-up.
+_IN_PROCESS = ("import sys; sys.path[:0] = {paths!r}; from pipeline_fixtures import scripts_in_process; "
+               "from tools import train_kfold\nwith scripts_in_process(): train_kfold.main({argv!r})")
+
+
 def _kfold(raw, out, *train_flags, **kw):
-    return subprocess.Popen([sys.executable, "tools/train_kfold.py", "--num-folds", "2", "--output-dir", str(out), "--",
-                             "--data-dir", str(raw), *KFOLD_TRAIN, *train_flags], cwd=ROOT, stdout=subprocess.PIPE,
+    code = _IN_PROCESS.format(paths=[str(ROOT / "tests"), str(ROOT)], argv=_kfold_argv(raw, out, *train_flags))
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
 
 
 @pytest.fixture(scope="module")
 def kfold(tiny_raw, tmp_path_factory):
-    """2 folds of resnet1d; the command is killed (kill -9, whole process group) during fold 1, then re-run."""
+    """2 folds of resnet1d; the command is killed (kill -9, whole process group) during fold 1, then re-run (in this
+    process)."""
     out = tmp_path_factory.mktemp("kfold")
     proc = _kfold(tiny_raw, out)
     deadline = time.time() + 240
@@ -42,10 +56,10 @@ def kfold(tiny_raw, tmp_path_factory):
     proc.wait()
     assert (out / "fold_0" / "finished.json").is_file() and not (out / "fold_1" / "finished.json").is_file()
     fold0_weights = (out / "fold_0" / "best_model" / "model.pdparams").stat().st_mtime_ns
-    rerun = _kfold(tiny_raw, out)
-    log = rerun.communicate(timeout=300)[0]
-    assert rerun.returncode == 0, log
-    return out, log, fold0_weights
+    log = io.StringIO()
+    with scripts_in_process(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        train_kfold.main(_kfold_argv(tiny_raw, out))
+    return out, log.getvalue(), fold0_weights
 
 
 def test_kfold_resumes_after_a_killed_fold(kfold, tiny_raw):
@@ -65,12 +79,9 @@ def test_kfold_resumes_after_a_killed_fold(kfold, tiny_raw):
 
 
 def test_kfold_refuses_other_flags_in_the_same_directory(kfold, tiny_raw):
-    from tools import train_kfold
-
     out, _, _ = kfold
     with pytest.raises(SystemExit, match="started with other flags"):  # in this process: kfold runs the command itself
-        train_kfold.main(["--num-folds", "2", "--output-dir", str(out), "--", "--data-dir", str(tiny_raw), *KFOLD_TRAIN,
-                          "--seed", "5"])
+        train_kfold.main(_kfold_argv(tiny_raw, out, "--seed", "5"))
 
 
 def _probabilities(report):

@@ -29,6 +29,7 @@ PALETTE = {"paper": (255, 255, 255), "minor": (250, 200, 200), "major": (232, 11
 
 LAYOUT_3X4 = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 RHYTHM = ("II",)  # leads of the 10 s strips below the 3 x 4 block
+PULSE_S = 0.2  # the calibration pulse's width in time, at any paper speed
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,14 @@ class Sheet:
     grid_top: float = 60.0  # the header is above
     row_height: float = 35.0  # 3 lead rows + len(RHYTHM) rhythm rows
     baseline: float = 20.0  # a row's 0 mV line, below its top (on a 5 mm line)
-    cal_width: float = 10.0  # the calibration pulse's space at a row's start; the traces start after it
+    cal_width: float = None  # the calibration pulse's space at a row's start, the traces after it (None: 2 mm, the
+    # pulse's 0.2 s, 3 mm: 10 mm at 25 mm/s)
     seconds: float = 10.0  # the rhythm strip; each of the 4 columns shows a quarter
     line_px: int = 3  # trace thickness in pixels (0.3 mm at 10 px/mm)
+
+    def __post_init__(self):
+        if self.cal_width is None:
+            object.__setattr__(self, "cal_width", 5.0 + PULSE_S * self.speed)
 
     @property
     def dpi(self):
@@ -63,7 +69,7 @@ class Sheet:
 
     @property
     def grid_width(self):
-        return self.cal_width + self.seconds * self.speed  # 10 + 250 mm
+        return self.cal_width + self.seconds * self.speed  # 10 + 250 mm at 25 mm/s
 
     @property
     def grid_bottom(self):
@@ -230,10 +236,11 @@ def draw_trace(ink, x0, y, px_per_sample, color, line_px=3, clip=(0, None)):
 
 
 def calibration_pulse(sheet=A4, fs=FS):
-    """The 1 mV pulse drawn in a row's first `cal_width` mm, as samples at `fs` (mV): 2 mm of baseline, 5 mm
-    (0.2 s at 25 mm/s) at 1 mV, then baseline to 1 mm before the traces."""
+    """The 1 mV pulse drawn in a row's first `cal_width` mm, as samples at `fs` (mV): 2 mm of baseline, 0.2 s at
+    1 mV (5 mm at 25 mm/s, 10 at 50: the convention a reader takes the speed from), then baseline to 1 mm before
+    the traces."""
     t = np.arange(int(round((sheet.cal_width - 1) / sheet.speed * fs)) + 1) / fs  # seconds from the row's start
-    up = (t * sheet.speed >= 2.0) & (t * sheet.speed < 7.0)
+    up = (t * sheet.speed >= 2.0) & (t < 2.0 / sheet.speed + PULSE_S)
     return up.astype(np.float64)
 
 
