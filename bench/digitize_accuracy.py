@@ -92,12 +92,12 @@ from bench.common import (  # noqa: E402,F401 (NOT_READ: the tests') - shared wi
 from utils.atomic import atomic_path, write_text  # noqa: E402
 from utils.ecg.io import (  # noqa: E402
     CSV_ENCODING,
-    FS,
     LEADS,
     SHAPE,
     list_records,
     write_record,
 )
+from utils.paper.layouts import printed_mask  # noqa: E402
 from utils.paper.score import MIN_KEPT, record_score  # noqa: E402
 from utils.scoring.tasks import get_task  # noqa: E402
 
@@ -199,16 +199,6 @@ def read_ecgdata(path):
     return x
 
 
-def printed(leads):
-    """(12, 5000) bool: where the page printed each lead (its JSON's `leads`: t0, t1 seconds), sampled as the
-    digitiser places a stretch (round(t0 * FS) to round(t1 * FS))."""
-    out = np.zeros(SHAPE, bool)
-    for s in leads:
-        i0, i1 = int(round(s["t0"] * FS)), min(int(round(s["t1"] * FS)), SHAPE[1])
-        out[LEADS.index(s["lead"]), i0:i1] = True
-    return out
-
-
 def code_state():
     """The commit measured and the files of the code measured (GENERATOR_CODE, DIGITIZER_CODE) that differ from it."""
     import subprocess
@@ -277,7 +267,7 @@ def write_versions(cond, rows, names, raw, dig, base):
             shutil.copyfile(dig / f"{r['stem']}.mat", d)
         else:
             write_not_read(d, f"page {r['status']}: {r['error']}")
-        mask = printed(r["leads"])
+        mask = printed_mask(r["leads"])
         x = read_ecgdata(raw / "val" / f"{n}.mat")
         write_record(m, np.where(mask, x, np.nan))
         out[n] = (d, m, hashlib.sha1(np.packbits(mask).tobytes()).hexdigest()[:10])

@@ -11,6 +11,7 @@ import scipy.io
 from bench import digitize_accuracy as da
 from bench import protocol
 from pipeline_fixtures import scripts_in_process
+from utils.paper.layouts import printed_mask
 from utils.paper.score import record_score, record_snr
 
 N = 3  # the sample's first 3 test records by name: 2 abnormal, 1 normal (an AUC is defined)
@@ -115,7 +116,7 @@ def test_masked_and_digitised_records_hold_nan_where_the_page_did_not_print(run,
         assert (base / "raw_digitised" / "val_reference.csv").is_file()
         read = pd.read_csv(base / "digitised" / "digitize.csv", dtype=str, keep_default_na=False).set_index("name")
         for stem, record in zip(index["stem"], index["record"]):
-            shown = da.printed(json.loads((base / "pages" / f"{stem}.json").read_text())["leads"])
+            shown = printed_mask(json.loads((base / "pages" / f"{stem}.json").read_text())["leads"])
             assert 0 < shown.mean() < 1  # the layouts print part of most leads
             masked = ecgdata(base / "raw_masked" / "val" / f"{record}.mat")
             original = ecgdata(tiny_raw / "val" / f"{record}.mat")

@@ -8,20 +8,11 @@ from scipy import signal as sps
 
 from utils.ecg.beats import SOS_QRS, detect_r_peaks
 from utils.ecg.gaps import LIMB, fill_gaps
-from utils.ecg.io import FS, LEADS, read_record
+from utils.ecg.io import LEADS, read_record
 from utils.ecg.measurements import global_measurements
-from utils.paper.layouts import cells
+from utils.paper.layouts import as_printed
 
 SAMPLE = sorted((Path(__file__).resolve().parents[1] / "dataset" / "sample" / "val").glob("*.mat"))[:8]
-
-
-def printed(x, layout):
-    """`x` as a page of `layout` prints it (a row 10 s): NaN outside each lead's printed stretch."""
-    y = np.full_like(x, np.nan)
-    for c in cells(layout, 10.0):
-        i, a, b = LEADS.index(c.lead), int(round(c.t0 * FS)), int(round(c.t1 * FS))
-        y[i, a:b] = x[i, a:b]
-    return y
 
 
 def peaks(x):
@@ -54,7 +45,7 @@ QRS_TOLERANCE = {"3x4+1": 4, "6x2": 6, "3x4": 14}
 def test_a_printed_page_filled_keeps_the_rhythm_and_each_leads_beats(records, layout):
     qrs, rate, matched = [], [], 0
     for x in records.values():
-        y = printed(x, layout)
+        y = as_printed(x, layout)
         filled = fill_gaps(y)
         known = np.isfinite(y)
         assert np.isfinite(filled).all() and filled.dtype == np.float32
@@ -71,7 +62,7 @@ def test_a_printed_page_filled_keeps_the_rhythm_and_each_leads_beats(records, la
 def test_flat_filling_would_fail_the_same_check(records):
     """The check above can fail: a flat fill (each lead's level) loses beats wherever only one lead is left."""
     x = next(iter(records.values()))
-    y = printed(x, "3x4")
+    y = as_printed(x, "3x4")
     flat = np.where(np.isfinite(y), y, np.nanmedian(y, axis=1, keepdims=True))
     filled = fill_gaps(y)
     flat_error = np.abs(global_measurements(flat)["qrs_dur"] - global_measurements(x)["qrs_dur"])
@@ -81,7 +72,7 @@ def test_flat_filling_would_fail_the_same_check(records):
 
 def test_a_lead_never_printed_is_flat_and_the_reader_fills_or_keeps_gaps(records, tmp_path):
     x = next(iter(records.values()))
-    y = printed(x, "3x4+1")
+    y = as_printed(x, "3x4+1")
     y[LEADS.index("V6")] = np.nan
     path = tmp_path / "paper.mat"
     scipy.io.savemat(path, {"ecgdata": y})

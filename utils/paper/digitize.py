@@ -840,7 +840,7 @@ def _layout_for(rows, brk, same_stretch, same_min=0.9):
         # 3x4+3 prints V1, II and V5 twice: in the block and as the strips below, at the same times
         same = [same_stretch(rows[3], rows[0], 0.5), same_stretch(rows[4], rows[1], 0.0),
                 same_stretch(rows[5], rows[1], 0.75)]
-        if np.nanmedian(same) > same_min:
+        if np.isfinite(same).any() and np.nanmedian(same) > same_min:  # all NaN: no row could be compared
             return "3x4+3"
         quarters = np.mean([brk(r, f) for r in rows[:3] for f in (0.25, 0.75)])
         halves = np.mean([brk(r, 0.5) for r in rows[3:]])

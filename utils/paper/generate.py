@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..ecg.io import FS, LEADS, N_SAMPLES
 from ..inputs.printout import _font_path, draw_trace, font as default_font
-from .layouts import LAYOUTS, cells
+from .layouts import LAYOUT_MIX, LAYOUTS, cells
 
 PAPERS = {"A4": (210.0, 297.0), "Letter": (215.9, 279.4)}  # mm: short side, long side
 # grid colour -> (minor RGB, major RGB) on white paper; `grid_strength` scales their distance from white
@@ -462,7 +462,7 @@ def random_style(rng, **fixed):
         if name not in d:
             d[name] = draw()
 
-    put("layout", lambda: _pick(rng, ("3x4+1", "3x4+3", "3x4", "6x2", "12x1"), (55, 15, 8, 12, 10)))
+    put("layout", lambda: _pick(rng, tuple(LAYOUT_MIX), tuple(LAYOUT_MIX.values())))
     put("speed", lambda: _pick(rng, (25.0, 50.0), (88, 12)))
     tall = d["layout"] in ("12x1", "6x2")
     put("orientation", lambda: _pick(rng, ("landscape", "portrait"), (45, 55) if tall else (88, 12)))
