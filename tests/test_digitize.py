@@ -3,8 +3,8 @@
 (utils/inputs/printout.ecg_image) and by the page generator (utils/paper/generate.py).
 
 Measured when written (2026-12-07, 19 of the 20 sample test records; the 20th, a wide QRS at 59/min, was then
-refused as "speed unclear", and is read since the speed check's rule was refitted): mean SNR 18.0 dB at 5 px/mm and 24.3 dB at 10 px/mm on clean renders; turned 2.5 degrees
-and JPEG'd (quality 85) at 8 px/mm 18.3 dB (21.6 for the record tested here); turned -3 degrees and JPEG'd (75)
+refused as "speed unclear", and is read since the speed check's rule was refitted): mean SNR 18.0 dB at 5 px/mm
+and 24.3 dB at 10 px/mm on clean renders; turned 2.5 degrees and JPEG'd (quality 85) at 8 px/mm 18.3 dB (21.6 for the record tested here); turned -3 degrees and JPEG'd (75)
 at 6 px/mm 16.8 dB. The floors below leave room for platform differences (docs/methods.md has the table). Black-and-
 white pages (the grid as dark as the trace) and pages without a grid (the scale from the calibration pulse) come
 from the page generator."""

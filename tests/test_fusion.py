@@ -36,10 +36,12 @@ _IN_PROCESS = ("import sys; sys.path[:0] = {paths!r}; from pipeline_fixtures imp
                "from tools import train_kfold\nwith scripts_in_process(): train_kfold.main({argv!r})")
 
 
-def _kfold(raw, out, *train_flags, **kw):
+def _kfold(raw, out, log, *train_flags):
+    """The k-fold command in its own session (a process group to kill), its output into the file `log`."""
     code = _IN_PROCESS.format(paths=[str(ROOT / "tests"), str(ROOT)], argv=_kfold_argv(raw, out, *train_flags))
-    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)
+    with open(log, "w") as f:
+        return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 @pytest.fixture(scope="module")
@@ -47,18 +49,22 @@ def kfold(tiny_raw, tmp_path_factory):
     """2 folds of resnet1d; the command is killed (kill -9, whole process group) during fold 1, then re-run (in this
     process)."""
     out = tmp_path_factory.mktemp("kfold")
-    proc = _kfold(tiny_raw, out)
+    killed_log = out.parent / f"{out.name}_killed.log"
+    proc = _kfold(tiny_raw, out, killed_log)
     deadline = time.time() + 240
     while not (out / "fold_1" / "iter_4").is_dir():
-        assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else "timeout"
+        assert proc.poll() is None and time.time() < deadline, killed_log.read_text()[-4000:]
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert (out / "fold_0" / "finished.json").is_file() and not (out / "fold_1" / "finished.json").is_file()
     fold0_weights = (out / "fold_0" / "best_model" / "model.pdparams").stat().st_mtime_ns
     log = io.StringIO()
-    with scripts_in_process(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        train_kfold.main(_kfold_argv(tiny_raw, out))
+    try:
+        with scripts_in_process(), contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            train_kfold.main(_kfold_argv(tiny_raw, out))
+    except BaseException as e:  # the re-run's own output, which the redirection would otherwise hide
+        pytest.fail(f"the re-run failed ({e!r}):\n{log.getvalue()[-4000:]}")
     return out, log.getvalue(), fold0_weights
 
 

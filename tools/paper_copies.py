@@ -5,8 +5,8 @@
 A page prints 2.5 s of most leads (3 x 4 layouts) and a record read back from paper holds NaN elsewhere, which the
 record reader fills (utils/ecg/gaps.py). A model trained on whole records only has never seen such a record; one
 trained on this folder has. Each copy `<name>_paper<k>.mat` is the record with NaN outside the printed stretches
-of a layout drawn from the usual mix (utils/paper/layouts.LAYOUT_MIX, 10 s rows). OUT_DIR is a data folder to
-train any model on (train.py --data-dir OUT_DIR): train/ holds a link to every record of DATA_DIR/train and the
+of a layout drawn from the usual mix (utils/paper/layouts.LAYOUT_MIX, 10 s rows). OUT_DIR (new, or empty) is a data
+folder to train any model on (train.py --data-dir OUT_DIR): train/ holds a link to every record of DATA_DIR/train and the
 copies; trainreference.csv (and trainreference_task2.csv when DATA_DIR has it) labels each copy as its record;
 record_groups.csv puts each copy in its record's group (DATA_DIR's groups, else the record's own), so a record and
 its copies never cross folds; DATA_DIR's val/ and its reference files are linked. A record that cannot be read is
@@ -64,9 +64,7 @@ def write_copies(src, out, names, copies, seed):
         except ECGDataError as e:
             print(f"warning: {e}: skipped", file=sys.stderr)
             continue
-        link = out / "train" / f"{name}.mat"
-        if not link.is_symlink() and not link.exists():
-            os.symlink(path.resolve(), link)
+        os.symlink(path.resolve(), out / "train" / f"{name}.mat")
         made[name] = []
         for k, layout in enumerate(layouts(seed, name, copies)):
             write_record(out / "train" / f"{copy_name(name, k)}.mat", as_printed(x, layout))
@@ -76,11 +74,10 @@ def write_copies(src, out, names, copies, seed):
 
 def write_labels(src, out, made):
     """DATA_DIR's labels of every record read, then its copies under the record's labels."""
-    if (src / "trainreference.csv").is_file():
-        df = read_reference(src / "trainreference.csv")
-        df = df[df["name"].isin(made)]
-        copies = [df.assign(name=[made[n][k] for n in df["name"]]) for k in range(len(next(iter(made.values()), [])))]
-        write_reference(out / "trainreference.csv", pd.concat([df, *copies]))
+    df = read_reference(src / "trainreference.csv")
+    df = df[df["name"].isin(made)]
+    copies = [df.assign(name=[made[n][k] for n in df["name"]]) for k in range(len(next(iter(made.values()), [])))]
+    write_reference(out / "trainreference.csv", pd.concat([df, *copies]))
     if (src / "trainreference_task2.csv").is_file():
         labels = {n: c for n, c in read_reference_task2(src / "trainreference_task2.csv").items() if n in made}
         write_reference_task2(out / "trainreference_task2.csv",
@@ -99,15 +96,23 @@ def main(argv=None):
     src, out = a.data_dir.resolve(), a.out.resolve()
     if not (src / "train").is_dir():
         raise ConfigError(f"--data-dir {a.data_dir}: no train/ folder")
+    if not (src / "trainreference.csv").is_file():
+        raise ConfigError(f"--data-dir {a.data_dir}: no trainreference.csv (the copies take their records' labels)")
     if out == src:
         raise ConfigError(f"--out {a.out}: the same folder as --data-dir")
+    if out.exists() and any(out.iterdir()):  # never mixed with an earlier run's links and copies
+        raise ConfigError(f"--out {a.out}: exists and is not empty; give a new folder")
     names = list_records(src / "train")
+    taken = set(names) & {copy_name(n, k) for n in names for k in range(a.copies)}
+    if taken:
+        raise ConfigError(f"--data-dir {a.data_dir}: record {sorted(taken)[0]} has a copy's name (copies of copies?)")
+    read_reference(src / "trainreference.csv")  # a bad label or groups file fails before anything is written
+    groups = read_record_groups(src / "record_groups.csv") if (src / "record_groups.csv").is_file() else {}
     made = write_copies(src, out, names, a.copies, a.seed)
     write_labels(src, out, made)
-    groups = read_record_groups(src / "record_groups.csv") if (src / "record_groups.csv").is_file() else {}
     write_record_groups(out / "record_groups.csv", {c: groups.get(n, n) for n, cs in made.items() for c in [n, *cs]})
     for item in LINKED:
-        if (src / item).exists() and not (out / item).exists():
+        if (src / item).exists():
             os.symlink(src / item, out / item)
     n = sum(map(len, made.values()))
     print(f"{len(made)} records and {n} paper copies in {out} ({len(names) - len(made)} skipped); "

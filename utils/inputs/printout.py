@@ -45,14 +45,17 @@ class Sheet:
     grid_top: float = 60.0  # the header is above
     row_height: float = 35.0  # 3 lead rows + len(RHYTHM) rhythm rows
     baseline: float = 20.0  # a row's 0 mV line, below its top (on a 5 mm line)
-    cal_width: float = None  # the calibration pulse's space at a row's start, the traces after it (None: 2 mm, the
-    # pulse's 0.2 s, 3 mm: 10 mm at 25 mm/s)
+    cal_width: float | None = None  # the calibration pulse's space at a row's start, the traces after it (None:
+    # 2 mm, the pulse's 0.2 s, 3 mm: 10 mm at 25 mm/s)
     seconds: float = 10.0  # the rhythm strip; each of the 4 columns shows a quarter
     line_px: int = 3  # trace thickness in pixels (0.3 mm at 10 px/mm)
 
     def __post_init__(self):
         if self.cal_width is None:
             object.__setattr__(self, "cal_width", 5.0 + PULSE_S * self.speed)
+        if self.cal_width < 3.0 + PULSE_S * self.speed:  # e.g. dataclasses.replace(A4, speed=50): pass cal_width=None
+            raise ValueError(f"Sheet: cal_width {self.cal_width:g} mm cannot hold the 0.2 s calibration pulse at "
+                             f"{self.speed:g} mm/s (at least {3.0 + PULSE_S * self.speed:g} mm)")
 
     @property
     def dpi(self):
@@ -239,9 +242,10 @@ def calibration_pulse(sheet=A4, fs=FS):
     """The 1 mV pulse drawn in a row's first `cal_width` mm, as samples at `fs` (mV): 2 mm of baseline, 0.2 s at
     1 mV (5 mm at 25 mm/s, 10 at 50: the convention a reader takes the speed from), then baseline to 1 mm before
     the traces."""
-    t = np.arange(int(round((sheet.cal_width - 1) / sheet.speed * fs)) + 1) / fs  # seconds from the row's start
-    up = (t * sheet.speed >= 2.0) & (t < 2.0 / sheet.speed + PULSE_S)
-    return up.astype(np.float64)
+    up = np.zeros(int(round((sheet.cal_width - 1) / sheet.speed * fs)) + 1)  # samples from the row's start
+    start = int(np.ceil(2.0 / sheet.speed * fs - 1e-9))
+    up[start:start + int(round(PULSE_S * fs))] = 1.0
+    return up
 
 
 def finite_runs(known, min_len=2):

@@ -1288,14 +1288,14 @@ def _check_speed(speed, how, spike_mm, beat_mm, span_mm):
     """The speed read (`how`: "the pulse" or how it was assumed), checked against the beats: a spike as wide and
     a rate as slow as at twice the speed say the paper ran faster (and the reverse). Returns (speed, a note when
     the beats changed it); raises Refused when unclear."""
-    if not (np.isfinite(spike_mm) and np.isfinite(beat_mm)):
+    if not (np.isfinite(spike_mm) and np.isfinite(beat_mm) and spike_mm > 0 and beat_mm > 0):
         return speed, ""
     spike_ms, rate = 1000 * spike_mm / speed, 60 * speed / beat_mm
     for factor, word in ((2.0, "faster"), (0.5, "slower")):
         if factor * speed not in SPEEDS or span_mm / (factor * speed) > 10.2:
             continue
         llr = _speed_llr(spike_ms, rate, factor)
-        if how != "the pulse" and llr < ASSUMED_SWITCH:
+        if how != "the pulse" and factor == 2.0 and llr < ASSUMED_SWITCH:  # 12.5 mm/s: refused, never assumed
             return factor * speed, (f"{factor * speed:g} mm/s from the beats (no square pulse; at {speed:g} mm/s the "
                                     f"QRS spikes would be {spike_ms:.0f} ms wide and the rate {rate:.0f}/min)")
         if llr < (PULSE_REFUSE if how == "the pulse" else ASSUMED_REFUSE):
