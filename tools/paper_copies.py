@@ -72,12 +72,12 @@ def write_copies(src, out, names, copies, seed):
     return made
 
 
-def write_labels(src, out, made):
-    """DATA_DIR's labels of every record read, then its copies under the record's labels."""
-    df = read_reference(src / "trainreference.csv")
-    df = df[df["name"].isin(made)]
-    copies = [df.assign(name=[made[n][k] for n in df["name"]]) for k in range(len(next(iter(made.values()), [])))]
-    write_reference(out / "trainreference.csv", pd.concat([df, *copies]))
+def write_labels(src, out, tags, made, copies):
+    """The Task 1 labels `tags` (DATA_DIR's, read) and DATA_DIR's Task 2 labels of every record read, then its
+    `copies` copies under the record's labels."""
+    df = tags[tags["name"].isin(made)]
+    write_reference(out / "trainreference.csv",
+                    pd.concat([df, *(df.assign(name=[made[n][k] for n in df["name"]]) for k in range(copies))]))
     if (src / "trainreference_task2.csv").is_file():
         labels = {n: c for n, c in read_reference_task2(src / "trainreference_task2.csv").items() if n in made}
         write_reference_task2(out / "trainreference_task2.csv",
@@ -106,10 +106,10 @@ def main(argv=None):
     taken = set(names) & {copy_name(n, k) for n in names for k in range(a.copies)}
     if taken:
         raise ConfigError(f"--data-dir {a.data_dir}: record {sorted(taken)[0]} has a copy's name (copies of copies?)")
-    read_reference(src / "trainreference.csv")  # a bad label or groups file fails before anything is written
+    tags = read_reference(src / "trainreference.csv")  # a bad label or groups file fails before anything is written
     groups = read_record_groups(src / "record_groups.csv") if (src / "record_groups.csv").is_file() else {}
     made = write_copies(src, out, names, a.copies, a.seed)
-    write_labels(src, out, made)
+    write_labels(src, out, tags, made, a.copies)
     write_record_groups(out / "record_groups.csv", {c: groups.get(n, n) for n, cs in made.items() for c in [n, *cs]})
     for item in LINKED:
         if (src / item).exists():
