@@ -1,4 +1,4 @@
-"""bench/paper_pictures.py on 3 sample test records and about 6 training records, clean and scan:1 pages at 5 px/mm, a
+"""bench/paper_pictures.py on 3 sample test records and about 4 training records, clean and scan:1 pages at 5 px/mm, a
 64 px ResNet18 trained for 4 iterations and the tiny Task 1 signal model: one run (its stages in this process:
 pipeline_fixtures.scripts_in_process) whose JSON is checked against its files (the pictures are the pages, the AUCs
 predict.py's reports give); the page-to-picture fit and the render-settings refusal between paper pages and
@@ -18,7 +18,7 @@ from pipeline_fixtures import scripts_in_process
 from utils.errors import ConfigError, ECGDataError
 from utils.scoring.tasks import get_task
 
-N, NT = 3, 6  # test records (2 abnormal, 1 normal: an AUC is defined), training records
+N, NT = 3, 4  # test records (2 abnormal, 1 normal: an AUC is defined), training records
 CONDS = ("clean", "scan:1")
 SAMPLE = pp.ROOT / "dataset" / "sample"
 
@@ -30,7 +30,7 @@ def run(tiny_raw, tiny_signal, tmp_path_factory):
     with scripts_in_process() as ran:
         result = pp.main(["--records", str(tiny_raw), "--model-t1", str(model), "--conditions", ",".join(CONDS),
                           "--max-records", str(N), "--max-train-records", str(NT), "--image-size", "64",
-                          "--iters", "4", "--batch-size", "4", "--num-folds", "3", "--train-workers", "0",
+                          "--iters", "4", "--batch-size", "4", "--num-folds", "2", "--train-workers", "0",
                           "--paper-workers", "1", "--px-per-mm", "5", "--work-dir", str(work / "w"),
                           "--json", str(work / "r.json"), "--figure", str(work / "r.png")])
     assert ran.count("tools/make_paper.py") == 4 and ran.count("tools/digitize.py") == 2
