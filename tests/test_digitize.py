@@ -289,3 +289,58 @@ def test_noise_scores_low_and_unread_leads_are_left_out():
     y[3:] = np.nan
     per, mean = record_snr(x, y)
     assert np.isnan(per[3:]).all() and np.isinf(per[:3]).all() and mean == float("inf")
+
+
+def test_limb_leads_are_made_consistent():
+    """Three or more limb leads read at the same samples hold two signals (III = II - I, the augmented leads from I
+    and II): a consistent record, each lead with its own 0 mV level error, comes back unchanged; independent
+    reading errors shrink; the chest leads and a lone limb lead are left alone."""
+    from utils.paper.digitize import limb_consistent
+    from utils.paper.layouts import as_printed
+    sig = as_printed(record(RECORDS[0]).astype(np.float64), "3x4+1")
+    sig[:6] += np.array([0.05, -0.1, 0.02, 0.0, 0.07, -0.03])[:, None]  # each print's own 0 mV level
+    np.testing.assert_allclose(limb_consistent(sig), sig, atol=2e-3)  # derived leads, stored to 1 uV
+    rng = np.random.default_rng(0)
+    noisy = sig + np.where(np.isfinite(sig), rng.normal(0, 0.05, sig.shape), np.nan)
+    fixed = limb_consistent(noisy)
+    assert np.nanmean((fixed[:6] - sig[:6]) ** 2) < 0.8 * np.nanmean((noisy[:6] - sig[:6]) ** 2)
+    np.testing.assert_array_equal(fixed[6:], noisy[6:])
+    np.testing.assert_array_equal(np.isfinite(fixed), np.isfinite(noisy))
+    # all six read at once (6x2, 12x1), one misread (another row's trace): taken from the other five; three with
+    # one misread: which one cannot be told, so they are left as read
+    six = as_printed(record(RECORDS[0]).astype(np.float64), "12x1")
+    bad = six.copy()
+    bad[3] = six[7] - 0.3
+    fixed = limb_consistent(bad)
+    assert np.sqrt(np.mean((fixed[3] - fixed[3].mean() - six[3] + six[3].mean()) ** 2)) < 0.01
+    np.testing.assert_allclose(fixed[[0, 1, 2, 4, 5]], six[[0, 1, 2, 4, 5]], atol=2e-3)
+    three = np.where(np.isfinite(sig), sig, np.nan)
+    three[2, :1250] = sig[7, :1250]  # III in the first column: V2's trace
+    np.testing.assert_array_equal(limb_consistent(three)[:3, :1250], three[:3, :1250])
+    alone = np.full_like(sig, np.nan)
+    alone[1] = sig[1]  # the rhythm strip's lead II with no other limb lead beside it
+    np.testing.assert_array_equal(limb_consistent(alone), alone)
+
+
+def test_rows_cut_at_the_right_edge_hold_10_s():
+    """A page cut on the right inside its last column (a crop, a photo's frame): its rows are taken as the usual
+    10 s, each stretch read at its true time and NaN where the picture no longer shows it."""
+    sig = record(RECORDS[1])
+    im = page(sig, 8)
+    d = digitize(im.crop((0, 0, int(round(Sheet(px_per_mm=8).trace_x(9.0))), im.height)))
+    assert d.status == "ok", d.error
+    assert (d.layout, d.speed, d.seconds) == ("3x4+1", 25.0, 10.0) and "right edge" in d.error
+    v6, ii = d.signal[LEADS.index("V6")], d.signal[LEADS.index("II")]
+    assert np.isfinite(v6[3750:4000]).all() and np.isnan(v6[4600:]).all() and np.isnan(ii[4600:]).all()
+    for lead in ("aVR", "V1", "V6", "II"):
+        i = LEADS.index(lead)
+        assert abs(lead_snr(sig[i], d.signal[i])[2]) <= 2, lead  # at its true time
+
+
+def test_six_rows_are_3x4_3_when_one_strip_matches_its_block_lead():
+    from utils.paper.digitize import _layout_for
+    rows = list(range(6))
+    none = lambda r, f: 0  # noqa: E731  (no separator ticks found: the photo's case)
+    assert _layout_for(rows, none, lambda r, o, f: {3: 0.1, 4: 0.97, 5: float("nan")}[r]) == "3x4+3"
+    assert _layout_for(rows, none, lambda r, o, f: {3: 0.85, 4: 0.82, 5: 0.7}[r]) == "3x4+3"
+    assert _layout_for(rows, none, lambda r, o, f: {3: 0.3, 4: 0.77, 5: 0.5}[r]) == "6x2"
